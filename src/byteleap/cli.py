@@ -1,0 +1,56 @@
+"""The `byteleap` command line: one typer app that mounts each domain's commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from byteleap.commands import bench, chain, config_cmd, db, devnet, keys
+from byteleap.commands.common import not_built_yet
+from byteleap.config import ConfigError
+from byteleap.errors import ByteleapError
+
+app = typer.Typer(
+    name="byteleap",
+    help="byteleap: a decentralized GPU cloud for AI, run as a Bittensor subnet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command("devnet", help="Start a local network and run the main job.")(devnet.devnet)
+app.add_typer(chain.app, name="chain", help="The local devnet chain and chain views.")
+app.add_typer(keys.app, name="keys", help="Create and list bittensor wallets.")
+app.add_typer(db.app, name="db", help="Database migrations for the validator store.")
+app.add_typer(config_cmd.app, name="config", help="Show the effective configuration.")
+app.add_typer(bench.app, name="bench", help="Benchmarks (challenge, scoring, gateway).")
+
+for _role, _help in (
+    ("validator", "Run a validator: challenge rounds, scoring, weights."),
+    ("miner", "Run a miner that aggregates workers and serves validators."),
+    ("worker", "Run a worker (one per GPU, or a CPU worker)."),
+    ("gateway", "Run the customer gateway (REST + gRPC)."),
+):
+    app.add_typer(not_built_yet(_role), name=_role, help=f"{_help} [not built yet]")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        app()
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        sys.exit(2)
+    except ByteleapError as exc:
+        typer.echo(f"error ({exc.reason}): {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

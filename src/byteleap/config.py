@@ -1,0 +1,226 @@
+"""Configuration: one pydantic-settings model per role.
+
+Sources, highest priority first: explicit arguments, ``BYTELEAP_*`` environment
+variables (nested fields with ``__``, e.g. ``BYTELEAP_STORE__URL``), a TOML file
+(``--config``; each role reads its own table ``[validator]``, ``[miner]`` … or,
+when the file has no such table, the top level), then defaults.
+
+Numbers marked (param) in DESIGN.md live here, not in code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from byteleap.errors import ByteleapError
+
+DEFAULT_HOME = Path(".devnet")
+
+# Networks the bittensor SDK resolves by name; anything else must be a ws(s):// URL.
+BITTENSOR_NETWORKS = ("finney", "test", "archive", "local")
+
+
+class ConfigError(ByteleapError):
+    """The configuration is invalid; the message names the field."""
+
+    reason = "config"
+
+
+class WalletSettings(BaseModel):
+    name: str = "default"
+    hotkey: str = "default"
+    path: Path = Path.home() / ".bittensor" / "wallets"
+
+
+class ChainSettings(BaseModel):
+    adapter: Literal["local", "bittensor"] = "local"
+    # local adapter: base URL of `byteleap chain serve`
+    url: str = "http://127.0.0.1:9944"
+    # bittensor adapter: a network name or a ws(s):// endpoint
+    network: str = "finney"
+    netuid: int = Field(default=1, ge=0, le=65535)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("network")
+    @classmethod
+    def _known_network(cls, value: str) -> str:
+        if value in BITTENSOR_NETWORKS or re.match(r"^wss?://[^\s/]+", value):
+            return value
+        raise ValueError(
+            f"unknown network {value!r}: use one of {', '.join(BITTENSOR_NETWORKS)} "
+            "or a ws:// / wss:// endpoint"
+        )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.rstrip("/")
+
+
+class StoreSettings(BaseModel):
+    # SQLite file by default; PostgreSQL via postgresql+asyncpg://user@host/db
+    url: str = f"sqlite+aiosqlite:///{DEFAULT_HOME / 'validator.db'}"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "store url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+
+class RoleSettings(BaseSettings):
+    """Base for every role: env prefix, nested delimiter and the TOML source."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BYTELEAP_", env_nested_delimiter="__", extra="forbid"
+    )
+    role: ClassVar[str] = ""
+    # Set by load_settings() for the duration of one load; a class-level slot
+    # because pydantic-settings builds sources from the class, not the instance.
+    _toml_data: ClassVar[dict[str, Any]] = {}
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    home: Path = DEFAULT_HOME
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlTable(settings_cls, cls._toml_data))
+
+
+class _TomlTable(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class ChainServiceSettings(RoleSettings):
+    """`byteleap chain serve`: the embedded devnet chain."""
+
+    role: ClassVar[str] = "chain"
+    host: str = "127.0.0.1"
+    port: int = Field(default=9944, ge=0, le=65535)
+    db_path: Path = DEFAULT_HOME / "chain.db"
+    netuid: int = Field(default=1, ge=0)
+    block_time_s: float = Field(default=12.0, gt=0)  # (param) fast in devnet
+    tempo: int = Field(default=360, ge=1)  # (param) blocks between emissions
+    max_uids: int = Field(default=256, ge=1)  # (param)
+    immunity_period: int = Field(default=4096, ge=0)  # (param) blocks
+    max_validators: int = Field(default=64, ge=1)  # (param) permits to top stake
+    weights_rate_limit: int = Field(default=100, ge=0)  # (param) blocks between sets
+    kappa: float = Field(default=0.5, gt=0, le=1)  # (param) consensus majority
+    request_max_age_s: float = Field(default=30.0, gt=0)
+
+
+class ValidatorSettings(RoleSettings):
+    role: ClassVar[str] = "validator"
+    wallet: WalletSettings = WalletSettings()
+    chain: ChainSettings = ChainSettings()
+    store: StoreSettings = StoreSettings()
+    round_interval_s: float = Field(default=240.0, gt=0)  # (param)
+    weights_interval_s: float = Field(default=420.0, gt=0)  # (param)
+    weights_every_blocks: int = Field(default=105, ge=1)  # (param)
+    max_workers_per_miner: int = Field(default=100, ge=1)  # (param)
+
+
+class MinerSettings(RoleSettings):
+    role: ClassVar[str] = "miner"
+    wallet: WalletSettings = WalletSettings()
+    chain: ChainSettings = ChainSettings()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8091, ge=0, le=65535)
+    heartbeat_s: float = Field(default=30.0, gt=0)  # (param)
+    missed_heartbeats: int = Field(default=3, ge=1)  # (param)
+
+
+class WorkerSettings(RoleSettings):
+    role: ClassVar[str] = "worker"
+    miner_url: str = "wss://127.0.0.1:8092"
+    token: str | None = None
+    heartbeat_s: float = Field(default=30.0, gt=0)
+
+
+class GatewaySettings(RoleSettings):
+    role: ClassVar[str] = "gateway"
+    wallet: WalletSettings = WalletSettings()
+    chain: ChainSettings = ChainSettings()
+    store: StoreSettings = StoreSettings()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+S = TypeVar("S", bound="RoleSettings")
+
+ROLES: dict[str, type[RoleSettings]] = {
+    cls.role: cls
+    for cls in (
+        ChainServiceSettings,
+        ValidatorSettings,
+        MinerSettings,
+        WorkerSettings,
+        GatewaySettings,
+    )
+}
+
+
+def _read_toml(path: Path, role: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}", reason="config_missing") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", reason="config_syntax") from None
+    table = data.get(role)
+    if isinstance(table, dict):
+        return table
+    # A file without role tables configures the role directly, but must not
+    # carry other roles' tables (those would be silent typos).
+    return {k: v for k, v in data.items() if k not in ROLES}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first bad field, e.g. ``store.url: …``."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<root>"
+    return f"{field}: {first['msg']}"
+
+
+def load_settings(
+    cls: type[S], config_path: Path | None = None, **overrides: Any
+) -> S:
+    """Build a role's settings from overrides, env, the TOML file and defaults.
+
+    Raises :class:`ConfigError` with one line naming the field on any problem.
+    """
+    data = _read_toml(config_path, cls.role) if config_path is not None else {}
+    cls._toml_data = data
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc), reason="config_invalid") from None
+    finally:
+        cls._toml_data = {}
