@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import typer
@@ -11,6 +10,7 @@ from byteleap.commands import bench, chain, config_cmd, db, devnet, keys
 from byteleap.commands.common import not_built_yet
 from byteleap.config import ConfigError
 from byteleap.errors import ByteleapError
+from byteleap.logs import configure_logging
 
 app = typer.Typer(
     name="byteleap",
@@ -37,11 +37,7 @@ for _role, _help in (
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging("WARNING")
     try:
         app()
     except ConfigError as exc:

@@ -1,0 +1,47 @@
+"""`byteleap bench …`: benchmarks that print one JSON object (or a table).
+
+Each benchmark's logic lives next to what it measures (``proof.bench``,
+``scoring.bench``); this module only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command("challenge")
+def challenge(
+    n: Annotated[int, typer.Option(min=2, help="Matrix size.")] = 2000,
+    profile: Annotated[str, typer.Option(help="cpu-f64 | cuda-f16 | cuda-i8")] = "cpu-f64",
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Measure verification alone.")
+    ] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Best of this many runs.")] = 3,
+    as_json: JsonFlag = False,
+) -> None:
+    """Time one proof-of-compute challenge against a bare matmul of the same size."""
+    from byteleap.proof.bench import run_challenge_bench
+
+    result = run_challenge_bench(n, profile, verify_only=verify_only, repeats=repeats)
+    _emit(result, as_json, f"challenge n={n} {profile}")

@@ -1,0 +1,58 @@
+"""`byteleap devnet`: start a local network, run the main job, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from byteleap.devnet import DevnetOptions, DevnetSummary, run_devnet
+from byteleap.devnet.run import summary_json
+
+
+def devnet(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only the JSON summary on stdout.")
+    ] = False,
+    miners: Annotated[int, typer.Option(min=1, max=16, help="Number of miners.")] = 2,
+    home: Annotated[Path, typer.Option(help="Devnet state folder (wiped).")] = Path(".devnet"),
+    block_time: Annotated[float, typer.Option(min=0.05, help="Seconds per block.")] = 0.25,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the network up until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Start a local network and run the main job, printing progress and results."""
+    # Progress goes to stderr so that stdout carries only the result.
+    console = Console(stderr=True)
+    options = DevnetOptions(home=home, miners=miners, block_time_s=block_time,
+                            keep_running=keep_running)
+    try:
+        summary = asyncio.run(run_devnet(options, console))
+    except KeyboardInterrupt:
+        console.print("stopped")
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(summary_json(summary)))
+    else:
+        _print_metagraph(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _print_metagraph(summary: DevnetSummary) -> None:
+    console = Console(file=sys.stdout)
+    if summary.chain is not None:
+        table = Table(title=f"metagraph at block {summary.chain.block}")
+        for column in ("uid", "role", "hotkey", "stake", "permit"):
+            table.add_column(column)
+        for n in summary.neurons:
+            table.add_row(str(n.uid), n.role, n.hotkey, f"{n.stake:g}",
+                          "yes" if n.validator_permit else "")
+        console.print(table)
+    console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

@@ -1,0 +1,49 @@
+"""The devnet summary: the JSON contract of DESIGN.md §7.
+
+`byteleap devnet --json` prints exactly one `DevnetSummary` on stdout. Later
+parts add their fields (jobs, leases, services) here as they land.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class StepResult(BaseModel):
+    name: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+class ChainSummary(BaseModel):
+    block: int
+    neurons: int
+
+
+class MinerSummary(BaseModel):
+    uid: int
+    hotkey: str
+    cheater: str | None = None
+    workers_online: int = 0
+    challenges_passed: int = 0
+    challenges_failed: int = 0
+    challenge_score: float = 0.0
+    lease_score: float = 0.0
+    weight: float = 0.0
+
+
+class NeuronRow(BaseModel):
+    uid: int
+    hotkey: str
+    role: str
+    stake: float
+    validator_permit: bool
+
+
+class DevnetSummary(BaseModel):
+    ok: bool = True
+    steps: list[StepResult] = Field(default_factory=list)
+    chain: ChainSummary | None = None
+    miners: list[MinerSummary] = Field(default_factory=list)
+    neurons: list[NeuronRow] = Field(default_factory=list)

@@ -1,0 +1,17 @@
+"""Errors raised by the pure scoring package.
+
+    ByteleapError
+     └── ScoringError          bad input handed to scoring (reason names which rule)
+"""
+
+from __future__ import annotations
+
+from byteleap.errors import ByteleapError
+
+__all__ = ["ScoringError"]
+
+
+class ScoringError(ByteleapError):
+    """Scoring was handed input it cannot score (negative throughput, unknown worker …)."""
+
+    reason = "scoring_error"

@@ -1,0 +1,39 @@
+"""Fixtures and rules shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Gated kinds of tests that must never silently skip when CI says they can run.
+_REQUIRED_IN_CI = {"postgres": "BYTELEAP_REQUIRE_POSTGRES"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.skipped:
+        return
+    for marker, env in _REQUIRED_IN_CI.items():
+        if item.get_closest_marker(marker) and os.environ.get(env) == "1":
+            report.outcome = "failed"
+            report.longrepr = f"{marker} test skipped although {env}=1: {report.longrepr}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def wallet_path(tmp_path: Path) -> Path:
+    path = tmp_path / "wallets"
+    path.mkdir()
+    return path

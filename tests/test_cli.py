@@ -1,0 +1,77 @@
+"""The CLI as a user runs it: a real subprocess, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = ("devnet", "chain", "validator", "miner", "worker", "gateway", "keys", "db",
+            "config", "bench")
+
+
+def byteleap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "byteleap.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = byteleap("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("role", ["validator", "miner", "worker", "gateway"])
+def test_unbuilt_commands_say_so_and_fail(role: str) -> None:
+    result = byteleap(role)
+    assert result.returncode != 0
+    assert "not built yet" in result.stderr
+
+
+def test_config_show_prints_effective_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[validator]\nround_interval_s = 9\n")
+    result = byteleap("config", "show", "--role", "validator", "--config", str(path),
+                      env={"BYTELEAP_CHAIN__NETUID": "7"})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["round_interval_s"] == 9
+    assert shown["chain"]["netuid"] == 7
+
+
+def test_invalid_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[validator.chain]\nnetwork = "moonnet"\n')
+    result = byteleap("config", "show", "--role", "validator", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "chain.network" in lines[0] and "moonnet" in lines[0]
+
+
+def test_unknown_role_is_a_config_error() -> None:
+    result = byteleap("config", "show", "--role", "oracle")
+    assert result.returncode == 2
+    assert "unknown role" in result.stderr
+
+
+def test_keys_new_and_list(wallet_path: Path) -> None:
+    created = byteleap("keys", "new", "alice", "--hotkey", "hk1", "--path", str(wallet_path))
+    assert created.returncode == 0, created.stderr
+    byteleap("keys", "new", "alice", "--hotkey", "hk2", "--path", str(wallet_path))
+    listed = byteleap("keys", "list", "--path", str(wallet_path), "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["hotkey"]) for r in rows] == [("alice", "hk1"), ("alice", "hk2")]
+    assert rows[0]["coldkey_ss58"] == rows[1]["coldkey_ss58"]
+    assert rows[0]["hotkey_ss58"] != rows[1]["hotkey_ss58"]
+    assert rows[0]["hotkey_ss58"] in created.stdout
