@@ -10,8 +10,18 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ("devnet", "chain", "validator", "miner", "worker", "gateway", "keys", "db",
-            "config", "bench")
+COMMANDS = (
+    "devnet",
+    "chain",
+    "validator",
+    "miner",
+    "worker",
+    "gateway",
+    "keys",
+    "db",
+    "config",
+    "bench",
+)
 
 
 def byteleap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -41,8 +51,15 @@ def test_unbuilt_commands_say_so_and_fail(role: str) -> None:
 def test_config_show_prints_effective_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[validator]\nround_interval_s = 9\n")
-    result = byteleap("config", "show", "--role", "validator", "--config", str(path),
-                      env={"BYTELEAP_CHAIN__NETUID": "7"})
+    result = byteleap(
+        "config",
+        "show",
+        "--role",
+        "validator",
+        "--config",
+        str(path),
+        env={"BYTELEAP_CHAIN__NETUID": "7"},
+    )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["round_interval_s"] == 9

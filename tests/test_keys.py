@@ -42,5 +42,8 @@ def test_ensure_and_list(wallet_path: Path) -> None:
     a = ensure_wallet("a", path=wallet_path)
     assert ensure_wallet("a", path=wallet_path).hotkey.ss58_address == a.hotkey.ss58_address
     ensure_wallet("b", "h2", path=wallet_path)
-    assert [(w.name, w.hotkey) for w in list_wallets(wallet_path)] == [("a", "default"), ("b", "h2")]
+    assert [(w.name, w.hotkey) for w in list_wallets(wallet_path)] == [
+        ("a", "default"),
+        ("b", "h2"),
+    ]
     assert list_wallets(wallet_path / "absent") == []

@@ -209,9 +209,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{field}: {first['msg']}"
 
 
-def load_settings(
-    cls: type[S], config_path: Path | None = None, **overrides: Any
-) -> S:
+def load_settings(cls: type[S], config_path: Path | None = None, **overrides: Any) -> S:
     """Build a role's settings from overrides, env, the TOML file and defaults.
 
     Raises :class:`ConfigError` with one line naming the field on any problem.

@@ -64,9 +64,7 @@ def create_wallet(
             overwrite=overwrite,
         )
     if wallet.hotkey_file.exists_on_device() and not overwrite:
-        raise WalletError(
-            f"hotkey {name}/{hotkey} already exists under {path}", reason="exists"
-        )
+        raise WalletError(f"hotkey {name}/{hotkey} already exists under {path}", reason="exists")
     wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=overwrite)
     log.info("created wallet", extra={"wallet": name, "hotkey": hotkey, "path": str(path)})
     return describe(wallet, path)

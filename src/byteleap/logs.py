@@ -54,9 +54,7 @@ def configure_logging(level: str = "INFO") -> None:
     if os.environ.get("BYTELEAP_LOG_JSON") == "1":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-        )
+        handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("BYTELEAP_LOG_LEVEL", level))

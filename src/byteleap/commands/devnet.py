@@ -30,8 +30,9 @@ def devnet(
     """Start a local network and run the main job, printing progress and results."""
     # Progress goes to stderr so that stdout carries only the result.
     console = Console(stderr=True)
-    options = DevnetOptions(home=home, miners=miners, block_time_s=block_time,
-                            keep_running=keep_running)
+    options = DevnetOptions(
+        home=home, miners=miners, block_time_s=block_time, keep_running=keep_running
+    )
     try:
         summary = asyncio.run(run_devnet(options, console))
     except KeyboardInterrupt:
@@ -52,7 +53,8 @@ def _print_metagraph(summary: DevnetSummary) -> None:
         for column in ("uid", "role", "hotkey", "stake", "permit"):
             table.add_column(column)
         for n in summary.neurons:
-            table.add_row(str(n.uid), n.role, n.hotkey, f"{n.stake:g}",
-                          "yes" if n.validator_permit else "")
+            table.add_row(
+                str(n.uid), n.role, n.hotkey, f"{n.stake:g}", "yes" if n.validator_permit else ""
+            )
         console.print(table)
     console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

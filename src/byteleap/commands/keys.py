@@ -45,8 +45,12 @@ def list_(
     wallets = list_wallets(path)
     if as_json:
         rows = [
-            {"name": w.name, "hotkey": w.hotkey, "hotkey_ss58": w.hotkey_ss58,
-             "coldkey_ss58": w.coldkey_ss58}
+            {
+                "name": w.name,
+                "hotkey": w.hotkey,
+                "hotkey_ss58": w.hotkey_ss58,
+                "coldkey_ss58": w.coldkey_ss58,
+            }
             for w in wallets
         ]
         typer.echo(json.dumps(rows))

@@ -15,8 +15,8 @@ import bittensor as bt
 from rich.console import Console
 
 from byteleap.chain.local.client import LocalChain
-from byteleap.devnet.supervisor import Supervisor
 from byteleap.devnet.summary import ChainSummary, DevnetSummary, MinerSummary, NeuronRow, StepResult
+from byteleap.devnet.supervisor import Supervisor
 from byteleap.errors import ByteleapError
 from byteleap.keys import create_wallet
 
@@ -162,8 +162,9 @@ async def _run_steps(state: DevnetState) -> None:
                 log.exception("devnet step failed", extra={"step": name})
                 error = f"{type(exc).__name__}: {exc}"
         seconds = round(time.monotonic() - started, 3)
-        state.summary.steps.append(StepResult(name=name, ok=error is None, seconds=seconds,
-                                              error=error))
+        state.summary.steps.append(
+            StepResult(name=name, ok=error is None, seconds=seconds, error=error)
+        )
         mark = "[green]✓[/]" if error is None else "[red]✗[/]"
         state.console.print(f"{mark} {name} ({seconds:.2f}s)" + (f": {error}" if error else ""))
         if error is not None:
