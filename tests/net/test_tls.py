@@ -70,7 +70,7 @@ def test_identity_is_stable_and_private(tmp_path: Path) -> None:
     first = load_or_create_identity(tmp_path)
     again = load_or_create_identity(tmp_path)
     assert first.public_key == again.public_key
-    assert len(first.public_key) == 32
+    assert len(first.public_key) == 44
     assert first.key_path.stat().st_mode & 0o077 == 0
 
 

@@ -1,9 +1,9 @@
 """TLS identities pinned through the chain.
 
-Every node owns an Ed25519 key and a self-signed certificate for it. The raw
-32-byte public key is what the node publishes with its axon as its *neuron
-certificate*; it fits the chain's certificate field and names the node without
-any certificate authority. A client that wants to talk to a node:
+Every node owns an Ed25519 key and a self-signed certificate for it. The public
+key, DER-encoded (SubjectPublicKeyInfo, 44 bytes), is what the node publishes
+with its axon as its *neuron certificate*; it fits the chain's certificate field
+(at most 64 key bytes) and names the node without any certificate authority. A client that wants to talk to a node:
 
 1. reads the node's pinned public key from the metagraph,
 2. fetches the certificate the node presents (`fetch_pinned_certificate`) and
@@ -48,7 +48,7 @@ class TlsIdentity:
 
     @property
     def public_key(self) -> bytes:
-        """The 32 raw bytes published on chain as the neuron certificate."""
+        """The DER public key published on chain as the neuron certificate."""
         return certificate_public_key(self.certificate)
 
     def server_context(self) -> ssl.SSLContext:
@@ -62,7 +62,9 @@ def certificate_public_key(certificate: x509.Certificate) -> bytes:
     key = certificate.public_key()
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise PinMismatch("peer certificate does not carry an Ed25519 key")
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def load_or_create_identity(folder: Path, common_name: str = "byteleap-node") -> TlsIdentity:
