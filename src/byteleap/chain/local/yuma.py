@@ -55,7 +55,8 @@ def active_stake(weights: FloatArray, stake: FloatArray, permit: BoolArray) -> F
 
 def normalise_rows(weights: FloatArray) -> FloatArray:
     sums = weights.sum(axis=1, keepdims=True)
-    return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+    normalised: FloatArray = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+    return normalised
 
 
 def consensus(weights: FloatArray, stake: FloatArray, kappa: float) -> FloatArray:
@@ -83,9 +84,7 @@ def _incentive_and_bonds(weights: FloatArray, stake: FloatArray) -> tuple[FloatA
     return incentive, bonds
 
 
-def epoch(
-    weights: FloatArray, stake: FloatArray, permit: BoolArray, kappa: float
-) -> EpochResult:
+def epoch(weights: FloatArray, stake: FloatArray, permit: BoolArray, kappa: float) -> EpochResult:
     """Incentive and dividends of every neuron for one epoch.
 
     ``weights[i, j]`` is what neuron i set for neuron j (any non-negative scale),
@@ -95,7 +94,9 @@ def epoch(
         raise ValueError(f"kappa must be in (0, 1], got {kappa}")
     n = stake.shape[0]
     if weights.shape != (n, n) or permit.shape != (n,):
-        raise ValueError(f"shape mismatch: weights {weights.shape}, stake {n}, permit {permit.shape}")
+        raise ValueError(
+            f"shape mismatch: weights {weights.shape}, stake {n}, permit {permit.shape}"
+        )
     if n == 0:
         empty = np.zeros(0)
         return EpochResult(empty, empty, empty, consensus_reached=False)

@@ -1,0 +1,86 @@
+"""Proof of compute: exact matrix-multiplication challenges with commit-then-sample checks.
+
+Pure protocol code (no network, no database): profiles and value bounds, counter-based matrix
+generation, the row-leaf Merkle tree, the wire messages, the worker's solve/commit/reveal and
+the validator's issue/draw/verify. See DESIGN.md §3.
+"""
+
+from byteleap.proof.backends import Backend, Product
+from byteleap.proof.challenge import (
+    Solution,
+    answer_reveal,
+    commit,
+    draw_reveal,
+    issue_challenge,
+    signing_payload,
+    solve,
+)
+from byteleap.proof.errors import (
+    BackendError,
+    InexactSizeError,
+    MalformedMessageError,
+    OversizedMessageError,
+    ProofError,
+)
+from byteleap.proof.matrices import cols_of_b, full_a, full_b, full_b_columns, rows_of_a
+from byteleap.proof.merkle import MerkleTree, TreeKeys
+from byteleap.proof.messages import (
+    ChallengeSpec,
+    Commitment,
+    ProofMessage,
+    Reveal,
+    RevealedRow,
+    RevealRequest,
+    Verdict,
+    VerdictReason,
+    parse_challenge,
+    parse_commitment,
+    parse_message,
+    parse_reveal,
+    reveal_size_limit,
+)
+from byteleap.proof.profiles import Profile, max_n, value_bound
+from byteleap.proof.verify import ReplayGuard, SignatureCheck, verify
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ChallengeSpec",
+    "Commitment",
+    "InexactSizeError",
+    "MalformedMessageError",
+    "MerkleTree",
+    "OversizedMessageError",
+    "Product",
+    "Profile",
+    "ProofError",
+    "ProofMessage",
+    "ReplayGuard",
+    "Reveal",
+    "RevealRequest",
+    "RevealedRow",
+    "SignatureCheck",
+    "Solution",
+    "TreeKeys",
+    "Verdict",
+    "VerdictReason",
+    "answer_reveal",
+    "cols_of_b",
+    "commit",
+    "draw_reveal",
+    "full_a",
+    "full_b",
+    "full_b_columns",
+    "issue_challenge",
+    "max_n",
+    "parse_challenge",
+    "parse_commitment",
+    "parse_message",
+    "parse_reveal",
+    "reveal_size_limit",
+    "rows_of_a",
+    "signing_payload",
+    "solve",
+    "value_bound",
+    "verify",
+]

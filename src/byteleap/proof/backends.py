@@ -1,0 +1,107 @@
+"""Worker compute backends: multiply the challenge matrices and digest every result row.
+
+numpy: float64 BLAS (integer matmul has no BLAS path and is ~100× slower; float64 is exact
+here because every profile keeps n·v² < 2³¹). torch: float64 on CPU; on CUDA the profile's
+own arithmetic (fp16 in / fp32 accumulate, int8 in / int32 accumulate) with rows digested on
+the device, so the n×n product never crosses to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from byteleap.proof.errors import BackendError
+from byteleap.proof.matrices import full_a, full_b, full_b_columns
+from byteleap.proof.merkle import MerkleTree, TreeKeys, row_digest
+from byteleap.proof.messages import ChallengeSpec
+from byteleap.proof.profiles import Profile
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+
+class Backend(StrEnum):
+    NUMPY = "numpy"
+    TORCH = "torch"
+
+
+@dataclass(frozen=True)
+class Product:
+    """The committed product: its tree and a way to read back one encoded row."""
+
+    tree: MerkleTree
+    row_bytes: Callable[[int], bytes]
+
+
+def encode_rows(product: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+    """Canonical int32 little-endian rows.
+
+    No range scan here: the profile bound makes an honest product fit by construction, and a
+    dishonest or broken one is what ``verify`` exists to catch.
+    """
+    return product.astype("<i4")
+
+
+def tree_of_rows(keys: TreeKeys, rows: npt.NDArray[np.int32]) -> MerkleTree:
+    return MerkleTree.from_row_digests(
+        keys, [row_digest(memoryview(row).cast("B")) for row in rows]
+    )
+
+
+def _numpy_product(spec: ChallengeSpec, keys: TreeKeys) -> Product:
+    a = full_a(spec.seed, spec.n, spec.profile)
+    b = full_b(spec.seed, spec.n, spec.profile)
+    rows = encode_rows(a @ b)
+    return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
+
+
+def _torch_product(spec: ChallengeSpec, keys: TreeKeys, device: str) -> Product:
+    try:
+        import torch
+    except ImportError as exc:  # torch is an optional dependency
+        raise BackendError("the torch backend needs torch installed") from exc
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError("CUDA requested but torch.cuda.is_available() is False")
+    a = torch.from_numpy(full_a(spec.seed, spec.n, spec.profile)).to(dev)
+    bt = torch.from_numpy(full_b_columns(spec.seed, spec.n, spec.profile)).to(dev)
+    if dev.type != "cuda":
+        rows = encode_rows((a @ bt.T).numpy())
+        return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
+    from byteleap.proof.torch_blake3 import tree_on_device
+
+    product = _cuda_product(a, bt.T, spec.profile)
+    tree = tree_on_device(keys, product)
+    return Product(tree, lambda i: product[i].cpu().numpy().astype("<i4").tobytes())
+
+
+def _cuda_product(a: torch.Tensor, b: torch.Tensor, profile: Profile) -> torch.Tensor:
+    """C = A·B as int32 on the device, in the profile's own arithmetic."""
+    import torch
+
+    n = a.shape[0]
+    if profile is Profile.CUDA_I8 and n % 8 == 0 and n > 16:
+        # b is a transposed view, i.e. column-major: the fast layout for _int_mm.
+        return torch._int_mm(a.to(torch.int8), b.to(torch.int8))
+    if profile is Profile.CUDA_F16:
+        c = torch.mm(a.half(), b.half(), out_dtype=torch.float32)
+        return c.to(torch.int32)
+    return torch.mm(a, b).to(torch.int32)  # float64: exact for every profile
+
+
+def compute_product(spec: ChallengeSpec, backend: Backend, device: str) -> Product:
+    keys = TreeKeys.for_challenge(spec.challenge_id)
+    if backend is Backend.NUMPY:
+        if device != "cpu":
+            raise BackendError(f"the numpy backend runs on cpu, not {device}")
+        return _numpy_product(spec, keys)
+    return _torch_product(spec, keys, device)

@@ -1,0 +1,176 @@
+"""``byteleap bench challenge``: time the worker pipeline against a bare product, and the
+validator's verification against recomputing the whole product in int64."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from byteleap.proof.challenge import (
+    Solution,
+    answer_reveal,
+    commit,
+    draw_reveal,
+    issue_challenge,
+    signing_payload,
+    solve,
+)
+from byteleap.proof.matrices import cols_of_b, full_a, full_b, rows_of_a
+from byteleap.proof.merkle import MerkleTree, TreeKeys, leaf_hash, row_digest
+from byteleap.proof.messages import (
+    ChallengeSpec,
+    Commitment,
+    Reveal,
+    RevealedRow,
+    RevealRequest,
+    parse_reveal,
+    reveal_size_limit,
+)
+from byteleap.proof.profiles import Profile
+from byteleap.proof.verify import ReplayGuard, verify
+
+# Above this n the int64 recompute is timed at this size and scaled by n³.
+_FULL_RECOMPUTE_MAX_N = 2048
+_FULL_RECOMPUTE_SAMPLE_N = 512
+_HMAC_KEY = os.urandom(32)
+
+
+def _sign(payload: bytes) -> bytes:
+    return hmac.new(_HMAC_KEY, payload, hashlib.sha256).digest()
+
+
+def _check(payload: bytes, signature: bytes) -> bool:
+    return hmac.compare_digest(_sign(payload), signature)
+
+
+def _best(repeats: int, action: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _full_recompute_s(spec: ChallengeSpec) -> tuple[float, bool]:
+    n = min(spec.n, _FULL_RECOMPUTE_MAX_N)
+    if spec.n > _FULL_RECOMPUTE_MAX_N:
+        n = _FULL_RECOMPUTE_SAMPLE_N
+    a = full_a(spec.seed, n, spec.profile).astype(np.int64)
+    b = full_b(spec.seed, n, spec.profile).astype(np.int64)
+    seconds = _best(1, lambda: a @ b)
+    return seconds * (spec.n / n) ** 3, n != spec.n
+
+
+def _synthetic_reveal(spec: ChallengeSpec, request: RevealRequest) -> tuple[Commitment, Reveal]:
+    """Real values at the sampled (row, column) pairs, random leaves and entries elsewhere."""
+    keys = TreeKeys.for_challenge(spec.challenge_id)
+    cols = list(request.cols)
+    rows = np.zeros((len(request.rows), spec.n), dtype="<i4")
+    a_rows = rows_of_a(spec.seed, spec.n, spec.profile, request.rows)
+    rows[:, cols] = a_rows @ cols_of_b(spec.seed, spec.n, spec.profile, cols).T
+    leaves = [os.urandom(32) for _ in range(spec.n)]
+    for k, i in enumerate(request.rows):
+        leaves[i] = leaf_hash(keys, i, row_digest(rows[k].tobytes()))
+    tree = MerkleTree.from_leaves(keys, leaves)
+    commitment = Commitment(
+        challenge_id=spec.challenge_id,
+        root=tree.root,
+        compute_s=0.0,
+        signature=_sign(signing_payload(spec.challenge_id, tree.root)),
+    )
+    reveal = Reveal(
+        challenge_id=spec.challenge_id,
+        rows=tuple(
+            RevealedRow(index=i, data=rows[k].tobytes(), proof=tuple(tree.proof(i)))
+            for k, i in enumerate(request.rows)
+        ),
+    )
+    return commitment, reveal
+
+
+def _worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], Solution]:
+    a = full_a(spec.seed, spec.n, spec.profile)
+    b = full_b(spec.seed, spec.n, spec.profile)
+    matmul_s = _best(repeats, lambda: a @ b)
+    solution = solve(spec)
+    pipeline_s = min(solution.compute_s, _best(repeats - 1, lambda: solve(spec)))
+    return (
+        {
+            "matmul_s": matmul_s,
+            "pipeline_s": pipeline_s,
+            "pipeline_over_matmul": pipeline_s / matmul_s,
+        },
+        solution,
+    )
+
+
+def run_challenge_bench(
+    n: int, profile: str, verify_only: bool = False, repeats: int = 3
+) -> dict[str, object]:
+    """Measure one challenge size; returns the JSON object ``byteleap bench challenge`` prints."""
+    spec = issue_challenge(n, Profile(profile), now=time.time(), ttl_s=3600.0)
+    result: dict[str, object] = {
+        "n": n,
+        "profile": str(spec.profile),
+        "backend": "numpy",
+        "device": "cpu",
+        "emulated_on_cpu": spec.profile is not Profile.CPU_F64,
+        "synthetic_leaves": verify_only,
+        "leaf_hash": "blake3",
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    if verify_only:
+        result.update(matmul_s=None, pipeline_s=None, pipeline_over_matmul=None)
+        request = draw_reveal(
+            spec,
+            Commitment(
+                challenge_id=spec.challenge_id, root=bytes(32), compute_s=0.0, signature=b""
+            ),
+        )
+        commitment, reveal = _synthetic_reveal(spec, request)
+    else:
+        timings, solution = _worker_side(spec, repeats)
+        result.update(timings)
+        commitment = commit(solution, _sign)
+        request = draw_reveal(spec, commitment)
+        reveal = answer_reveal(solution, request)
+    wire = reveal.model_dump_json().encode()
+    limit = reveal_size_limit(n, len(request.rows))
+    parse_s = _best(repeats, lambda: parse_reveal(wire, max_bytes=limit))
+    verdicts = []
+
+    def one_verify() -> None:
+        verdicts.append(
+            verify(
+                spec,
+                commitment,
+                request,
+                reveal,
+                now=spec.issued_at,
+                verify_signature=_check,
+                replay_guard=ReplayGuard(),
+            )
+        )
+
+    verify_s = _best(max(repeats, 5), one_verify)
+    full_s, estimated = _full_recompute_s(spec)
+    result.update(
+        verify_ok=all(v.ok for v in verdicts),
+        verify_ms=verify_s * 1e3,
+        parse_reveal_ms=parse_s * 1e3,
+        reveal_bytes=len(wire),
+        full_recompute_ms=full_s * 1e3,
+        full_recompute_estimated=estimated,
+        verify_speedup=full_s / verify_s,
+        s=len(request.rows),
+        t=len(request.cols),
+    )
+    return result

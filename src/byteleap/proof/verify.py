@@ -1,0 +1,123 @@
+"""Validator-side verification of a reveal: a pure function of the messages and a clock.
+
+Checks run cheapest first: challenge identity, lateness, signature, replay, shape, Merkle
+proofs, then the sampled entries C[i, j] recomputed from the seed (only the s rows of A and t
+columns of B are generated) and compared bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from byteleap.proof.challenge import signing_payload
+from byteleap.proof.matrices import cols_of_b, rows_of_a
+from byteleap.proof.merkle import TreeKeys, leaf_hash, root_from_proof, row_digest
+from byteleap.proof.messages import (
+    ChallengeSpec,
+    Commitment,
+    Reveal,
+    RevealRequest,
+    Verdict,
+    VerdictReason,
+)
+
+SignatureCheck = Callable[[bytes, bytes], bool]  # (payload, signature) -> valid
+
+
+class ReplayGuard:
+    """Remembers recent commitment roots; a root seen once is never accepted again.
+
+    Bounded: the oldest roots are forgotten past ``capacity`` (an old root also belongs to an
+    expired challenge, which the challenge id and deadline already refuse).
+    """
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, root: object) -> bool:
+        return root in self._seen
+
+    def check_and_record(self, root: bytes) -> bool:
+        """True when ``root`` is new (and records it), False when it was seen before."""
+        if root in self._seen:
+            return False
+        self._seen[root] = None
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+        return True
+
+
+def verify(
+    spec: ChallengeSpec,
+    commitment: Commitment,
+    request: RevealRequest,
+    reveal: Reveal,
+    *,
+    now: float,
+    verify_signature: SignatureCheck,
+    replay_guard: ReplayGuard | None = None,
+) -> Verdict:
+    """The verdict on one challenge. ``now`` is when the commitment arrived."""
+    cid = spec.challenge_id
+    if {commitment.challenge_id, request.challenge_id, reveal.challenge_id} != {cid}:
+        return Verdict.failed(VerdictReason.WRONG_CHALLENGE, "messages name another challenge")
+    if now > spec.deadline:
+        return Verdict.failed(VerdictReason.LATE, f"{now - spec.deadline:.3f}s past deadline")
+    if not verify_signature(signing_payload(cid, commitment.root), commitment.signature):
+        return Verdict.failed(VerdictReason.BAD_SIGNATURE, "commitment signature does not verify")
+    if replay_guard is not None and not replay_guard.check_and_record(commitment.root):
+        return Verdict.failed(VerdictReason.REPLAYED, "commitment root seen before")
+    shape = _check_shape(spec.n, request, reveal)
+    if shape is not None:
+        return shape
+    keys = TreeKeys.for_challenge(cid)
+    for row in reveal.rows:
+        leaf = leaf_hash(keys, row.index, row_digest(row.data))
+        if root_from_proof(keys, row.index, spec.n, leaf, row.proof) != commitment.root:
+            return Verdict.failed(
+                VerdictReason.BAD_PROOF, "proof does not reach root", row=row.index
+            )
+    return _check_values(spec, request, reveal)
+
+
+def _check_shape(n: int, request: RevealRequest, reveal: Reveal) -> Verdict | None:
+    if tuple(row.index for row in reveal.rows) != request.rows:
+        return Verdict.failed(VerdictReason.WRONG_SHAPE, "revealed rows differ from the request")
+    for row in reveal.rows:
+        if len(row.data) != 4 * n:
+            return Verdict.failed(
+                VerdictReason.WRONG_SHAPE,
+                f"row holds {len(row.data)} bytes, not {4 * n}",
+                row=row.index,
+            )
+    if any(not 0 <= j < n for j in request.cols):
+        return Verdict.failed(VerdictReason.WRONG_SHAPE, "requested column outside the matrix")
+    return None
+
+
+def _check_values(spec: ChallengeSpec, request: RevealRequest, reveal: Reveal) -> Verdict:
+    if not request.rows or not request.cols:
+        return Verdict.passed()
+    cols = list(request.cols)
+    a_rows = rows_of_a(spec.seed, spec.n, spec.profile, request.rows)
+    b_cols = cols_of_b(spec.seed, spec.n, spec.profile, cols)
+    # float64 BLAS is exact: every profile keeps n·v² < 2^31 < 2^53.
+    expected = (a_rows @ b_cols.T).astype(np.int64)
+    revealed = np.stack([np.frombuffer(row.data, dtype="<i4")[cols] for row in reveal.rows]).astype(
+        np.int64
+    )
+    wrong = np.argwhere(expected != revealed)
+    if wrong.size:
+        k, m = (int(x) for x in wrong[0])
+        i, j = request.rows[k], cols[m]
+        return Verdict.failed(
+            VerdictReason.WRONG_VALUE,
+            f"C[{i},{j}] is {revealed[k, m]}, expected {expected[k, m]}",
+            row=i,
+            col=j,
+        )
+    return Verdict.passed()
