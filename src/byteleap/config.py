@@ -153,15 +153,33 @@ class MinerSettings(RoleSettings):
     chain: ChainSettings = ChainSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8091, ge=0, le=65535)
+    # The address validators reach, published as the axon (defaults to host).
+    external_ip: str | None = None
     heartbeat_s: float = Field(default=30.0, gt=0)  # (param)
     missed_heartbeats: int = Field(default=3, ge=1)  # (param)
+    token_ttl_s: float = Field(default=3600.0, gt=0)
+    rate_per_s: float = Field(default=20.0, gt=0)  # per validator hotkey
+    rate_burst: float = Field(default=200.0, ge=1)
+    permit_cache_s: float = Field(default=12.0, ge=0)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "miner"
 
 
 class WorkerSettings(RoleSettings):
     role: ClassVar[str] = "worker"
-    miner_url: str = "wss://127.0.0.1:8092"
+    miner_url: str = "wss://127.0.0.1:8091/v1/worker"
     token: str | None = None
-    heartbeat_s: float = Field(default=30.0, gt=0)
+    backend: Literal["numpy", "torch"] = "numpy"
+    behaviour: Literal["honest", "hang"] = "honest"
+
+    @field_validator("miner_url")
+    @classmethod
+    def _wss_url(cls, value: str) -> str:
+        if not value.startswith("wss://"):
+            raise ValueError("miner_url must be a wss:// URL (workers only talk TLS)")
+        return value
 
 
 class GatewaySettings(RoleSettings):

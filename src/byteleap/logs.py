@@ -58,3 +58,6 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("BYTELEAP_LOG_LEVEL", level))
+    # Per-request lines from the HTTP client drown everything else at INFO.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -3,7 +3,8 @@
 Every node owns an Ed25519 key and a self-signed certificate for it. The public
 key, DER-encoded (SubjectPublicKeyInfo, 44 bytes), is what the node publishes
 with its axon as its *neuron certificate*; it fits the chain's certificate field
-(at most 64 key bytes) and names the node without any certificate authority. A client that wants to talk to a node:
+(at most 64 key bytes) and names the node without any certificate authority.
+A client that wants to talk to a node:
 
 1. reads the node's pinned public key from the metagraph,
 2. fetches the certificate the node presents (`fetch_pinned_certificate`) and

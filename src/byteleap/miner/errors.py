@@ -1,0 +1,47 @@
+"""Miner errors.
+
+MinerError
+ ├── UnknownWorker      no such worker id                       (reason: unknown_worker)
+ ├── UnknownChallenge   no committed challenge with that id     (reason: unknown_challenge)
+ ├── IllegalTransition  the worker's state does not allow it    (reason: illegal_transition)
+ ├── WorkerUnavailable  offline, revoked or busy                (reason: worker_unavailable)
+ ├── WorkerLost         the link dropped while work was pending (reason: worker_lost)
+ ├── WorkerTimeout      the worker did not answer in time       (reason: timeout)
+ └── TokenRejected      unknown, used or expired enrollment     (reason: token_rejected)
+"""
+
+from __future__ import annotations
+
+from byteleap.errors import ByteleapError
+
+
+class MinerError(ByteleapError):
+    reason = "miner"
+
+
+class UnknownWorker(MinerError):
+    reason = "unknown_worker"
+
+
+class UnknownChallenge(MinerError):
+    reason = "unknown_challenge"
+
+
+class IllegalTransition(MinerError):
+    reason = "illegal_transition"
+
+
+class WorkerUnavailable(MinerError):
+    reason = "worker_unavailable"
+
+
+class WorkerLost(MinerError):
+    reason = "worker_lost"
+
+
+class WorkerTimeout(MinerError):
+    reason = "timeout"
+
+
+class TokenRejected(MinerError):
+    reason = "token_rejected"

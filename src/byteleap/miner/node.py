@@ -1,0 +1,185 @@
+"""The miner's state while it runs: registry, ledger, live links, identity.
+
+HTTP and WebSocket handlers (`miner.service`) are thin; what they do to the
+workers is here, so it can be reasoned about without FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
+from byteleap.miner.ledger import EnrollmentToken, MinerLedger
+from byteleap.miner.links import Send, WorkerLink
+from byteleap.miner.registry import WorkerEntry, WorkerRegistry
+from byteleap.net.messages import Enroll, Hello, WorkerState
+from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
+from byteleap.worker.hardware import HardwareInventory, choose_profile
+
+log = logging.getLogger(__name__)
+
+HELLO_CONTEXT = b"byteleap-worker-hello/1"
+
+
+def hello_payload(nonce_hex: str, miner_hotkey: str) -> bytes:
+    """What a worker signs to prove it holds its key, bound to this miner and this nonce."""
+    return HELLO_CONTEXT + bytes.fromhex(nonce_hex) + miner_hotkey.encode()
+
+
+def new_worker_id() -> str:
+    return "w-" + secrets.token_hex(8)
+
+
+def _profile(hardware: HardwareInventory) -> str:
+    return choose_profile(hardware, torch_cuda_available=bool(hardware.gpus))
+
+
+@dataclass
+class MinerNode:
+    hotkey: str
+    tls_public_key: str
+    ledger: MinerLedger
+    heartbeat_s: float
+    missed_heartbeats: int
+    clock: Callable[[], float] = time.time
+    registry: WorkerRegistry = field(default_factory=WorkerRegistry)
+    links: dict[str, WorkerLink] = field(default_factory=dict)
+    # challenge id -> worker id, between the commitment and the reveal
+    active: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for entry in self.ledger.load():
+            self.registry.add(entry)
+
+    # -- worker links -----------------------------------------------------------------
+
+    def admit(self, message: Enroll | Hello, nonce: str, ip: str) -> WorkerEntry:
+        """Check an enrollment or a hello; returns the (now online) worker."""
+        now = self.clock()
+        if isinstance(message, Enroll):
+            return self._enroll(message, ip, now)
+        entry = self.registry.get(message.worker_id)
+        if entry.revoked or self.ledger.is_revoked(entry.worker_id):
+            raise WorkerUnavailable(f"worker {entry.worker_id} is revoked", reason="revoked")
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(entry.public_key))
+        try:
+            key.verify(bytes.fromhex(message.signature), hello_payload(nonce, self.hotkey))
+        except InvalidSignature:
+            raise TokenRejected("hello signature does not verify", reason="bad_signature") from None
+        if entry.worker_id in self.links:
+            raise WorkerUnavailable(f"worker {entry.worker_id} is already connected")
+        if self.registry.connect(
+            entry.worker_id, message.hardware, _profile(message.hardware), ip, now
+        ):
+            log.warning("worker ip changed", extra={"worker": entry.worker_id, "ip": ip})
+        self._persist(entry, ip_changed=True)
+        return entry
+
+    def _enroll(self, message: Enroll, ip: str, now: float) -> WorkerEntry:
+        token = EnrollmentToken.decode(message.token)
+        if token.miner_public_key != self.tls_public_key:
+            raise TokenRejected("token was issued by another miner")
+        entry = WorkerEntry(
+            worker_id=new_worker_id(),
+            public_key=message.public_key,
+            hardware=message.hardware,
+            profile=_profile(message.hardware),
+            state=WorkerState.OFFLINE,
+            last_seen=now,
+            ip=None,
+        )
+        self.ledger.enroll(token.secret, entry, now)
+        self.registry.add(entry)
+        self.registry.connect(entry.worker_id, message.hardware, entry.profile, ip, now)
+        self._persist(entry, ip_changed=True)
+        log.info("worker enrolled", extra={"worker": entry.worker_id, "ip": ip})
+        return entry
+
+    def attach(self, worker_id: str, send: Send) -> WorkerLink:
+        link = WorkerLink(worker_id, send)
+        self.links[worker_id] = link
+        return link
+
+    async def detach(self, worker_id: str, why: str) -> None:
+        link = self.links.pop(worker_id, None)
+        if link is not None:
+            await link.close(why)
+        entry = self.registry.get(worker_id)
+        if entry.state is not WorkerState.OFFLINE:
+            self.registry.disconnect(worker_id)
+        self._persist(entry)
+        log.info("worker offline", extra={"worker": worker_id, "why": why})
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Record a heartbeat; False when the worker has been revoked meanwhile."""
+        if self.ledger.is_revoked(worker_id):
+            return False
+        self.registry.heartbeat(worker_id, self.clock())
+        return True
+
+    async def expire(self) -> list[str]:
+        now = self.clock()
+        cutoff = now - self.heartbeat_s * self.missed_heartbeats
+        silent = [
+            e.worker_id
+            for e in self.registry.entries()
+            if e.state is not WorkerState.OFFLINE and e.last_seen < cutoff
+        ]
+        for worker_id in silent:
+            await self.detach(worker_id, "missed heartbeats")
+        return silent
+
+    async def expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s / 2)
+            await self.expire()
+
+    def _persist(self, entry: WorkerEntry, ip_changed: bool = False) -> None:
+        self.ledger.save(entry)
+        if ip_changed and entry.ip is not None:
+            last = entry.ip_history[-1] if entry.ip_history else None
+            if last is not None and last[0] == entry.ip:
+                self.ledger.record_ip(entry.worker_id, entry.ip, last[1])
+
+    # -- validator requests -----------------------------------------------------------
+
+    def _link(self, worker_id: str) -> WorkerLink:
+        link = self.links.get(worker_id)
+        if link is None:
+            self.registry.get(worker_id)  # unknown ids raise UnknownWorker first
+            raise WorkerUnavailable(f"worker {worker_id} is offline", worker_id=worker_id)
+        return link
+
+    async def challenge(self, worker_id: str, spec: ChallengeSpec) -> Commitment:
+        link = self._link(worker_id)
+        self.registry.transition(worker_id, WorkerState.CHALLENGED)
+        timeout = max(0.1, spec.deadline - self.clock())
+        try:
+            commitment = await link.commitment(spec, timeout)
+        except BaseException:
+            self._release(worker_id)
+            raise
+        self.active[spec.challenge_id] = worker_id
+        return commitment
+
+    async def reveal(self, request: RevealRequest, timeout_s: float) -> Reveal:
+        worker_id = self.active.pop(request.challenge_id, None)
+        if worker_id is None:
+            raise UnknownChallenge(f"no committed challenge {request.challenge_id}")
+        try:
+            return await self._link(worker_id).reveal(request, timeout_s)
+        finally:
+            self._release(worker_id)
+
+    def _release(self, worker_id: str) -> None:
+        entry = self.registry.get(worker_id)
+        if entry.state is WorkerState.CHALLENGED:
+            self.registry.transition(worker_id, WorkerState.IDLE)

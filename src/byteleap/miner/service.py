@@ -1,0 +1,213 @@
+"""The miner's HTTPS app: the validator API (signed both ways) and the worker WebSocket.
+
+Handlers parse a typed body, call one `MinerNode` method and map its errors;
+every validator-facing response is signed by the miner's hotkey for the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bittensor.signing import WalletLike
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from byteleap.errors import ByteleapError
+from byteleap.miner.errors import (
+    IllegalTransition,
+    UnknownChallenge,
+    UnknownWorker,
+    WorkerLost,
+    WorkerTimeout,
+    WorkerUnavailable,
+)
+from byteleap.miner.links import WorkerLink
+from byteleap.miner.node import MinerNode
+from byteleap.net.auth import AuthRejected, RequestVerifier, sign_response
+from byteleap.net.messages import (
+    MAX_HTTP_BODY_BYTES,
+    AuthNonce,
+    ChallengeAborted,
+    CommitmentReply,
+    Committed,
+    Enroll,
+    Heartbeat,
+    Hello,
+    MessageError,
+    Pong,
+    Refused,
+    Revealed,
+    StartChallenge,
+    Welcome,
+    WorkerList,
+    parse_worker_message,
+)
+from byteleap.proof import RevealRequest
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[ByteleapError], int] = {
+    UnknownWorker: 404,
+    UnknownChallenge: 404,
+    WorkerUnavailable: 409,
+    IllegalTransition: 409,
+    WorkerLost: 410,
+    WorkerTimeout: 504,
+    MessageError: 422,
+}
+M = TypeVar("M", bound=BaseModel)
+HELLO_TIMEOUT_S = 10.0
+REVEAL_TIMEOUT_S = 30.0
+
+
+@dataclass
+class MinerApp:
+    node: MinerNode
+    wallet: WalletLike
+    verifier: RequestVerifier
+
+    async def authenticate(self, request: Request) -> tuple[str, bytes]:
+        body = await request.body()
+        if len(body) > MAX_HTTP_BODY_BYTES:
+            raise MessageError("request body too large", reason="oversized")
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        caller = await self.verifier.verify(request.headers, body, method=request.method, path=path)
+        return caller, body
+
+    def reply(self, request: Request, caller: str, model: BaseModel) -> Response:
+        body = model.model_dump_json().encode()
+        headers = sign_response(
+            self.wallet, method=request.method, path=request.url.path, body=body, caller=caller
+        )
+        return Response(body, media_type="application/json", headers=headers)
+
+
+def _error_response(exc: ByteleapError) -> JSONResponse:
+    if isinstance(exc, AuthRejected):
+        status = exc.status
+    elif isinstance(exc, MessageError) and exc.reason == "oversized":
+        status = 413
+    else:
+        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    return JSONResponse({"error": exc.reason, "detail": str(exc)}, status_code=status)
+
+
+def create_app(miner: MinerApp) -> FastAPI:
+    node = miner.node
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(node.expire_forever(), name="heartbeat-expiry")
+        yield
+        expiry.cancel()
+        for worker_id in list(node.links):
+            await node.detach(worker_id, "miner shutting down")
+
+    app = FastAPI(title="byteleap miner", lifespan=lifespan)
+
+    @app.exception_handler(ByteleapError)
+    async def _on_error(_: Request, exc: ByteleapError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.get("/v1/ping")
+    async def ping(request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        return miner.reply(request, caller, Pong(miner_time=node.clock()))
+
+    @app.get("/v1/workers")
+    async def workers(request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        views = [entry.view() for entry in node.registry.entries() if not entry.revoked]
+        return miner.reply(request, caller, WorkerList(miner_hotkey=node.hotkey, workers=views))
+
+    @app.post("/v1/challenges")
+    async def start_challenge(request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        start = _parse(StartChallenge, body)
+        commitment = await node.challenge(start.worker_id, start.spec)
+        return miner.reply(request, caller, CommitmentReply(commitment=commitment))
+
+    @app.post("/v1/challenges/{challenge_id}/reveal")
+    async def reveal(challenge_id: str, request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        reveal_request = _parse(RevealRequest, body)
+        if reveal_request.challenge_id != challenge_id:
+            raise MessageError("challenge id in path and body differ")
+        answer = await node.reveal(reveal_request, REVEAL_TIMEOUT_S)
+        return miner.reply(request, caller, answer)
+
+    @app.websocket("/v1/worker")
+    async def worker_socket(socket: WebSocket) -> None:
+        await serve_worker(node, socket)
+
+    return app
+
+
+def _parse(kind: type[M], body: bytes) -> M:
+    try:
+        return kind.model_validate_json(body)
+    except ValueError as exc:
+        raise MessageError(f"malformed {kind.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+async def serve_worker(node: MinerNode, socket: WebSocket) -> None:
+    await socket.accept()
+    ip = socket.client.host if socket.client else "unknown"
+    nonce = secrets.token_hex(32)
+    await socket.send_text(AuthNonce(nonce=nonce, miner_hotkey=node.hotkey).model_dump_json())
+    try:
+        first = parse_worker_message(await asyncio.wait_for(socket.receive_text(), HELLO_TIMEOUT_S))
+        if not isinstance(first, Enroll | Hello):
+            raise MessageError("expected enroll or hello first")
+        entry = node.admit(first, nonce, ip)
+    except (ByteleapError, TimeoutError) as exc:
+        reason = exc.reason if isinstance(exc, ByteleapError) else "timeout"
+        log.warning("worker refused", extra={"ip": ip, "why": reason})
+        with contextlib.suppress(Exception):
+            await socket.send_text(Refused(reason=reason).model_dump_json())
+            await socket.close(code=4401)
+        return
+    except WebSocketDisconnect:
+        return
+    link = node.attach(entry.worker_id, socket.send_text)
+    await socket.send_text(
+        Welcome(worker_id=entry.worker_id, heartbeat_s=node.heartbeat_s).model_dump_json()
+    )
+    why = "disconnected"
+    try:
+        why = await _read_worker(node, socket, link)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await node.detach(entry.worker_id, why)
+
+
+async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> str:
+    worker_id = link.worker_id
+    while True:
+        raw = await socket.receive_text()
+        try:
+            message = parse_worker_message(raw)
+        except MessageError as exc:
+            # A bad message costs only itself; the link stays up.
+            log.warning("bad worker message", extra={"worker": worker_id, "why": str(exc)})
+            continue
+        if isinstance(message, Heartbeat):
+            if not node.heartbeat(worker_id):
+                await socket.send_text(Refused(reason="revoked").model_dump_json())
+                await socket.close(code=4403)
+                return "revoked"
+        elif isinstance(message, Committed | Revealed | ChallengeAborted):
+            link.deliver(message)
+        else:
+            log.warning("unexpected worker message", extra={"worker": worker_id})
+
+
+__all__ = ["MinerApp", "create_app"]

@@ -1,0 +1,193 @@
+"""Wire messages between nodes, one tagged union per direction.
+
+Every message is a frozen pydantic model with a ``type`` literal and the protocol
+version ``v``; one `TypeAdapter` per direction parses any of them and anything
+unknown fails loudly. Size limits are checked before parsing.
+
+Directions:
+- worker → miner over the WebSocket: `WorkerToMiner`
+- miner → worker over the WebSocket: `MinerToWorker`
+- validator/gateway → miner over signed HTTPS: the request and response bodies below.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from byteleap.errors import ByteleapError
+from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
+from byteleap.worker.hardware import HardwareInventory
+
+PROTOCOL_VERSION = 1
+# A reveal at the largest n is ~1.1 MB per row; 8 rows plus proofs stay far below this.
+MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_HTTP_BODY_BYTES = 1024 * 1024
+
+Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+WorkerId = Annotated[str, Field(pattern=r"^w-[0-9a-f]{16}$")]
+
+
+class MessageError(ByteleapError):
+    """A message was oversized, malformed or of an unknown type."""
+
+    reason = "malformed"
+
+
+class WorkerState(StrEnum):
+    IDLE = "idle"
+    CHALLENGED = "challenged"
+    LEASED = "leased"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    v: Literal[1] = PROTOCOL_VERSION
+
+
+# ---- worker → miner -------------------------------------------------------------
+
+
+class Enroll(_Msg):
+    """First contact: a one-time token and the worker's own public key."""
+
+    type: Literal["enroll"] = "enroll"
+    token: str = Field(min_length=16, max_length=256)
+    public_key: Hex32
+    hardware: HardwareInventory
+
+
+class Hello(_Msg):
+    """Later contacts: the worker signs the miner's fresh nonce with its key."""
+
+    type: Literal["hello"] = "hello"
+    worker_id: WorkerId
+    signature: Hex64
+    hardware: HardwareInventory
+
+
+class Heartbeat(_Msg):
+    type: Literal["heartbeat"] = "heartbeat"
+    sent_at: float
+
+
+class Committed(_Msg):
+    type: Literal["committed"] = "committed"
+    commitment: Commitment
+
+
+class Revealed(_Msg):
+    type: Literal["revealed"] = "revealed"
+    reveal: Reveal
+
+
+class ChallengeAborted(_Msg):
+    type: Literal["challenge_aborted"] = "challenge_aborted"
+    challenge_id: str = Field(max_length=128)
+    reason: str = Field(max_length=500)
+
+
+WorkerToMiner = Annotated[
+    Enroll | Hello | Heartbeat | Committed | Revealed | ChallengeAborted,
+    Field(discriminator="type"),
+]
+
+# ---- miner → worker -------------------------------------------------------------
+
+
+class AuthNonce(_Msg):
+    type: Literal["auth_nonce"] = "auth_nonce"
+    nonce: Hex32
+    miner_hotkey: str
+
+
+class Welcome(_Msg):
+    type: Literal["welcome"] = "welcome"
+    worker_id: WorkerId
+    heartbeat_s: float
+
+
+class Refused(_Msg):
+    type: Literal["refused"] = "refused"
+    reason: str
+
+
+class RunChallenge(_Msg):
+    type: Literal["run_challenge"] = "run_challenge"
+    spec: ChallengeSpec
+
+
+class AskReveal(_Msg):
+    type: Literal["ask_reveal"] = "ask_reveal"
+    request: RevealRequest
+
+
+MinerToWorker = Annotated[
+    AuthNonce | Welcome | Refused | RunChallenge | AskReveal,
+    Field(discriminator="type"),
+]
+
+# ---- validator → miner (HTTPS bodies) --------------------------------------------
+
+
+class WorkerView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    worker_id: WorkerId
+    public_key: Hex32
+    state: WorkerState
+    profile: str
+    hardware: HardwareInventory
+    last_seen: float
+    ip: str | None = None
+
+
+class WorkerList(_Msg):
+    type: Literal["worker_list"] = "worker_list"
+    miner_hotkey: str
+    workers: list[WorkerView]
+
+
+class StartChallenge(_Msg):
+    type: Literal["start_challenge"] = "start_challenge"
+    worker_id: WorkerId
+    spec: ChallengeSpec
+
+
+class CommitmentReply(_Msg):
+    type: Literal["commitment_reply"] = "commitment_reply"
+    commitment: Commitment
+
+
+class Pong(_Msg):
+    type: Literal["pong"] = "pong"
+    miner_time: float
+
+
+_WORKER_TO_MINER: TypeAdapter[WorkerToMiner] = TypeAdapter(WorkerToMiner)
+_MINER_TO_WORKER: TypeAdapter[MinerToWorker] = TypeAdapter(MinerToWorker)
+_T = TypeVar("_T")
+
+
+def _parse(adapter: TypeAdapter[_T], raw: bytes | str, max_bytes: int) -> _T:
+    if len(raw) > max_bytes:
+        raise MessageError(f"message of {len(raw)} bytes exceeds {max_bytes}", reason="oversized")
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MessageError(f"malformed message at {where or '<root>'}: {first['msg']}") from None
+
+
+def parse_worker_message(raw: bytes | str, max_bytes: int = MAX_WS_MESSAGE_BYTES) -> WorkerToMiner:
+    return _parse(_WORKER_TO_MINER, raw, max_bytes)
+
+
+def parse_miner_message(raw: bytes | str, max_bytes: int = MAX_WS_MESSAGE_BYTES) -> MinerToWorker:
+    return _parse(_MINER_TO_WORKER, raw, max_bytes)

@@ -1,0 +1,1 @@
+"""The validator: challenge rounds, verification, scoring and weights."""

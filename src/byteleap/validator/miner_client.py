@@ -1,0 +1,158 @@
+"""The validator's (and gateway's) client for one miner: pinned TLS, signed both ways.
+
+The miner's address and TLS key come from the metagraph; every request is signed
+for the miner's hotkey and every response must be signed by it, so neither a man
+in the middle nor a confused proxy can answer for the miner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+from bittensor.signing import WalletLike, resolve_signer
+from pydantic import BaseModel, ValidationError
+
+from byteleap.chain.port import NeuronInfo
+from byteleap.errors import ByteleapError
+from byteleap.net.auth import AuthRejected, sign_request, verify_response
+from byteleap.net.messages import (
+    CommitmentReply,
+    Pong,
+    StartChallenge,
+    WorkerList,
+)
+from byteleap.net.tls import pinned_context_for
+from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest, reveal_size_limit
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MinerCallError(ByteleapError):
+    """A call to a miner failed; ``reason`` is the miner's error code or a transport one."""
+
+    reason = "miner_call"
+
+    def __init__(self, message: str, *, reason: str, status: int | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+class MinerClient:
+    def __init__(self, wallet: WalletLike, miner: NeuronInfo, *, timeout_s: float = 30.0) -> None:
+        if not (miner.axon_ip and miner.axon_port and miner.certificate):
+            raise MinerCallError(
+                f"miner uid {miner.uid} has no axon with a TLS key on chain", reason="no_axon"
+            )
+        self.wallet = wallet
+        self.miner = miner
+        self.self_hotkey = resolve_signer(wallet, role="hotkey").ss58_address
+        self.base_url = f"https://{miner.axon_ip}:{miner.axon_port}"
+        self.timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> MinerClient:
+        assert self.miner.axon_ip and self.miner.axon_port and self.miner.certificate
+        try:
+            context = await asyncio.to_thread(
+                pinned_context_for,
+                self.miner.axon_ip,
+                self.miner.axon_port,
+                bytes.fromhex(self.miner.certificate),
+            )
+        except ByteleapError as exc:
+            raise MinerCallError(str(exc), reason=exc.reason) from None
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, verify=context, timeout=self.timeout_s
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None,
+        answer: type[M],
+        timeout_s: float | None = None,
+        max_bytes: int = 1 << 20,
+    ) -> M:
+        assert self._client is not None, "use MinerClient as an async context manager"
+        raw = body.model_dump_json().encode() if body is not None else b""
+        headers = sign_request(
+            self.wallet, method=method, path=path, body=raw, receiver=self.miner.hotkey
+        )
+        headers["content-type"] = "application/json"
+        try:
+            response = await self._client.request(
+                method, path, content=raw, headers=headers, timeout=timeout_s or self.timeout_s
+            )
+        except httpx.TimeoutException:
+            raise MinerCallError(f"{method} {path} timed out", reason="timeout") from None
+        except httpx.HTTPError as exc:
+            raise MinerCallError(f"{method} {path}: {exc}", reason="unreachable") from None
+        if len(response.content) > max_bytes:
+            raise MinerCallError("miner answer too large", reason="oversized")
+        if response.status_code != 200:
+            raise self._error(response)
+        try:
+            verify_response(
+                response.headers,
+                response.content,
+                method=method,
+                path=path,
+                self_hotkey=self.self_hotkey,
+                expected_sender=self.miner.hotkey,
+            )
+        except AuthRejected as exc:
+            raise MinerCallError(str(exc), reason=exc.reason) from None
+        try:
+            return answer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise MinerCallError(
+                f"malformed answer: {exc.error_count()} error(s)", reason="malformed"
+            ) from None
+
+    @staticmethod
+    def _error(response: httpx.Response) -> MinerCallError:
+        try:
+            data = response.json()
+            reason, detail = str(data["error"]), str(data.get("detail", ""))
+        except (ValueError, KeyError, TypeError):
+            reason, detail = "http_error", response.text[:200]
+        return MinerCallError(
+            f"miner answered {response.status_code}: {detail}",
+            reason=reason,
+            status=response.status_code,
+        )
+
+    async def ping(self) -> float:
+        """Round-trip time in seconds of a signed, verified request."""
+        started = time.perf_counter()
+        await self._call("GET", "/v1/ping", None, Pong)
+        return time.perf_counter() - started
+
+    async def workers(self) -> WorkerList:
+        return await self._call("GET", "/v1/workers", None, WorkerList)
+
+    async def start_challenge(self, worker_id: str, spec: ChallengeSpec) -> Commitment:
+        timeout = max(1.0, spec.deadline - time.time() + 5.0)
+        body = StartChallenge(worker_id=worker_id, spec=spec)
+        reply = await self._call("POST", "/v1/challenges", body, CommitmentReply, timeout)
+        return reply.commitment
+
+    async def reveal(self, request: RevealRequest, n: int) -> Reveal:
+        path = f"/v1/challenges/{request.challenge_id}/reveal"
+        limit = reveal_size_limit(n, len(request.rows))
+        return await self._call("POST", path, request, Reveal, max_bytes=limit)

@@ -1,0 +1,191 @@
+"""The worker process: one WebSocket link to its miner, challenges solved off the loop.
+
+Connects over TLS with the miner's key pinned (from the enrollment token, then
+from the saved enrollment), enrolls once or says hello with its own key, sends
+heartbeats, solves challenges in a thread so heartbeats keep flowing, answers
+reveals, and reconnects with exponential backoff when the link drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlparse
+
+import websockets
+
+from byteleap.miner.ledger import EnrollmentToken
+from byteleap.miner.node import hello_payload
+from byteleap.net.errors import NetError, PinMismatch
+from byteleap.net.messages import (
+    MAX_WS_MESSAGE_BYTES,
+    AskReveal,
+    AuthNonce,
+    ChallengeAborted,
+    Committed,
+    Enroll,
+    Heartbeat,
+    Hello,
+    Refused,
+    Revealed,
+    RunChallenge,
+    Welcome,
+    parse_miner_message,
+)
+from byteleap.net.tls import pinned_context_for
+from byteleap.proof import Solution, answer_reveal, commit, solve
+from byteleap.worker.hardware import probe_hardware
+from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
+
+log = logging.getLogger(__name__)
+
+MAX_KEPT_SOLUTIONS = 4
+
+
+class Behaviour(StrEnum):
+    """How the worker treats challenges. Anything but honest exists for tests and
+    `devnet --cheaters`, so everyone can watch cheats fail."""
+
+    HONEST = "honest"
+    HANG = "hang"  # accepts challenges and never answers
+
+
+class Refusal(Exception):
+    """The miner refused this worker; retrying will not help."""
+
+
+@dataclass
+class WorkerNode:
+    miner_url: str
+    home: Path
+    token: str | None = None
+    behaviour: Behaviour = Behaviour.HONEST
+    backend: str = "numpy"
+    max_backoff_s: float = 30.0
+    key: WorkerKey = field(init=False)
+    solutions: dict[str, Solution] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.key = load_or_create_key(self.home)
+
+    def _pin(self) -> str:
+        enrollment = Enrollment.load(self.home)
+        if enrollment is not None:
+            return enrollment.miner_public_key
+        if self.token is None:
+            raise IdentityMissing("not enrolled yet and no --token given")
+        return EnrollmentToken.decode(self.token).miner_public_key
+
+    async def run_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await self.run_once()
+            except Refusal as exc:
+                log.error("miner refused this worker", extra={"why": str(exc)})
+                raise
+            except (OSError, websockets.WebSocketException, TimeoutError, NetError) as exc:
+                # A pin mismatch is retried too: the real miner may come back on that port.
+                level = logging.ERROR if isinstance(exc, PinMismatch) else logging.WARNING
+                log.log(level, "link to miner dropped", extra={"why": repr(exc)})
+            if time.monotonic() - started > 30:
+                backoff = 0.5  # the link was healthy for a while; start over
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(self.max_backoff_s, backoff * 2)
+
+    async def run_once(self) -> None:
+        url = urlparse(self.miner_url)
+        host, port = url.hostname or "127.0.0.1", url.port or 443
+        context = await asyncio.to_thread(
+            pinned_context_for, host, port, bytes.fromhex(self._pin())
+        )
+        async with websockets.connect(
+            self.miner_url, ssl=context, max_size=MAX_WS_MESSAGE_BYTES, open_timeout=10
+        ) as socket:
+            welcome = await self._introduce(socket)
+            heartbeats = asyncio.create_task(self._heartbeat(socket, welcome.heartbeat_s))
+            try:
+                await self._serve(socket)
+            finally:
+                heartbeats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeats
+
+    async def _introduce(self, socket: websockets.ClientConnection) -> Welcome:
+        nonce = parse_miner_message(await socket.recv())
+        if not isinstance(nonce, AuthNonce):
+            raise Refusal("miner did not start with a nonce")
+        hardware = await asyncio.to_thread(probe_hardware)
+        enrollment = Enrollment.load(self.home)
+        first: Enroll | Hello
+        if enrollment is None:
+            assert self.token is not None
+            first = Enroll(token=self.token, public_key=self.key.public_hex, hardware=hardware)
+        else:
+            signature = self.key.sign(hello_payload(nonce.nonce, nonce.miner_hotkey))
+            first = Hello(
+                worker_id=enrollment.worker_id, signature=signature.hex(), hardware=hardware
+            )
+        await socket.send(first.model_dump_json())
+        answer = parse_miner_message(await socket.recv())
+        if isinstance(answer, Refused):
+            raise Refusal(answer.reason)
+        if not isinstance(answer, Welcome):
+            raise Refusal(f"unexpected answer {answer.type}")
+        if enrollment is None:
+            Enrollment(answer.worker_id, self._pin()).save(self.home)
+        log.info("connected to miner", extra={"worker": answer.worker_id})
+        return answer
+
+    async def _heartbeat(self, socket: websockets.ClientConnection, every_s: float) -> None:
+        while True:
+            await socket.send(Heartbeat(sent_at=time.time()).model_dump_json())
+            await asyncio.sleep(every_s)
+
+    async def _serve(self, socket: websockets.ClientConnection) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        async for raw in socket:
+            message = parse_miner_message(raw)
+            if isinstance(message, Refused):
+                raise Refusal(message.reason)
+            if isinstance(message, RunChallenge | AskReveal):
+                task = asyncio.create_task(self._answer(socket, message))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    async def _answer(
+        self, socket: websockets.ClientConnection, message: RunChallenge | AskReveal
+    ) -> None:
+        if self.behaviour is Behaviour.HANG:
+            return
+        try:
+            if isinstance(message, RunChallenge):
+                solution = await asyncio.to_thread(solve, message.spec, self.backend)
+                self.solutions[message.spec.challenge_id] = solution
+                while len(self.solutions) > MAX_KEPT_SOLUTIONS:
+                    # Unrevealed products are large; the oldest is the least likely asked.
+                    self.solutions.pop(next(iter(self.solutions)))
+                commitment = commit(solution, self.key.sign)
+                await socket.send(Committed(commitment=commitment).model_dump_json())
+            else:
+                cid = message.request.challenge_id
+                solution = self.solutions.pop(cid)
+                reveal = answer_reveal(solution, message.request)
+                await socket.send(Revealed(reveal=reveal).model_dump_json())
+        except Exception as exc:  # report instead of leaving the validator waiting
+            cid = (
+                message.spec.challenge_id
+                if isinstance(message, RunChallenge)
+                else message.request.challenge_id
+            )
+            log.exception("challenge failed", extra={"challenge": cid})
+            with contextlib.suppress(Exception):
+                aborted = ChallengeAborted(challenge_id=cid, reason=f"{type(exc).__name__}")
+                await socket.send(aborted.model_dump_json())

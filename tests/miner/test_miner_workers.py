@@ -1,0 +1,313 @@
+"""Miner + three CPU workers as real processes on loopback, driven as a validator would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bittensor as bt
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from byteleap.chain.local.client import LocalChain
+from byteleap.chain.port import NeuronInfo
+from byteleap.net.auth import sign_request
+from byteleap.net.errors import PinMismatch
+from byteleap.net.messages import WorkerState, WorkerView
+from byteleap.net.tls import fetch_pinned_certificate, pinned_context_for
+from byteleap.proof import Profile, draw_reveal, issue_challenge, verify
+from byteleap.validator.miner_client import MinerCallError, MinerClient
+
+pytestmark = pytest.mark.slow
+N = 96
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+async def miner_neuron(network: Any) -> NeuronInfo:
+    async with LocalChain(network.chain_url, timeout_s=5) as chain:
+        deadline = time.monotonic() + 60
+        while True:
+            neuron = (await chain.metagraph()).by_hotkey(network.miner_wallet.hotkey.ss58_address)
+            if neuron is not None and neuron.certificate:
+                return neuron
+            assert time.monotonic() < deadline, "miner never published its axon:\n" + network.log(
+                "miner"
+            )
+            await asyncio.sleep(0.2)
+
+
+async def wait_for_workers(
+    client: MinerClient, count: int, state: WorkerState = WorkerState.IDLE
+) -> list[WorkerView]:
+    deadline = time.monotonic() + 60
+    while True:
+        listed = (await client.workers()).workers
+        ready = [w for w in listed if w.state is state]
+        if len(ready) >= count:
+            return ready
+        assert time.monotonic() < deadline, f"workers: {[(w.worker_id, w.state) for w in listed]}"
+        await asyncio.sleep(0.2)
+
+
+def signature_check(worker: WorkerView) -> Any:
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(worker.public_key))
+
+    def check(payload: bytes, signature: bytes) -> bool:
+        try:
+            key.verify(signature, payload)
+            return True
+        except Exception:
+            return False
+
+    return check
+
+
+async def challenge_round(client: MinerClient, worker: WorkerView, ttl_s: float = 20) -> Any:
+    spec = issue_challenge(N, Profile.CPU_F64, now=time.time(), ttl_s=ttl_s)
+    commitment = await client.start_challenge(worker.worker_id, spec)
+    received = time.time()
+    request = draw_reveal(spec, commitment)
+    reveal = await client.reveal(request, spec.n)
+    return verify(
+        spec, commitment, request, reveal, now=received, verify_signature=signature_check(worker)
+    )
+
+
+@pytest.fixture(scope="module")
+def workers(network: Any) -> dict[str, str]:
+    """Enroll three workers (one of which hangs on challenges); name -> worker id."""
+    for name, behaviour in (("w1", "honest"), ("w2", "honest"), ("w3", "hang")):
+        network.start_worker(name, network.new_token(), behaviour)
+
+    async def enrolled() -> dict[str, str]:
+        neuron = await miner_neuron(network)
+        async with MinerClient(network.validator, neuron) as client:
+            await wait_for_workers(client, 3)
+        return {
+            name: json.loads((network.root / name / "worker_identity.json").read_text())[
+                "worker_id"
+            ]
+            for name in ("w1", "w2", "w3")
+        }
+
+    return asyncio.run(enrolled())
+
+
+async def test_full_challenge_round_through_the_miner(
+    network: Any, workers: dict[str, str]
+) -> None:
+    neuron = await miner_neuron(network)
+    async with MinerClient(network.validator, neuron) as client:
+        listed = {w.worker_id: w for w in (await client.workers()).workers}
+        worker = listed[workers["w1"]]
+        assert worker.profile == "cpu-f64" and worker.hardware.cpu.cores_logical >= 1
+        verdict = await challenge_round(client, worker)
+        assert verdict.ok, verdict
+        assert (await client.ping()) > 0
+
+
+async def test_a_hung_worker_never_delays_the_others(network: Any, workers: dict[str, str]) -> None:
+    neuron = await miner_neuron(network)
+    async with MinerClient(network.validator, neuron) as client:
+        listed = {w.worker_id: w for w in (await client.workers()).workers}
+        hung = asyncio.create_task(challenge_round(client, listed[workers["w3"]], ttl_s=8))
+        honest = [
+            asyncio.create_task(challenge_round(client, listed[workers[name]]))
+            for name in ("w1", "w2")
+        ]
+        verdicts = await asyncio.gather(*honest)
+        assert all(v.ok for v in verdicts)
+        assert not hung.done(), "the hung worker answered"
+        with pytest.raises(MinerCallError) as info:
+            await hung
+        assert (info.value.reason, info.value.status) == ("timeout", 504)
+        # The hung worker is idle again and can be challenged (and time out) again.
+        await wait_for_workers(client, 3)
+
+
+async def test_kill_9_marks_offline_and_fails_in_flight_with_worker_lost(
+    network: Any, workers: dict[str, str]
+) -> None:
+    neuron = await miner_neuron(network)
+    async with MinerClient(network.validator, neuron) as client:
+        listed = {w.worker_id: w for w in (await client.workers()).workers}
+        in_flight = asyncio.create_task(challenge_round(client, listed[workers["w3"]], ttl_s=30))
+        await wait_for_workers(client, 1, WorkerState.CHALLENGED)
+        network.stop("w3", signal.SIGKILL)
+        with pytest.raises(MinerCallError) as info:
+            await in_flight
+        assert info.value.reason == "worker_lost"
+        states = {w.worker_id: w.state for w in (await client.workers()).workers}
+        assert states[workers["w3"]] is WorkerState.OFFLINE
+        # Back with the same identity, no token needed.
+        network.start_worker("w3", token=None, behaviour="honest")
+        deadline = time.monotonic() + 60
+        while True:
+            states = {w.worker_id: w.state for w in (await client.workers()).workers}
+            if states[workers["w3"]] is WorkerState.IDLE:
+                break
+            assert time.monotonic() < deadline, network.log("w3")
+            await asyncio.sleep(0.2)
+        verdict = await challenge_round(client, (await wait_for_workers(client, 3))[0])
+        assert verdict.ok
+
+
+async def test_a_miner_restart_keeps_worker_identities(
+    network: Any, workers: dict[str, str]
+) -> None:
+    network.stop("miner")
+    network.start_miner()
+    neuron = await miner_neuron(network)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            async with MinerClient(network.validator, neuron) as client:
+                ready = await wait_for_workers(client, 3)
+                break
+        except MinerCallError:
+            assert time.monotonic() < deadline, network.log("miner")
+            await asyncio.sleep(0.3)
+    assert {w.worker_id for w in ready} == set(workers.values())
+
+
+# ---- bad input -----------------------------------------------------------------------
+
+
+async def raw_call(
+    network: Any,
+    neuron: NeuronInfo,
+    wallet: bt.Wallet | None,
+    *,
+    method: str = "GET",
+    path: str = "/v1/workers",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    assert neuron.axon_ip and neuron.axon_port and neuron.certificate
+    context = pinned_context_for(
+        neuron.axon_ip, neuron.axon_port, bytes.fromhex(neuron.certificate)
+    )
+    signed = (
+        sign_request(wallet, method=method, path=path, body=body, receiver=neuron.hotkey)
+        if wallet is not None
+        else {}
+    )
+    async with httpx.AsyncClient(verify=context) as http:
+        return await http.request(
+            method,
+            f"https://{neuron.axon_ip}:{neuron.axon_port}{path}",
+            content=body,
+            headers={**signed, **(headers or {})},
+        )
+
+
+@pytest.mark.adversarial
+async def test_unsigned_and_unpermitted_requests(network: Any, workers: dict[str, str]) -> None:
+    neuron = await miner_neuron(network)
+    unsigned = await raw_call(network, neuron, None)
+    assert unsigned.status_code == 401 and unsigned.json()["error"] == "malformed_auth"
+    outsider = await raw_call(network, neuron, network.outsider)
+    assert outsider.status_code == 403 and outsider.json()["error"] == "not_permitted"
+
+
+@pytest.mark.adversarial
+async def test_replayed_and_forged_requests(network: Any, workers: dict[str, str]) -> None:
+    neuron = await miner_neuron(network)
+    headers = sign_request(
+        network.validator, method="GET", path="/v1/workers", body=b"", receiver=neuron.hotkey
+    )
+    first = await raw_call(network, neuron, None, headers=headers)
+    assert first.status_code == 200
+    again = await raw_call(network, neuron, None, headers=headers)
+    assert again.status_code == 401 and again.json()["error"] == "replayed"
+    forged = sign_request(
+        network.outsider, method="GET", path="/v1/workers", body=b"", receiver=neuron.hotkey
+    )
+    forged["X-Bittensor-Hotkey"] = network.validator.hotkey.ss58_address
+    response = await raw_call(network, neuron, None, headers=forged)
+    assert response.status_code == 401 and response.json()["error"] == "bad_signature"
+
+
+@pytest.mark.adversarial
+async def test_malformed_and_oversized_bodies(network: Any, workers: dict[str, str]) -> None:
+    neuron = await miner_neuron(network)
+    bad = await raw_call(
+        network, neuron, network.validator, method="POST", path="/v1/challenges", body=b"{]"
+    )
+    assert bad.status_code == 422 and bad.json()["error"] == "malformed"
+    unknown = json.dumps({"type": "start_challenge", "worker_id": "w-" + "0" * 16}).encode()
+    response = await raw_call(
+        network, neuron, network.validator, method="POST", path="/v1/challenges", body=unknown
+    )
+    assert response.status_code == 422
+    huge = b"x" * (2 * 1024 * 1024)
+    response = await raw_call(
+        network, neuron, network.validator, method="POST", path="/v1/challenges", body=huge
+    )
+    assert response.status_code == 413
+    # The miner and its workers are still healthy.
+    async with MinerClient(network.validator, neuron) as client:
+        await wait_for_workers(client, 3)
+
+
+@pytest.mark.adversarial
+async def test_plain_http_and_a_wrong_pin_are_refused(
+    network: Any, workers: dict[str, str]
+) -> None:
+    neuron = await miner_neuron(network)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.HTTPError):
+            await http.get(f"http://127.0.0.1:{network.miner_port}/v1/ping")
+    impostor_pin = bytes.fromhex(neuron.certificate or "")[:-1] + b"\x00"
+    with pytest.raises(PinMismatch):
+        fetch_pinned_certificate("127.0.0.1", network.miner_port, impostor_pin)
+
+
+@pytest.mark.adversarial
+def test_a_token_works_once(network: Any, workers: dict[str, str]) -> None:
+    token = network.new_token()
+    network.start_worker("w4", token)
+    wait_until(lambda: (network.root / "w4" / "worker_identity.json").exists(), what="w4 enrolled")
+    network.start_worker("w5", token)
+    process = network.processes["w5"]
+    process.wait(60)
+    assert process.returncode != 0
+    assert "already used" in network.log("w5") or "token" in network.log("w5")
+    network.stop("w4")
+
+
+def test_revoke_cuts_a_worker_off(network: Any, workers: dict[str, str]) -> None:
+    token = network.new_token()
+    network.start_worker("w6", token)
+    identity = network.root / "w6" / "worker_identity.json"
+    wait_until(identity.exists, what="w6 enrolled")
+    worker_id = json.loads(identity.read_text())["worker_id"]
+    result = network.miner_cli("worker", "revoke", worker_id)
+    assert result.returncode == 0, result.stderr
+    process = network.processes["w6"]
+    process.wait(30)
+    assert process.returncode != 0
+    rows = json.loads(network.miner_cli("workers", "--json").stdout)
+    revoked = {r["worker_id"]: r["revoked_at"] for r in rows}
+    assert revoked[worker_id] is not None
+    unknown = network.miner_cli("worker", "revoke", "w-ffffffffffffffff")
+    assert unknown.returncode != 0 and "no worker" in unknown.stderr
+
+
+def test_workers_table(network: Any, workers: dict[str, str]) -> None:
+    result = network.miner_cli("workers")
+    assert result.returncode == 0
+    for worker_id in workers.values():
+        assert worker_id in result.stdout
