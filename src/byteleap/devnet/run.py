@@ -15,10 +15,14 @@ import bittensor as bt
 from rich.console import Console
 
 from byteleap.chain.local.client import LocalChain
+from byteleap.config import MinerSettings, load_settings
 from byteleap.devnet.summary import ChainSummary, DevnetSummary, MinerSummary, NeuronRow, StepResult
 from byteleap.devnet.supervisor import Supervisor
 from byteleap.errors import ByteleapError
 from byteleap.keys import create_wallet
+from byteleap.miner.runner import ledger_for
+from byteleap.net.tls import load_or_create_identity
+from byteleap.validator.miner_client import MinerClient
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ class DevnetError(ByteleapError):
 class DevnetOptions:
     home: Path = Path(".devnet")
     miners: int = 2
+    workers_per_miner: int = 2
+    heartbeat_s: float = 2.0
     chain_port: int = 0  # 0: pick a free port
     block_time_s: float = 0.25
     tempo: int = 20
@@ -49,6 +55,9 @@ class DevnetState:
     wallets: dict[str, bt.Wallet] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # hotkey ss58 -> role
     chain: LocalChain | None = None
+    chain_url: str = ""
+    miner_ports: dict[str, int] = field(default_factory=dict)  # wallet name -> port
+    workers_online: dict[str, int] = field(default_factory=dict)  # hotkey -> count
 
     @property
     def wallet_dir(self) -> Path:
@@ -86,7 +95,8 @@ async def step_chain(state: DevnetState) -> None:
         "max_validators = 1\nimmunity_period = 100\nweights_rate_limit = 2\n"
     )
     child = state.supervisor.start("chain", "chain", "serve", "--config", str(config))
-    state.chain = LocalChain(f"http://127.0.0.1:{port}", netuid=1, timeout_s=5.0)
+    state.chain_url = f"http://127.0.0.1:{port}"
+    state.chain = LocalChain(state.chain_url, netuid=1, timeout_s=5.0)
     deadline = time.monotonic() + options.startup_timeout_s
     while True:
         try:
@@ -100,10 +110,97 @@ async def step_chain(state: DevnetState) -> None:
 
 async def step_register(state: DevnetState) -> None:
     chain = _chain(state)
-    for wallet in state.wallets.values():
-        await chain.register(wallet)
+    await chain.register(state.wallets["validator"])
     await chain.add_stake(state.wallets["validator"], VALIDATOR_STAKE)
     await _wait_for_permit(state)
+
+
+def _miner_names(state: DevnetState) -> list[str]:
+    return [name for name in state.wallets if name.startswith("miner")]
+
+
+async def step_miners(state: DevnetState) -> None:
+    """Each miner registers itself and publishes its axon with its TLS key."""
+    for name in _miner_names(state):
+        port = _free_port()
+        state.miner_ports[name] = port
+        config = write_miner_config(state, name, port)
+        state.supervisor.start(name, "miner", "run", "--config", str(config))
+    deadline = time.monotonic() + state.options.startup_timeout_s
+    hotkeys = {state.wallets[name].hotkey.ss58_address for name in _miner_names(state)}
+    while True:
+        metagraph = await _chain(state).metagraph()
+        served = {n.hotkey for n in metagraph.neurons if n.hotkey in hotkeys and n.certificate}
+        if served == hotkeys:
+            return
+        _check_children(state)
+        if time.monotonic() > deadline:
+            raise DevnetError(f"miners without an axon: {sorted(hotkeys - served)}")
+        await asyncio.sleep(0.2)
+
+
+def write_miner_config(state: DevnetState, name: str, port: int) -> Path:
+    home = (state.options.home / name).resolve()
+    config = state.options.home / f"{name}.toml"
+    config.write_text(
+        f'[miner]\nport = {port}\nhome = "{home}"\n'
+        f"heartbeat_s = {state.options.heartbeat_s}\npermit_cache_s = 1\n"
+        f'[miner.wallet]\nname = "{name}"\nhotkey = "default"\n'
+        f'path = "{state.wallet_dir.resolve()}"\n'
+        f'[miner.chain]\nurl = "{state.chain_url}"\n'
+    )
+    return config
+
+
+async def step_workers(state: DevnetState) -> None:
+    """Enroll each miner's CPU workers with one-time tokens and wait until they are idle."""
+    for name in _miner_names(state):
+        settings = load_settings(MinerSettings, state.options.home / f"{name}.toml")
+        pin = load_or_create_identity(settings.state_dir).public_key.hex()
+        ledger = ledger_for(settings)
+        try:
+            tokens = [ledger.new_token(pin, 600) for _ in range(state.options.workers_per_miner)]
+        finally:
+            ledger.close()
+        url = f"wss://127.0.0.1:{state.miner_ports[name]}/v1/worker"
+        for index, token in enumerate(tokens, start=1):
+            home = state.options.home / f"{name}-worker{index}"
+            state.supervisor.start(
+                f"{name}-worker{index}",
+                "worker",
+                "--miner",
+                url,
+                "--token",
+                token,
+                "--home",
+                str(home),
+            )
+    await _wait_for_workers(state)
+
+
+async def _wait_for_workers(state: DevnetState) -> None:
+    metagraph = await _chain(state).metagraph()
+    validator = state.wallets["validator"]
+    deadline = time.monotonic() + state.options.startup_timeout_s
+    for name in _miner_names(state):
+        neuron = metagraph.by_hotkey(state.wallets[name].hotkey.ss58_address)
+        assert neuron is not None
+        async with MinerClient(validator, neuron, timeout_s=5) as client:
+            while True:
+                idle = [w for w in (await client.workers()).workers if w.state == "idle"]
+                state.workers_online[neuron.hotkey] = len(idle)
+                if len(idle) >= state.options.workers_per_miner:
+                    break
+                _check_children(state)
+                if time.monotonic() > deadline:
+                    raise DevnetError(f"{name} has {len(idle)} idle workers")
+                await asyncio.sleep(0.2)
+
+
+def _check_children(state: DevnetState) -> None:
+    for child in state.supervisor.children:
+        if not child.alive:
+            raise DevnetError(f"{child.name} exited; its log:\n{child.tail()}")
 
 
 async def _wait_for_permit(state: DevnetState) -> None:
@@ -134,13 +231,21 @@ async def step_metagraph(state: DevnetState) -> None:
             )
         )
         if role == "miner":
-            state.summary.miners.append(MinerSummary(uid=neuron.uid, hotkey=neuron.hotkey))
+            state.summary.miners.append(
+                MinerSummary(
+                    uid=neuron.uid,
+                    hotkey=neuron.hotkey,
+                    workers_online=state.workers_online.get(neuron.hotkey, 0),
+                )
+            )
 
 
 STEPS: list[tuple[str, Step]] = [
     ("keys", step_keys),
     ("chain", step_chain),
     ("register", step_register),
+    ("miners", step_miners),
+    ("workers", step_workers),
     ("metagraph", step_metagraph),
 ]
 
