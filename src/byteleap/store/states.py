@@ -82,7 +82,7 @@ def check_challenge_transition(
 
 
 def check_worker_transition(current: WorkerState, new: WorkerState, *, worker_id: int) -> None:
-    """Raise :class:`IllegalTransition` unless ``current → new`` is allowed (same state is a no-op)."""
+    """Raise :class:`IllegalTransition` unless ``current → new`` is allowed (same: no-op)."""
     if new != current and new not in WORKER_TRANSITIONS[current]:
         raise IllegalTransition(
             f"worker {worker_id}: cannot go from {current} to {new}",

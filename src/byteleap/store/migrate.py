@@ -1,0 +1,87 @@
+"""Alembic, configured in code (no alembic.ini): upgrade, downgrade, current, head.
+
+The migration scripts live in ``byteleap/store/migrations``. Each command runs on
+a connection of an open :class:`Store`, so migrations share its error edge.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from byteleap.store.engine import Store, open_store
+from byteleap.store.errors import StoreSchemaError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migration scripts in byteleap/store/migrations/versions"
+    return head
+
+
+async def current_revision(store: Store) -> str | None:
+    """The revision the database is at, or None for an empty (unmigrated) database."""
+
+    def read(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    return await store.run_sync(read, transaction=False)
+
+
+async def _run(store: Store, action: str, rev: str) -> None:
+    def migrate(conn: Connection) -> None:
+        cfg = alembic_config(conn)
+        try:
+            if action == "upgrade":
+                command.upgrade(cfg, rev)
+            else:
+                command.downgrade(cfg, rev)
+        except CommandError as exc:
+            raise StoreSchemaError(
+                f"cannot {action} {store.target} to {rev!r}: {exc}", target=store.target
+            ) from None
+
+    await store.run_sync(migrate)
+    log.info("store %s: %s to %s done", store.target, action, rev)
+
+
+async def migrate_store(store: Store, action: str, rev: str) -> str | None:
+    """Run ``upgrade``/``downgrade`` on an open store; returns the new revision."""
+    await _run(store, action, rev)
+    return await current_revision(store)
+
+
+async def upgrade(url: str, rev: str = "head") -> str | None:
+    """Migrate the database at ``url`` up to ``rev`` (creating a SQLite file if needed)."""
+    async with await open_store(url, create=True, require_head=False) as store:
+        return await migrate_store(store, "upgrade", rev)
+
+
+async def downgrade(url: str, rev: str) -> str | None:
+    """Migrate the database at ``url`` down to ``rev`` (``base`` drops everything)."""
+    async with await open_store(url, require_head=False) as store:
+        return await migrate_store(store, "downgrade", rev)
+
+
+async def current(url: str) -> str | None:
+    """The revision of the database at ``url`` (None when it has no schema yet)."""
+    async with await open_store(url, require_head=False) as store:
+        return await current_revision(store)

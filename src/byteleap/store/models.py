@@ -1,0 +1,184 @@
+"""SQLAlchemy models of the validator store.
+
+Time: every timestamp column (``*_at``) is an integer of **UTC epoch seconds**;
+durations (``*_s``) are float seconds; availability is counted in integer
+5-minute buckets (``epoch_seconds // 300``). Integers keep SQLite and PostgreSQL
+identical and make the 169-hour window arithmetic cheap.
+
+These classes stay inside ``byteleap.store``: repositories return plain records.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from byteleap.store.states import ChallengeStatus, WorkerState
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class EnumText(sa.types.TypeDecorator[StrEnum]):
+    """A StrEnum stored as its value in a VARCHAR (no native enum type to migrate)."""
+
+    impl = sa.String(16)
+    cache_ok = True
+
+    def __init__(self, enum_cls: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum_cls = enum_cls
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_cls(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum_cls(value)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class Miner(Base):
+    __tablename__ = "miners"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    hotkey: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    uid: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    axon: Mapped[str | None] = mapped_column(sa.String(255))
+    first_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+    __table_args__ = (sa.UniqueConstraint("miner_id", "worker_key"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    miner_id: Mapped[int] = mapped_column(sa.ForeignKey("miners.id", ondelete="CASCADE"))
+    worker_key: Mapped[str] = mapped_column(sa.String(128))
+    state: Mapped[WorkerState] = mapped_column(EnumText(WorkerState))
+    cpu_model: Mapped[str | None] = mapped_column(sa.String(128))
+    cpu_cores: Mapped[int | None] = mapped_column(sa.Integer)
+    ram_mb: Mapped[int | None] = mapped_column(sa.BigInteger)
+    disk_mb: Mapped[int | None] = mapped_column(sa.BigInteger)
+    first_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Gpu(Base):
+    __tablename__ = "gpus"
+    __table_args__ = (sa.UniqueConstraint("worker_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(sa.ForeignKey("workers.id", ondelete="CASCADE"))
+    slot: Mapped[int] = mapped_column(sa.Integer)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    vram_mb: Mapped[int] = mapped_column(sa.BigInteger)
+    uuid: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class AvailabilitySpan(Base):
+    """A run of consecutive online buckets ``[start_bucket, end_bucket)`` for one worker.
+
+    Runs instead of one row per bucket: 25,600 workers × 2,028 buckets would be
+    52 M rows; a mostly-online worker needs a handful of runs.
+    """
+
+    __tablename__ = "availability_spans"
+    __table_args__ = (
+        sa.CheckConstraint("end_bucket > start_bucket", name="nonempty"),
+        sa.Index("ix_availability_spans_worker_end", "worker_id", "end_bucket"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(sa.ForeignKey("workers.id", ondelete="CASCADE"))
+    start_bucket: Mapped[int] = mapped_column(sa.BigInteger)
+    end_bucket: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+
+class WorkerIp(Base):
+    """One stretch of a worker seen at one IP; a new row means the IP changed."""
+
+    __tablename__ = "worker_ips"
+    __table_args__ = (sa.Index("ix_worker_ips_worker_last", "worker_id", "last_seen_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(sa.ForeignKey("workers.id", ondelete="CASCADE"))
+    ip: Mapped[str] = mapped_column(sa.String(45))
+    first_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+
+class Challenge(Base):
+    __tablename__ = "challenges"
+    __table_args__ = (sa.Index("ix_challenges_worker_issued", "worker_id", "issued_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(sa.ForeignKey("workers.id", ondelete="CASCADE"))
+    # Denormalised so per-miner scoring reads one table.
+    miner_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("miners.id", ondelete="CASCADE"), index=True
+    )
+    profile: Mapped[str] = mapped_column(sa.String(16))
+    n: Mapped[int] = mapped_column(sa.Integer)
+    seed: Mapped[str] = mapped_column(sa.String(64))  # hex; needed to verify after a restart
+    status: Mapped[ChallengeStatus] = mapped_column(EnumText(ChallengeStatus), index=True)
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    claimed_gpu: Mapped[str | None] = mapped_column(sa.String(128))
+    root: Mapped[str | None] = mapped_column(sa.String(128))
+    issued_at: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    deadline_at: Mapped[int] = mapped_column(sa.BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(sa.BigInteger)
+    rtt_s: Mapped[float | None] = mapped_column(sa.Float)
+    commit_s: Mapped[float | None] = mapped_column(sa.Float)  # receive − send of the root
+    compute_s: Mapped[float | None] = mapped_column(sa.Float)  # commit_s − rtt_s
+    throughput: Mapped[float | None] = mapped_column(sa.Float)  # verified FLOP/s, 2n³/compute_s
+
+
+class WeightSet(Base):
+    __tablename__ = "weight_sets"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    netuid: Mapped[int] = mapped_column(sa.Integer)
+    block: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
+    version_key: Mapped[int] = mapped_column(sa.BigInteger)
+    computed_at: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    accepted: Mapped[bool | None] = mapped_column(sa.Boolean)  # None: not submitted yet
+    message: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class WeightEntry(Base):
+    __tablename__ = "weight_entries"
+
+    weight_set_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("weight_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    uid: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    weight: Mapped[float] = mapped_column(sa.Float)
+
+
+class ChainEvent(Base):
+    __tablename__ = "chain_events"
+    __table_args__ = (sa.Index("ix_chain_events_kind_at", "kind", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[int] = mapped_column(sa.BigInteger)
+    block: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    hotkey: Mapped[str | None] = mapped_column(sa.String(64))
+    uid: Mapped[int | None] = mapped_column(sa.Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
