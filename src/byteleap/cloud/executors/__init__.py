@@ -1,0 +1,76 @@
+"""Executors: the port through which a worker runs a job's program, and its adapters.
+
+``executor_for(name)`` picks an adapter by name. Adapters share one shape (``Executor`` →
+``Execution``) and declare what they cannot do in ``unsupported`` ({feature: reason}).
+Errors are under ``ExecutorError`` (see ``errors.py`` for the tree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from byteleap.cloud.executors.base import (
+    ArtifactInfo,
+    Execution,
+    ExecutionResult,
+    ExecutionSpec,
+    ExecutionState,
+    Executor,
+    InputFile,
+    LogLine,
+)
+from byteleap.cloud.executors.errors import (
+    BadSpecError,
+    ExecutorError,
+    StartFailedError,
+    UnavailableExecutorError,
+    UnknownExecutorError,
+    UnsupportedError,
+    WorkdirError,
+)
+from byteleap.cloud.executors.process import ProcessExecutor
+
+__all__ = [
+    "AVAILABLE",
+    "UNAVAILABLE",
+    "ArtifactInfo",
+    "BadSpecError",
+    "Execution",
+    "ExecutionResult",
+    "ExecutionSpec",
+    "ExecutionState",
+    "Executor",
+    "ExecutorError",
+    "InputFile",
+    "LogLine",
+    "ProcessExecutor",
+    "StartFailedError",
+    "UnavailableExecutorError",
+    "UnknownExecutorError",
+    "UnsupportedError",
+    "WorkdirError",
+    "executor_for",
+]
+
+AVAILABLE: dict[str, Callable[[], Executor]] = {ProcessExecutor.name: ProcessExecutor}
+
+#: Adapters the design names but this build does not have yet, with why.
+UNAVAILABLE: dict[str, str] = {
+    "container": "the podman/docker adapter is not implemented yet; use 'process'",
+    "kubernetes": "the Kubernetes adapter is not implemented yet; use 'process'",
+    "vm": "the VM adapter is not implemented yet; use 'process'",
+}
+
+
+def executor_for(name: str) -> Executor:
+    """A fresh executor of the adapter called ``name``."""
+    if name in AVAILABLE:
+        return AVAILABLE[name]()
+    if name in UNAVAILABLE:
+        raise UnavailableExecutorError(
+            f"executor {name!r} is unavailable: {UNAVAILABLE[name]}", executor=name
+        )
+    raise UnknownExecutorError(
+        f"no executor named {name!r}; known: {', '.join(sorted(AVAILABLE | UNAVAILABLE))}",
+        executor=name,
+    )

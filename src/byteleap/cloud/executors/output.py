@@ -1,0 +1,152 @@
+"""Bounded program output: the tail of each stream, and live fan-out of lines to log readers.
+
+Memory and CPU stay bounded however much a program prints. Output arrives in blobs (whatever
+the pipe delivered, cut at the last newline); each stream keeps blobs covering its last
+``max_output_bytes`` and counts the rest as dropped. ``LogLine`` objects are made only for live
+readers, and at most ``READER_BACKLOG`` per blob: a reader holds that many lines at most and
+one that falls behind loses the oldest — the live view is best effort under a flood, the tail
+in the result is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+
+from byteleap.cloud.executors.base import LogLine, Stream
+
+#: A line longer than this is cut into pieces, so a program that never prints a newline
+#: cannot make the splitter's buffer grow without bound.
+MAX_LINE_BYTES = 64 << 10
+READER_BACKLOG = 10_000
+
+
+class StreamTail:
+    """The end of one stream: blobs covering at least its last ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total_bytes = 0
+        self.blobs: deque[tuple[int, datetime, bytes]] = deque()
+        self._held = 0
+
+    def add(self, seq: int, ts: datetime, blob: bytes) -> None:
+        self.blobs.append((seq, ts, blob))
+        self.total_bytes += len(blob)
+        self._held += len(blob)
+        while self._held - len(self.blobs[0][2]) >= self.limit:
+            self._held -= len(self.blobs.popleft()[2])
+
+    def kept(self) -> bytes:
+        """The last ``limit`` bytes at most, starting at a line start when one is in reach."""
+        data = b"".join(blob for _, _, blob in self.blobs)
+        if len(data) <= self.limit:
+            return data
+        data = data[-self.limit :]
+        cut = data.find(b"\n")
+        return data[cut + 1 :] if 0 <= cut < len(data) - 1 else data
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self.total_bytes - len(self.kept())
+
+    def text(self) -> str:
+        return self.kept().decode(errors="replace")
+
+
+def _lines(stream: Stream, ts: datetime, blob: bytes) -> list[LogLine]:
+    # A blob is whole lines each ending in a newline, or one piece without any.
+    parts = blob.split(b"\n")
+    if parts[-1] == b"" and len(parts) > 1:
+        parts.pop()
+    return [
+        LogLine(stream=stream, line=part.decode(errors="replace"), ts=ts)
+        for part in parts[-READER_BACKLOG:]
+    ]
+
+
+class _Reader:
+    def __init__(self, backlog: Iterable[LogLine]) -> None:
+        self.lines: deque[LogLine] = deque(backlog, maxlen=READER_BACKLOG)
+        self.wake = asyncio.Event()
+
+
+class OutputLog:
+    """Both streams of one program: tails for the result, fan-out for live readers."""
+
+    def __init__(self, max_output_bytes: int) -> None:
+        self.tails: dict[Stream, StreamTail] = {
+            "stdout": StreamTail(max_output_bytes),
+            "stderr": StreamTail(max_output_bytes),
+        }
+        self._seq = itertools.count()
+        self._readers: list[_Reader] = []
+        self._closed = False
+
+    def publish(self, stream: Stream, blob: bytes) -> None:
+        ts = datetime.now(UTC)
+        self.tails[stream].add(next(self._seq), ts, blob)
+        if not self._readers:
+            return
+        lines = _lines(stream, ts, blob)
+        for reader in self._readers:
+            reader.lines.extend(lines)
+            reader.wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        for reader in self._readers:
+            reader.wake.set()
+
+    async def follow(self) -> AsyncIterator[LogLine]:
+        """The kept lines of both streams in order, then live lines until ``close``."""
+        tagged = [
+            [(seq, name, ts, blob) for seq, ts, blob in t.blobs] for name, t in self.tails.items()
+        ]
+        backlog = (
+            line
+            for _, name, ts, blob in heapq.merge(*tagged, key=lambda entry: entry[0])
+            for line in _lines(name, ts, blob)
+        )
+        reader = _Reader(backlog)
+        self._readers.append(reader)
+        try:
+            while True:
+                while reader.lines:
+                    yield reader.lines.popleft()
+                if self._closed:
+                    return
+                reader.wake.clear()
+                await reader.wake.wait()
+        finally:
+            self._readers.remove(reader)
+
+
+class LineSplitter:
+    """Cuts the raw bytes of one stream at its last newline and publishes the whole lines."""
+
+    def __init__(self, stream: Stream, log: OutputLog) -> None:
+        self.stream = stream
+        self._log = log
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        pending = self._pending
+        pending += data
+        end = pending.rfind(b"\n")
+        if end != -1:
+            self._log.publish(self.stream, bytes(pending[: end + 1]))
+            del pending[: end + 1]
+        while len(pending) >= MAX_LINE_BYTES:
+            self._log.publish(self.stream, bytes(pending[:MAX_LINE_BYTES]))
+            del pending[:MAX_LINE_BYTES]
+
+    def flush(self) -> None:
+        """Publish an unterminated last line, at EOF."""
+        if self._pending:
+            self._log.publish(self.stream, bytes(self._pending))
+            self._pending.clear()

@@ -1,0 +1,320 @@
+"""The process executor: runs the program as a child process of the worker, in its own session.
+
+What it gives: a fresh work dir, a clean environment (only PATH, HOME=work dir, LANG and the
+spec's env; the worker's own environment — keys, tokens — is not inherited), bounded output,
+a timeout, cancel, a CPU-time rlimit and a resident-memory watchdog.
+
+How it stops a program: the child leads a new session, so it and everything it forks share one
+process group. Stopping sends SIGTERM to the group, waits ``kill_grace_s``, then SIGKILLs the
+group. Descendants seen by the watchdog (sampled every ``poll_s``) are signalled one by one as
+well, which also reaches a child that moved to its own session (setsid) in time to be seen.
+When the main process exits on its own, whatever it left running is stopped the same way:
+a job does not outlive itself.
+
+Limits: ``cpu_time_limit_s`` is RLIMIT_CPU set in a ``preexec_fn`` (per process: SIGXCPU at the
+limit, SIGKILL a few seconds later). ``memory_limit_mib`` is *not* an rlimit: RLIMIT_AS counts
+address space, which CUDA, JIT runtimes and glibc's per-thread malloc arenas reserve far beyond
+what they use, and every rlimit is per process, so a forking job would get N times the limit.
+Instead the watchdog sums the resident memory of the whole tree and kills the group when it is
+over (``killed_by="memory"``); an allocation burst shorter than ``poll_s`` can overshoot briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import resource
+import signal
+import subprocess
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from byteleap.cloud.executors.base import (
+    FEATURE_NETWORK_ISOLATION,
+    ArtifactInfo,
+    ExecutionResult,
+    ExecutionSpec,
+    ExecutionState,
+    KilledBy,
+    LogLine,
+    check_spec,
+)
+from byteleap.cloud.executors.errors import StartFailedError
+from byteleap.cloud.executors.output import LineSplitter, OutputLog
+from byteleap.cloud.executors.process_tree import ProcessTree
+from byteleap.cloud.executors.workdir import collect_artifacts, prepare_workdir
+
+logger = logging.getLogger(__name__)
+
+#: How long output readers may take to reach EOF once every known process is gone; a process
+#: that escaped the group and kept the pipe open is not waited for beyond this.
+_DRAIN_S = 2.0
+_STOP_POLL_S = 0.05
+#: Seconds between SIGXCPU (soft RLIMIT_CPU) and the kernel's SIGKILL (hard limit).
+_CPU_HARD_MARGIN_S = 5
+
+_STATE_OF_CAUSE: dict[KilledBy, ExecutionState] = {
+    "timeout": ExecutionState.TIMED_OUT,
+    "cancel": ExecutionState.CANCELLED,
+    "memory": ExecutionState.FAILED,
+}
+
+
+class ProcessExecutor:
+    """Runs a spec as a local child process (see the module docstring for what it isolates)."""
+
+    name: ClassVar[str] = "process"
+    unsupported: ClassVar[dict[str, str]] = {
+        FEATURE_NETWORK_ISOLATION: "the child shares the worker's network namespace",
+        "gpu_exclusive": "CUDA_VISIBLE_DEVICES only hides GPUs; without a device cgroup any "
+        "process of the worker's user can still open them",
+        "cpu_cores": "no cgroup: RLIMIT_CPU caps CPU-seconds, not the number of cores used",
+        "filesystem_isolation": "the child runs as the worker's user and reads what it can",
+    }
+
+    def __init__(self, *, kill_grace_s: float = 5.0, poll_s: float = 0.2) -> None:
+        self.kill_grace_s = kill_grace_s
+        self.poll_s = poll_s
+
+    async def start(self, spec: ExecutionSpec, workdir: Path) -> ProcessExecution:
+        spec = check_spec(spec, self.unsupported)
+        # Resolved: HOME and cwd must not depend on the worker's own cwd.
+        workdir = await asyncio.to_thread(prepare_workdir, spec, workdir)
+        log = OutputLog(spec.max_output_bytes)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, child = await loop.subprocess_exec(
+                lambda: ChildProtocol(log, loop),
+                *spec.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=workdir,
+                env=child_env(spec, workdir),
+                start_new_session=True,
+                preexec_fn=_rlimits(spec),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StartFailedError(
+                f"cannot start {spec.command[0]!r}: {exc}", program=spec.command[0]
+            ) from exc
+        execution = ProcessExecution(transport, child, spec, workdir, self)
+        logger.info("execution started", extra={"pid": execution.pid, "program": spec.command[0]})
+        return execution
+
+
+def child_env(spec: ExecutionSpec, workdir: Path) -> dict[str, str]:
+    """The whole environment of the child: a few basics, the spec's env, the visible GPUs."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(workdir),
+        "LANG": "C.UTF-8",
+    }
+    env.update(spec.env)
+    # Empty hides every GPU: a CPU job on a GPU worker must not take a GPU it was not given.
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
+    return env
+
+
+def _rlimits(spec: ExecutionSpec) -> Callable[[], None] | None:
+    # preexec_fn runs between fork and exec, where another thread may hold a lock; it only
+    # makes one system call and is used only when a limit is asked for.
+    if spec.cpu_time_limit_s is None:
+        return None
+    soft = spec.cpu_time_limit_s
+    _, hard_now = resource.getrlimit(resource.RLIMIT_CPU)
+    hard = soft + _CPU_HARD_MARGIN_S
+    if hard_now != resource.RLIM_INFINITY:
+        hard = min(hard, hard_now)
+        soft = min(soft, hard)
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+    return apply
+
+
+class ChildProtocol(asyncio.SubprocessProtocol):
+    """Feeds the child's pipes into the output log and tells when the child exits.
+
+    The exit is watched here rather than through ``asyncio.subprocess.Process.wait``, which on
+    Python 3.11 returns only once every pipe is closed — never, while a leftover grandchild
+    holds stdout.
+    """
+
+    def __init__(self, log: OutputLog, loop: asyncio.AbstractEventLoop) -> None:
+        self._splitters = {1: LineSplitter("stdout", log), 2: LineSplitter("stderr", log)}
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.log = log
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self._splitters[fd].feed(data if isinstance(data, bytes) else data.encode())
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self._splitters:
+            self._splitters[fd].flush()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def flush(self) -> None:
+        for splitter in self._splitters.values():
+            splitter.flush()
+
+
+class ProcessExecution:
+    """One running child process and its supervision task."""
+
+    def __init__(
+        self,
+        transport: asyncio.SubprocessTransport,
+        child: ChildProtocol,
+        spec: ExecutionSpec,
+        workdir: Path,
+        executor: ProcessExecutor,
+    ) -> None:
+        self._transport = transport
+        self._child = child
+        self._spec = spec
+        self._workdir = workdir
+        self._grace = executor.kill_grace_s
+        self._poll = executor.poll_s
+        self._started_at = datetime.now(UTC)
+        self._log = child.log
+        self._tree = ProcessTree(self.pid)
+        self._stop = asyncio.Event()
+        self._cause: KilledBy | None = None
+        self._detail = ""
+        self._task = asyncio.create_task(self._supervise(), name=f"execution-{self.pid}")
+
+    @property
+    def pid(self) -> int:
+        return int(self._transport.get_pid())
+
+    async def logs(self) -> AsyncGenerator[LogLine, None]:
+        async for line in self._log.follow():
+            yield line
+
+    async def wait(self) -> ExecutionResult:
+        return await asyncio.shield(self._task)
+
+    async def cancel(self) -> ExecutionResult:
+        self._request_stop("cancel", "cancelled on request")
+        return await self.wait()
+
+    def _request_stop(self, cause: KilledBy, detail: str) -> None:
+        if self._cause is None and not self._task.done():
+            self._cause, self._detail = cause, detail
+            self._stop.set()
+
+    async def _supervise(self) -> ExecutionResult:
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            if not await self._exited_in_time():
+                # A tree over its memory limit may take the host down during a grace period.
+                await self._stop_tree(0.0 if self._cause == "memory" else self._grace)
+            elif self._tree.alive():
+                await self._stop_tree(self._grace)  # the program left processes behind
+        finally:
+            watchdog.cancel()
+            if not self._child.exited.done():  # supervision itself failed: leave nothing
+                self._tree.signal(signal.SIGKILL)
+            await asyncio.gather(watchdog, return_exceptions=True)
+            await self._close_pipes()
+        artifacts = await asyncio.to_thread(
+            collect_artifacts, self._workdir, self._spec.artifacts_dir
+        )
+        return self._result(artifacts)
+
+    async def _close_pipes(self) -> None:
+        # A process that escaped the group may hold a pipe open: wait for EOF a little only.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._child.closed), _DRAIN_S)
+        self._transport.close()
+        self._child.flush()
+        self._log.close()
+
+    async def _exited_in_time(self) -> bool:
+        stopped = asyncio.ensure_future(self._stop.wait())
+        waiters: set[asyncio.Future[Any]] = {self._child.exited, stopped}
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=self._spec.timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopped.cancel()
+        if self._child.exited in done:
+            return True
+        self._request_stop("timeout", f"timed out after {self._spec.timeout_s:g} s")
+        return False
+
+    async def _stop_tree(self, grace: float) -> None:
+        """SIGTERM the tree, SIGKILL whatever is left after ``grace`` seconds."""
+        if grace > 0:
+            await self._terminate(grace)
+        self._tree.signal(signal.SIGKILL)
+        await self._child.exited
+
+    async def _terminate(self, grace: float) -> None:
+        self._tree.signal(signal.SIGTERM)
+        # Nothing signals a group's end; poll it until it is empty or the grace is over.
+        for _ in range(math.ceil(grace / _STOP_POLL_S)):
+            if not self._tree.alive():
+                break
+            await asyncio.sleep(_STOP_POLL_S)
+
+    async def _watch(self) -> None:
+        limit = self._spec.memory_limit_mib
+        while True:
+            rss = await asyncio.to_thread(self._tree.sample)
+            if limit is not None and rss > limit << 20:
+                self._request_stop(
+                    "memory",
+                    f"resident memory {rss >> 20} MiB exceeded the limit of {limit} MiB; killed",
+                )
+                return
+            await asyncio.sleep(self._poll)
+
+    def _result(self, artifacts: list[ArtifactInfo]) -> ExecutionResult:
+        code = self._transport.get_returncode()
+        assert code is not None, "the result is built only after the child exited"
+        if self._cause is not None:
+            state = _STATE_OF_CAUSE[self._cause]
+        else:
+            state = ExecutionState.SUCCEEDED if code == 0 else ExecutionState.FAILED
+        stdout, stderr = self._log.tails["stdout"], self._log.tails["stderr"]
+        return ExecutionResult(
+            exit_code=code,
+            state=state,
+            stdout_tail=stdout.text(),
+            stderr_tail=stderr.text(),
+            stdout_dropped_bytes=stdout.dropped_bytes,
+            stderr_dropped_bytes=stderr.dropped_bytes,
+            started_at=self._started_at,
+            finished_at=datetime.now(UTC),
+            artifacts=artifacts,
+            killed_by=self._cause,
+            detail=self._detail or _explain(code, self._spec),
+        )
+
+
+def _explain(code: int, spec: ExecutionSpec) -> str:
+    if code >= 0:
+        return "" if code == 0 else f"exited with status {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    if -code == signal.SIGXCPU and spec.cpu_time_limit_s is not None:
+        return f"CPU-time limit of {spec.cpu_time_limit_s} s reached ({name})"
+    return f"killed by {name}"
