@@ -1,5 +1,7 @@
 """Errors raised by the pure scoring package.
 
+One base, under the project root:
+
     ByteleapError
      └── ScoringError          bad input handed to scoring (reason names which rule)
 """
