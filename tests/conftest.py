@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["network_fixtures", "store_fixtures"]
+
 # Gated kinds of tests that must never silently skip when CI says they can run.
 _REQUIRED_IN_CI = {"postgres": "BYTELEAP_REQUIRE_POSTGRES"}
 

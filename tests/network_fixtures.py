@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -11,12 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bittensor as bt
 import pytest
 
 from byteleap.chain.local.client import LocalChain
+from byteleap.chain.port import NeuronInfo
 from byteleap.keys import ensure_wallet
+from byteleap.net.messages import WorkerState, WorkerView
+from byteleap.validator.miner_client import MinerClient
 
 BYTELEAP = [sys.executable, "-m", "byteleap.cli"]
 
@@ -106,7 +111,7 @@ class Network:
 def _write_configs(root: Path, chain_port: int, miner_port: int, wallets: Path) -> Path:
     (root / "chain.toml").write_text(
         f'[chain]\nport = {chain_port}\ndb_path = "{root / "chain.db"}"\n'
-        "block_time_s = 0.1\ntempo = 10\nmax_validators = 1\n"
+        "block_time_s = 0.1\ntempo = 10\nmax_validators = 1\nweights_rate_limit = 0\n"
     )
     miner_config = root / "miner.toml"
     miner_config.write_text(
@@ -163,3 +168,49 @@ async def _register(net: Network) -> None:
             if neuron is not None and neuron.validator_permit:
                 break
             await asyncio.sleep(0.1)
+
+
+async def miner_neuron(network: Any) -> NeuronInfo:
+    async with LocalChain(network.chain_url, timeout_s=5) as chain:
+        deadline = time.monotonic() + 60
+        while True:
+            neuron = (await chain.metagraph()).by_hotkey(network.miner_wallet.hotkey.ss58_address)
+            if neuron is not None and neuron.certificate:
+                return neuron
+            assert time.monotonic() < deadline, "miner never published its axon:\n" + network.log(
+                "miner"
+            )
+            await asyncio.sleep(0.2)
+
+
+async def wait_for_workers(
+    client: MinerClient, count: int, state: WorkerState = WorkerState.IDLE
+) -> list[WorkerView]:
+    deadline = time.monotonic() + 60
+    while True:
+        listed = (await client.workers()).workers
+        ready = [w for w in listed if w.state is state]
+        if len(ready) >= count:
+            return ready
+        assert time.monotonic() < deadline, f"workers: {[(w.worker_id, w.state) for w in listed]}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def workers(network: Any) -> dict[str, str]:
+    """Enroll three workers (one of which hangs on challenges); name -> worker id."""
+    for name, behaviour in (("w1", "honest"), ("w2", "honest"), ("w3", "hang")):
+        network.start_worker(name, network.new_token(), behaviour)
+
+    async def enrolled() -> dict[str, str]:
+        neuron = await miner_neuron(network)
+        async with MinerClient(network.validator, neuron) as client:
+            await wait_for_workers(client, 3)
+        return {
+            name: json.loads((network.root / name / "worker_identity.json").read_text())[
+                "worker_id"
+            ]
+            for name in ("w1", "w2", "w3")
+        }
+
+    return asyncio.run(enrolled())

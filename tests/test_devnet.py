@@ -44,6 +44,8 @@ def test_devnet_json_summary(tmp_path: Path) -> None:
         "register",
         "miners",
         "workers",
+        "validator",
+        "weights",
         "metagraph",
     ]
     assert all(step["ok"] and step["seconds"] >= 0 for step in summary["steps"])

@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from byteleap.commands import bench, chain, config_cmd, db, devnet, keys, miner, worker
+from byteleap.commands import (
+    bench,
+    chain,
+    config_cmd,
+    db,
+    devnet,
+    keys,
+    miner,
+    validator,
+    worker,
+)
 from byteleap.commands.common import not_built_yet
 from byteleap.config import ConfigError
 from byteleap.errors import ByteleapError
@@ -27,14 +37,14 @@ app.add_typer(db.app, name="db", help="Database migrations for the validator sto
 app.add_typer(config_cmd.app, name="config", help="Show the effective configuration.")
 app.add_typer(bench.app, name="bench", help="Benchmarks (challenge, scoring, gateway).")
 app.add_typer(
+    validator.app, name="validator", help="Run a validator: challenge rounds, scoring, weights."
+)
+app.add_typer(
     miner.app, name="miner", help="Run a miner that aggregates workers and serves validators."
 )
 app.add_typer(worker.app, name="worker", help="Run a worker (one per GPU, or a CPU worker).")
 
-for _role, _help in (
-    ("validator", "Run a validator: challenge rounds, scoring, weights."),
-    ("gateway", "Run the customer gateway (REST + gRPC)."),
-):
+for _role, _help in (("gateway", "Run the customer gateway (REST + gRPC)."),):
     app.add_typer(not_built_yet(_role), name=_role, help=f"{_help} [not built yet]")
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from byteleap.errors import ByteleapError
+from byteleap.scoring.params import ScoringParams
 
 DEFAULT_HOME = Path(".devnet")
 
@@ -145,6 +146,14 @@ class ValidatorSettings(RoleSettings):
     weights_interval_s: float = Field(default=420.0, gt=0)  # (param)
     weights_every_blocks: int = Field(default=105, ge=1)  # (param)
     max_workers_per_miner: int = Field(default=100, ge=1)  # (param)
+    challenge_n: int = Field(default=2048, ge=2, le=65536)  # (param)
+    challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cpu-f64"
+    challenge_ttl_s: float = Field(default=60.0, gt=0)  # (param)
+    concurrency_per_miner: int = Field(default=8, ge=1)
+    reveal_rows: int = Field(default=8, ge=1)  # (param) s
+    reveal_cols: int = Field(default=32, ge=1)  # (param) t
+    store_retry_s: float = Field(default=5.0, gt=0)
+    scoring: ScoringParams = ScoringParams()
 
 
 class MinerSettings(RoleSettings):

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from byteleap.chain.local.client import LocalChain
 from byteleap.chain.port import NeuronInfo
 from byteleap.net.auth import sign_request
 from byteleap.net.errors import PinMismatch
@@ -22,6 +21,7 @@ from byteleap.net.messages import WorkerState, WorkerView
 from byteleap.net.tls import fetch_pinned_certificate, pinned_context_for
 from byteleap.proof import Profile, draw_reveal, issue_challenge, verify
 from byteleap.validator.miner_client import MinerCallError, MinerClient
+from network_fixtures import miner_neuron, wait_for_workers
 
 pytestmark = pytest.mark.slow
 N = 96
@@ -33,32 +33,6 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 30, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
-
-
-async def miner_neuron(network: Any) -> NeuronInfo:
-    async with LocalChain(network.chain_url, timeout_s=5) as chain:
-        deadline = time.monotonic() + 60
-        while True:
-            neuron = (await chain.metagraph()).by_hotkey(network.miner_wallet.hotkey.ss58_address)
-            if neuron is not None and neuron.certificate:
-                return neuron
-            assert time.monotonic() < deadline, "miner never published its axon:\n" + network.log(
-                "miner"
-            )
-            await asyncio.sleep(0.2)
-
-
-async def wait_for_workers(
-    client: MinerClient, count: int, state: WorkerState = WorkerState.IDLE
-) -> list[WorkerView]:
-    deadline = time.monotonic() + 60
-    while True:
-        listed = (await client.workers()).workers
-        ready = [w for w in listed if w.state is state]
-        if len(ready) >= count:
-            return ready
-        assert time.monotonic() < deadline, f"workers: {[(w.worker_id, w.state) for w in listed]}"
-        await asyncio.sleep(0.2)
 
 
 def signature_check(worker: WorkerView) -> Any:
@@ -83,26 +57,6 @@ async def challenge_round(client: MinerClient, worker: WorkerView, ttl_s: float 
     return verify(
         spec, commitment, request, reveal, now=received, verify_signature=signature_check(worker)
     )
-
-
-@pytest.fixture(scope="module")
-def workers(network: Any) -> dict[str, str]:
-    """Enroll three workers (one of which hangs on challenges); name -> worker id."""
-    for name, behaviour in (("w1", "honest"), ("w2", "honest"), ("w3", "hang")):
-        network.start_worker(name, network.new_token(), behaviour)
-
-    async def enrolled() -> dict[str, str]:
-        neuron = await miner_neuron(network)
-        async with MinerClient(network.validator, neuron) as client:
-            await wait_for_workers(client, 3)
-        return {
-            name: json.loads((network.root / name / "worker_identity.json").read_text())[
-                "worker_id"
-            ]
-            for name in ("w1", "w2", "w3")
-        }
-
-    return asyncio.run(enrolled())
 
 
 async def test_full_challenge_round_through_the_miner(

@@ -57,4 +57,19 @@ def _print_metagraph(summary: DevnetSummary) -> None:
                 str(n.uid), n.role, n.hotkey, f"{n.stake:g}", "yes" if n.validator_permit else ""
             )
         console.print(table)
+    if summary.miners:
+        miners = Table(title="miners: challenges, scores and the weights set on chain")
+        for column in ("uid", "workers", "passed", "failed", "challenge", "lease", "weight"):
+            miners.add_column(column, justify="right")
+        for m in summary.miners:
+            miners.add_row(
+                str(m.uid),
+                str(m.workers_online),
+                str(m.challenges_passed),
+                str(m.challenges_failed),
+                f"{m.challenge_score:.3f}",
+                f"{m.lease_score:.3f}",
+                f"{m.weight:.3f}",
+            )
+        console.print(miners)
     console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

@@ -13,6 +13,7 @@ from typing import Any
 
 import bittensor as bt
 from rich.console import Console
+from rich.status import Status
 
 from byteleap.chain.local.client import LocalChain
 from byteleap.config import MinerSettings, load_settings
@@ -22,7 +23,10 @@ from byteleap.errors import ByteleapError
 from byteleap.keys import create_wallet
 from byteleap.miner.runner import ledger_for
 from byteleap.net.tls import load_or_create_identity
+from byteleap.scoring import ScoringParams
+from byteleap.store import StoreError, latest_weights, open_store
 from byteleap.validator.miner_client import MinerClient
+from byteleap.validator.scores import ScoreResult, compute_scores
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ class DevnetOptions:
     miners: int = 2
     workers_per_miner: int = 2
     heartbeat_s: float = 2.0
+    rounds: int = 3  # challenge rounds to wait for
+    round_interval_s: float = 2.0
+    challenge_n: int = 256
     chain_port: int = 0  # 0: pick a free port
     block_time_s: float = 0.25
     tempo: int = 20
@@ -58,6 +65,14 @@ class DevnetState:
     chain_url: str = ""
     miner_ports: dict[str, int] = field(default_factory=dict)  # wallet name -> port
     workers_online: dict[str, int] = field(default_factory=dict)  # hotkey -> count
+    store_url: str = ""
+    scores: ScoreResult | None = None
+    accepted_weights: dict[int, float] = field(default_factory=dict)
+    status: Status | None = None
+
+    def progress(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(f"[bold]{text}[/]…")
 
     @property
     def wallet_dir(self) -> Path:
@@ -197,6 +212,77 @@ async def _wait_for_workers(state: DevnetState) -> None:
                 await asyncio.sleep(0.2)
 
 
+async def step_validator(state: DevnetState) -> None:
+    """Start the validator and wait until every worker has passed ``rounds`` challenges."""
+    options = state.options
+    state.store_url = f"sqlite+aiosqlite:///{(options.home / 'validator.db').resolve()}"
+    config = options.home / "validator.toml"
+    config.write_text(
+        f"[validator]\nround_interval_s = {options.round_interval_s}\n"
+        "weights_interval_s = 2\nweights_every_blocks = 4\n"
+        f"challenge_n = {options.challenge_n}\nchallenge_ttl_s = 20\n"
+        f'[validator.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
+        f'[validator.chain]\nurl = "{state.chain_url}"\n'
+        f'[validator.store]\nurl = "{state.store_url}"\n'
+    )
+    state.supervisor.start("validator", "validator", "run", "--config", str(config))
+    expected = options.miners * options.workers_per_miner
+    deadline = time.monotonic() + options.startup_timeout_s + options.rounds * 30
+    while True:
+        try:
+            result = await _score(state)
+        except StoreError:  # the validator has not created and migrated its store yet
+            result = None
+        done = [
+            w
+            for w in (result.board.workers if result else ())
+            if w.successes + w.failures >= options.rounds
+        ]
+        if result is not None and len(done) >= expected:
+            state.scores = result
+            return
+        _check_children(state)
+        if time.monotonic() > deadline:
+            raise DevnetError(f"only {len(done)} of {expected} workers finished the rounds")
+        state.progress(f"validator: {len(done)}/{expected} workers through {options.rounds} rounds")
+        await asyncio.sleep(1.0)
+
+
+async def _score(state: DevnetState) -> ScoreResult:
+    metagraph = await _chain(state).metagraph()
+    store = await open_store(state.store_url)
+    try:
+        validator = state.wallets["validator"].hotkey.ss58_address
+        params = ScoringParams(round_interval_s=state.options.round_interval_s)
+        return await compute_scores(
+            store, metagraph, now=time.time(), params=params, exclude={validator}
+        )
+    finally:
+        await store.close()
+
+
+async def step_weights(state: DevnetState) -> None:
+    """Wait until the validator's weights are accepted and an epoch has paid incentive."""
+    deadline = time.monotonic() + state.options.startup_timeout_s
+    miners = {state.wallets[name].hotkey.ss58_address for name in _miner_names(state)}
+    while True:
+        store = await open_store(state.store_url)
+        try:
+            async with store.session() as s:
+                latest = await latest_weights(s, accepted_only=True)
+        finally:
+            await store.close()
+        metagraph = await _chain(state).metagraph()
+        paid = [n for n in metagraph.neurons if n.hotkey in miners and n.incentive > 0]
+        if latest is not None and paid:
+            state.accepted_weights = latest.weights
+            return
+        _check_children(state)
+        if time.monotonic() > deadline:
+            raise DevnetError("weights were not set and paid within the time limit")
+        await asyncio.sleep(0.5)
+
+
 def _check_children(state: DevnetState) -> None:
     for child in state.supervisor.children:
         if not child.alive:
@@ -231,13 +317,26 @@ async def step_metagraph(state: DevnetState) -> None:
             )
         )
         if role == "miner":
-            state.summary.miners.append(
-                MinerSummary(
-                    uid=neuron.uid,
-                    hotkey=neuron.hotkey,
-                    workers_online=state.workers_online.get(neuron.hotkey, 0),
-                )
-            )
+            state.summary.miners.append(_miner_summary(state, neuron.uid, neuron.hotkey))
+
+
+def _miner_summary(state: DevnetState, uid: int, hotkey: str) -> MinerSummary:
+    summary = MinerSummary(
+        uid=uid, hotkey=hotkey, workers_online=state.workers_online.get(hotkey, 0)
+    )
+    if state.scores is None:
+        return summary
+    workers = [w for w in state.scores.board.workers if w.miner_hotkey == hotkey]
+    miner = state.scores.board.miner(hotkey)
+    return summary.model_copy(
+        update={
+            "challenges_passed": sum(w.successes for w in workers),
+            "challenges_failed": sum(w.failures for w in workers),
+            "challenge_score": round(miner.challenge, 6),
+            "lease_score": round(miner.lease, 6),
+            "weight": round(state.accepted_weights.get(uid, 0.0), 6),
+        }
+    )
 
 
 STEPS: list[tuple[str, Step]] = [
@@ -246,6 +345,8 @@ STEPS: list[tuple[str, Step]] = [
     ("register", step_register),
     ("miners", step_miners),
     ("workers", step_workers),
+    ("validator", step_validator),
+    ("weights", step_weights),
     ("metagraph", step_metagraph),
 ]
 
@@ -259,7 +360,7 @@ def _chain(state: DevnetState) -> LocalChain:
 async def _run_steps(state: DevnetState) -> None:
     for name, step in STEPS:
         started = time.monotonic()
-        with state.console.status(f"[bold]{name}[/]…"):
+        with state.console.status(f"[bold]{name}[/]…") as state.status:
             try:
                 await step(state)
                 error: str | None = None

@@ -1,0 +1,119 @@
+"""From the store to a ScoreBoard and weights: read the window, hand plain arrays to scoring.
+
+Reads per-worker summaries (counts by status, sorted pass throughputs, newest
+verified failure) rather than one row per challenge: a full window at 25,600
+workers is over a million challenges, and the summaries are all scoring needs.
+Any read that fails raises, so weights are never computed from part of the data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from byteleap.chain.port import Metagraph
+from byteleap.scoring import (
+    ChallengeColumns,
+    LeaseRevenue,
+    ScoreBoard,
+    ScoringParams,
+    WorkerKey,
+    normalise_weights,
+    score_columns,
+)
+from byteleap.store import (
+    ChallengeStatus,
+    Store,
+    WorkerChallengeSummary,
+    bucket_of,
+    challenge_summaries,
+    ip_history,
+    list_miners,
+    list_workers,
+    online_buckets,
+)
+
+_FAILURES = (ChallengeStatus.FAILED, ChallengeStatus.TIMED_OUT, ChallengeStatus.ERRORED)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    board: ScoreBoard
+    weights: dict[int, float]  # uid -> weight, empty when nobody earned anything
+    uids: dict[str, int]  # hotkey -> uid on the metagraph scored against
+
+    def weight_of(self, hotkey: str) -> float:
+        uid = self.uids.get(hotkey)
+        return self.weights.get(uid, 0.0) if uid is not None else 0.0
+
+
+def summaries_to_columns(
+    summaries: list[WorkerChallengeSummary], index: dict[int, int], *, inside: float
+) -> ChallengeColumns:
+    """Rebuild challenge columns from per-worker summaries.
+
+    Passes and plain failures only need to fall inside the window (``inside``);
+    verified wrong answers carry the newest one's time, which is what the ban reads.
+    """
+    worker: list[int] = []
+    at: list[float] = []
+    ok: list[bool] = []
+    wrong: list[bool] = []
+    throughput: list[float] = []
+    for summary in summaries:
+        i = index[summary.worker_id]
+        for value in summary.throughputs:
+            worker.append(i), at.append(inside), ok.append(True), wrong.append(False)
+            throughput.append(value)
+        for status in _FAILURES:
+            verified = status is ChallengeStatus.FAILED
+            when = float(summary.last_failed_at or inside) if verified else inside
+            for _ in range(summary.counts.get(status, 0)):
+                worker.append(i), at.append(when), ok.append(False), wrong.append(verified)
+                throughput.append(0.0)
+    return ChallengeColumns(
+        worker=np.array(worker, dtype=np.intp),
+        at=np.array(at, dtype=np.float64),
+        ok=np.array(ok, dtype=np.bool_),
+        wrong=np.array(wrong, dtype=np.bool_),
+        throughput=np.array(throughput, dtype=np.float64),
+    )
+
+
+async def compute_scores(
+    store: Store,
+    metagraph: Metagraph,
+    *,
+    now: float,
+    params: ScoringParams,
+    leases: list[LeaseRevenue] | None = None,
+    exclude: set[str] | None = None,
+) -> ScoreResult:
+    """Score every miner the store knows or the metagraph lists, as of ``now``."""
+    since = now - params.window_s
+    avail_since = now - params.availability_hours * 3600.0
+    async with store.session() as s:
+        # Children before parents: SQLite reads here are not one snapshot, and a row
+        # written between two reads must never name a worker or miner not yet read.
+        summaries = await challenge_summaries(s, since=int(since), until=int(now) + 1)
+        online = await online_buckets(s, bucket_of(avail_since) + 1, bucket_of(now) + 1)
+        ips = await ip_history(s, since=int(avail_since), until=int(now))
+        workers = await list_workers(s)
+        miners = {m.id: m.hotkey for m in await list_miners(s)}
+    keys: list[WorkerKey] = [(miners[w.miner_id], w.worker_key) for w in workers]
+    index = {w.id: i for i, w in enumerate(workers)}
+    columns = summaries_to_columns(summaries, index, inside=now - 1.0)
+    online_counts = np.array([online.get(w.id, 0) for w in workers], dtype=np.int64)
+    # Every stretch at a new address after the first one is a change of IP.
+    stretches = Counter(r.worker_id for r in ips)
+    changes = np.array([max(0, stretches.get(w.id, 0) - 1) for w in workers], dtype=np.int64)
+    skip = exclude or set()
+    hotkeys = [n.hotkey for n in metagraph.neurons if n.hotkey not in skip]
+    board = score_columns(
+        keys, columns, online_counts, changes, leases or (), now=now, params=params, miners=hotkeys
+    )
+    uids = {n.hotkey: n.uid for n in metagraph.neurons if n.hotkey not in skip}
+    weights = normalise_weights(board.final_scores(), uids)
+    return ScoreResult(board=board, weights=weights, uids=uids)
