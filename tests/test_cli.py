@@ -92,3 +92,27 @@ def test_keys_new_and_list(wallet_path: Path) -> None:
     assert rows[0]["coldkey_ss58"] == rows[1]["coldkey_ss58"]
     assert rows[0]["hotkey_ss58"] != rows[1]["hotkey_ss58"]
     assert rows[0]["hotkey_ss58"] in created.stdout
+
+
+def test_bench_network_prints_one_json_object() -> None:
+    result = byteleap("bench", "network", "--rounds", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["shares"]) >= {"honest", "lazy", "partial-compute", "low-precision"}
+    assert 0 <= data["cheater_share"] <= 1
+
+
+def test_bench_challenge_prints_one_json_object() -> None:
+    result = byteleap("bench", "challenge", "--n", "200", "--repeats", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["n"] == 200 and data["profile"] == "cpu-f64" and data["verify_ok"] is True
+    for key in (
+        "matmul_s",
+        "pipeline_s",
+        "pipeline_over_matmul",
+        "verify_ms",
+        "full_recompute_ms",
+        "verify_speedup",
+    ):
+        assert data[key] > 0

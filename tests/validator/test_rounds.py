@@ -163,3 +163,46 @@ async def test_a_database_outage_pauses_rounds_and_they_resume(
 
 async def _gt(value: Any, threshold: int) -> bool:
     return bool(await value() > threshold)
+
+
+def test_validator_scores_command(
+    network: Any, workers: dict[str, str], sqlite_url: str, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    async def one_round() -> None:
+        from byteleap.store import open_store, upgrade
+
+        await upgrade(sqlite_url)
+        store = await open_store(sqlite_url)
+        try:
+            async with LocalChain(network.chain_url, timeout_s=5) as chain:
+                await RoundRunner(network.validator, chain, store, PARAMS).run_round()
+        finally:
+            await store.close()
+
+    asyncio.run(one_round())
+    config = tmp_path / "validator.toml"
+    config.write_text(
+        f'[validator.wallet]\nname = "validator"\npath = "{network.validator.path}"\n'
+        f'[validator.chain]\nurl = "{network.chain_url}"\n'
+        f'[validator.store]\nurl = "{sqlite_url}"\n'
+    )
+    command = [sys.executable, "-m", "byteleap.cli", "validator", "scores", "--config", str(config)]
+    result = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    miners = {m["hotkey"]: m for m in data["miners"]}
+    miner = miners.pop(network.miner_wallet.hotkey.ss58_address)
+    assert miner["challenge"] == 1.0 and miner["weight"] == 1.0
+    # The registered outsider runs no miner: listed, with nothing earned.
+    assert [m["weight"] for m in miners.values()] == [0.0]
+    passes = {w["worker_id"]: w["successes"] for w in data["workers"]}
+    assert passes[workers["w1"]] == 1 and passes[workers["w3"]] == 0
+    table = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert table.returncode == 0 and workers["w1"] in table.stdout

@@ -45,3 +45,35 @@ def challenge(
 
     result = run_challenge_bench(n, profile, verify_only=verify_only, repeats=repeats)
     _emit(result, as_json, f"challenge n={n} {profile}")
+
+
+@app.command("scoring")
+def scoring(
+    workers: Annotated[int, typer.Option(min=1, help="Workers in the network.")] = 25600,
+    hours: Annotated[int, typer.Option(min=1, help="Hours of availability history.")] = 169,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Store URL; default: a fresh PostgreSQL database, dropped after."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fill a store with synthetic history and time a full score + weights computation."""
+    import asyncio
+
+    from byteleap.validator.bench import run_scale_bench
+
+    result = asyncio.run(run_scale_bench(workers, hours, url=url))
+    _emit(result, as_json, f"scoring {workers} workers, {hours} h")
+
+
+@app.command("network")
+def network(
+    rounds: Annotated[int, typer.Option(min=1, help="Simulated challenge rounds.")] = 45,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate honest and cheating miners through real verification and real scoring."""
+    from byteleap.scoring.simulation import run_network_simulation
+
+    result = run_network_simulation(rounds, seed)
+    _emit(result, as_json, f"network simulation, {rounds} rounds")
