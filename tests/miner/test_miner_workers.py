@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -265,3 +266,25 @@ def test_workers_table(network: Any, workers: dict[str, str]) -> None:
     assert result.returncode == 0
     for worker_id in workers.values():
         assert worker_id in result.stdout
+
+
+async def test_a_frozen_worker_goes_offline_after_missed_heartbeats_and_comes_back(
+    network: Any, workers: dict[str, str]
+) -> None:
+    neuron = await miner_neuron(network)
+    process = network.processes["w2"]
+    async with MinerClient(network.validator, neuron) as client:
+        await wait_for_workers(client, 3)
+        os.kill(process.pid, signal.SIGSTOP)  # alive, socket open, silent
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                states = {w.worker_id: w.state for w in (await client.workers()).workers}
+                if states[workers["w2"]] is WorkerState.OFFLINE:
+                    break
+                assert time.monotonic() < deadline, "a silent worker stayed online"
+                await asyncio.sleep(0.2)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        # Woken up, it finds its connection closed, reconnects and says hello again.
+        await wait_for_workers(client, 3)

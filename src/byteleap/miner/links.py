@@ -25,12 +25,16 @@ from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 log = logging.getLogger(__name__)
 
 Send = Callable[[str], Awaitable[None]]
+HangUp = Callable[[], Awaitable[None]]
 
 
 class WorkerLink:
-    def __init__(self, worker_id: str, send: Send, outbox_size: int = 64) -> None:
+    def __init__(
+        self, worker_id: str, send: Send, hang_up: HangUp | None = None, outbox_size: int = 64
+    ) -> None:
         self.worker_id = worker_id
         self._send = send
+        self._hang_up = hang_up
         self._outbox: asyncio.Queue[str] = asyncio.Queue(outbox_size)
         self._pending: dict[tuple[str, str], asyncio.Future[Commitment | Reveal]] = {}
         self._sender = asyncio.create_task(self._send_loop(), name=f"send-{worker_id}")
@@ -109,6 +113,12 @@ class WorkerLink:
                 future.set_exception(
                     WorkerLost(f"worker {self.worker_id} lost: {why}", worker_id=self.worker_id)
                 )
+
+    async def hang_up(self) -> None:
+        """Close the connection itself (the reader then ends and detaches the worker)."""
+        if self._hang_up is not None:
+            with contextlib.suppress(Exception):
+                await self._hang_up()
 
     async def close(self, why: str) -> None:
         self.fail_all(why)

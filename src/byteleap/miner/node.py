@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
 from byteleap.miner.ledger import EnrollmentToken, MinerLedger
-from byteleap.miner.links import Send, WorkerLink
+from byteleap.miner.links import HangUp, Send, WorkerLink
 from byteleap.miner.registry import WorkerEntry, WorkerRegistry
 from byteleap.net.messages import Enroll, Hello, WorkerState
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
@@ -103,8 +103,8 @@ class MinerNode:
         log.info("worker enrolled", extra={"worker": entry.worker_id, "ip": ip})
         return entry
 
-    def attach(self, worker_id: str, send: Send) -> WorkerLink:
-        link = WorkerLink(worker_id, send)
+    def attach(self, worker_id: str, send: Send, hang_up: HangUp | None = None) -> WorkerLink:
+        link = WorkerLink(worker_id, send, hang_up)
         self.links[worker_id] = link
         return link
 
@@ -126,14 +126,14 @@ class MinerNode:
         return True
 
     async def expire(self) -> list[str]:
-        now = self.clock()
-        cutoff = now - self.heartbeat_s * self.missed_heartbeats
-        silent = [
-            e.worker_id
-            for e in self.registry.entries()
-            if e.state is not WorkerState.OFFLINE and e.last_seen < cutoff
-        ]
+        """Hang up on workers silent for too many heartbeats and mark them offline."""
+        silent = self.registry.silent(self.clock(), self.heartbeat_s, self.missed_heartbeats)
         for worker_id in silent:
+            link = self.links.get(worker_id)
+            if link is not None:
+                # A frozen worker keeps its socket open; close it so that, if it wakes
+                # up, it has to reconnect and say hello again.
+                await link.hang_up()
             await self.detach(worker_id, "missed heartbeats")
         return silent
 

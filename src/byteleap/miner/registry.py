@@ -108,14 +108,16 @@ class WorkerRegistry:
         entry.revoked = True
         self.transition(worker_id, S.OFFLINE)
 
+    def silent(self, now: float, heartbeat_s: float, missed: int) -> list[str]:
+        """Online workers not heard from for ``missed`` heartbeats."""
+        cutoff = now - heartbeat_s * missed
+        return [
+            e.worker_id for e in self.entries() if e.state is not S.OFFLINE and e.last_seen < cutoff
+        ]
+
     def expire(self, now: float, heartbeat_s: float, missed: int) -> list[str]:
         """Mark offline every online worker silent for ``missed`` heartbeats."""
-        cutoff = now - heartbeat_s * missed
-        lost = [
-            e.worker_id
-            for e in self._workers.values()
-            if e.state is not S.OFFLINE and e.last_seen < cutoff
-        ]
+        lost = self.silent(now, heartbeat_s, missed)
         for worker_id in lost:
             self.disconnect(worker_id)
         return lost

@@ -64,6 +64,7 @@ STATUS: dict[type[ByteleapError], int] = {
 }
 M = TypeVar("M", bound=BaseModel)
 HELLO_TIMEOUT_S = 10.0
+WS_CLOSE_SILENT = 4408  # missed heartbeats
 REVEAL_TIMEOUT_S = 30.0
 
 
@@ -176,7 +177,9 @@ async def serve_worker(node: MinerNode, socket: WebSocket) -> None:
         return
     except WebSocketDisconnect:
         return
-    link = node.attach(entry.worker_id, socket.send_text)
+    link = node.attach(
+        entry.worker_id, socket.send_text, lambda: socket.close(code=WS_CLOSE_SILENT)
+    )
     await socket.send_text(
         Welcome(worker_id=entry.worker_id, heartbeat_s=node.heartbeat_s).model_dump_json()
     )
