@@ -13,6 +13,7 @@ from typing import Any
 import bittensor as bt
 import httpx
 import pytest
+import websockets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap.chain.port import NeuronInfo
@@ -225,6 +226,11 @@ async def test_plain_http_and_a_wrong_pin_are_refused(
     async with httpx.AsyncClient() as http:
         with pytest.raises(httpx.HTTPError):
             await http.get(f"http://127.0.0.1:{network.miner_port}/v1/ping")
+    with pytest.raises((websockets.WebSocketException, OSError)):
+        async with websockets.connect(
+            f"ws://127.0.0.1:{network.miner_port}/v1/worker", open_timeout=5
+        ):
+            pass
     impostor_pin = bytes.fromhex(neuron.certificate or "")[:-1] + b"\x00"
     with pytest.raises(PinMismatch):
         fetch_pinned_certificate("127.0.0.1", network.miner_port, impostor_pin)
