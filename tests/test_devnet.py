@@ -70,3 +70,35 @@ async def test_a_failed_step_ends_the_run_red_and_stops_everything(tmp_path: Pat
     assert [(s.name, s.ok) for s in summary.steps] == [("keys", True), ("chain", False)]
     assert "chain did not start" in (summary.steps[-1].error or "")
     assert _children_of_devnet(home) == []
+
+
+@pytest.mark.adversarial
+def test_devnet_cheaters_get_no_weight(tmp_path: Path) -> None:
+    home = tmp_path / "devnet"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "byteleap.cli",
+            "devnet",
+            "--json",
+            "--home",
+            str(home),
+            "--miners",
+            "1",
+            "--cheaters",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    miners = json.loads(result.stdout)["miners"]
+    cheaters = [m for m in miners if m["cheater"] is not None]
+    assert sorted(m["cheater"] for m in cheaters) == ["lazy", "partial-compute"]
+    for cheater in cheaters:
+        assert cheater["challenges_passed"] == 0 and cheater["challenges_failed"] > 0
+        assert cheater["weight"] < 0.01
+    (honest,) = [m for m in miners if m["cheater"] is None]
+    assert honest["weight"] > 0.99

@@ -181,7 +181,10 @@ class WorkerSettings(RoleSettings):
     miner_url: str = "wss://127.0.0.1:8091/v1/worker"
     token: str | None = None
     backend: Literal["numpy", "torch"] = "numpy"
-    behaviour: Literal["honest", "hang"] = "honest"
+    # Anything but honest is for tests and `devnet --cheaters`.
+    behaviour: Literal[
+        "honest", "hang", "lazy", "partial-compute", "low-precision", "sparse-error"
+    ] = "honest"
 
     @field_validator("miner_url")
     @classmethod

@@ -21,6 +21,9 @@ def devnet(
         bool, typer.Option("--json", help="Print only the JSON summary on stdout.")
     ] = False,
     miners: Annotated[int, typer.Option(min=1, max=16, help="Number of miners.")] = 2,
+    cheaters: Annotated[
+        int, typer.Option(min=0, max=8, help="Extra miners whose workers cheat.")
+    ] = 0,
     home: Annotated[Path, typer.Option(help="Devnet state folder (wiped).")] = Path(".devnet"),
     block_time: Annotated[float, typer.Option(min=0.05, help="Seconds per block.")] = 0.25,
     keep_running: Annotated[
@@ -31,7 +34,11 @@ def devnet(
     # Progress goes to stderr so that stdout carries only the result.
     console = Console(stderr=True)
     options = DevnetOptions(
-        home=home, miners=miners, block_time_s=block_time, keep_running=keep_running
+        home=home,
+        miners=miners,
+        cheaters=cheaters,
+        block_time_s=block_time,
+        keep_running=keep_running,
     )
     try:
         summary = asyncio.run(run_devnet(options, console))
@@ -59,11 +66,13 @@ def _print_metagraph(summary: DevnetSummary) -> None:
         console.print(table)
     if summary.miners:
         miners = Table(title="miners: challenges, scores and the weights set on chain")
-        for column in ("uid", "workers", "passed", "failed", "challenge", "lease", "weight"):
+        for column in ("uid", "cheat", "workers", "passed", "failed", "challenge", "lease"):
             miners.add_column(column, justify="right")
+        miners.add_column("weight", justify="right")
         for m in summary.miners:
             miners.add_row(
                 str(m.uid),
+                m.cheater or "",
                 str(m.workers_online),
                 str(m.challenges_passed),
                 str(m.challenges_failed),

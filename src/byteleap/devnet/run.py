@@ -31,6 +31,7 @@ from byteleap.validator.scores import ScoreResult, compute_scores
 log = logging.getLogger(__name__)
 
 VALIDATOR_STAKE = 1000.0
+CHEATS = ("lazy", "partial-compute", "low-precision")
 
 
 class DevnetError(ByteleapError):
@@ -41,6 +42,7 @@ class DevnetError(ByteleapError):
 class DevnetOptions:
     home: Path = Path(".devnet")
     miners: int = 2
+    cheaters: int = 0  # extra miners whose workers cheat (lazy, partial, low precision)
     workers_per_miner: int = 2
     heartbeat_s: float = 2.0
     rounds: int = 3  # challenge rounds to wait for
@@ -68,6 +70,7 @@ class DevnetState:
     store_url: str = ""
     scores: ScoreResult | None = None
     accepted_weights: dict[int, float] = field(default_factory=dict)
+    cheats: dict[str, str] = field(default_factory=dict)  # wallet name -> worker behaviour
     status: Status | None = None
 
     def progress(self, text: str) -> None:
@@ -91,7 +94,12 @@ def _free_port() -> int:
 
 
 async def step_keys(state: DevnetState) -> None:
-    names = ["validator"] + [f"miner{i}" for i in range(1, state.options.miners + 1)]
+    options = state.options
+    names = ["validator"] + [f"miner{i}" for i in range(1, options.miners + 1)]
+    for i in range(options.cheaters):
+        name = f"cheater{i + 1}"
+        names.append(name)
+        state.cheats[name] = CHEATS[i % len(CHEATS)]
     for name in names:
         info = create_wallet(name, "default", path=state.wallet_dir)
         state.wallets[name] = bt.Wallet(name, "default", path=str(state.wallet_dir))
@@ -131,7 +139,7 @@ async def step_register(state: DevnetState) -> None:
 
 
 def _miner_names(state: DevnetState) -> list[str]:
-    return [name for name in state.wallets if name.startswith("miner")]
+    return [name for name in state.wallets if name != "validator"]
 
 
 async def step_miners(state: DevnetState) -> None:
@@ -189,6 +197,8 @@ async def step_workers(state: DevnetState) -> None:
                 token,
                 "--home",
                 str(home),
+                "--behaviour",
+                state.cheats.get(name, "honest"),
             )
     await _wait_for_workers(state)
 
@@ -321,8 +331,19 @@ async def step_metagraph(state: DevnetState) -> None:
 
 
 def _miner_summary(state: DevnetState, uid: int, hotkey: str) -> MinerSummary:
+    cheater = next(
+        (
+            cheat
+            for name, cheat in state.cheats.items()
+            if state.wallets[name].hotkey.ss58_address == hotkey
+        ),
+        None,
+    )
     summary = MinerSummary(
-        uid=uid, hotkey=hotkey, workers_online=state.workers_online.get(hotkey, 0)
+        uid=uid,
+        hotkey=hotkey,
+        cheater=cheater,
+        workers_online=state.workers_online.get(hotkey, 0),
     )
     if state.scores is None:
         return summary

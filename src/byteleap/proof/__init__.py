@@ -15,6 +15,7 @@ from byteleap.proof.challenge import (
     signing_payload,
     solve,
 )
+from byteleap.proof.cheats import Cheat, cheat_solution
 from byteleap.proof.errors import (
     BackendError,
     InexactSizeError,
@@ -46,6 +47,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "ChallengeSpec",
+    "Cheat",
     "Commitment",
     "InexactSizeError",
     "MalformedMessageError",
@@ -65,6 +67,7 @@ __all__ = [
     "Verdict",
     "VerdictReason",
     "answer_reveal",
+    "cheat_solution",
     "cols_of_b",
     "commit",
     "draw_reveal",

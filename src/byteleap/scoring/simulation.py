@@ -26,8 +26,6 @@ from enum import StrEnum
 from typing import Any
 
 import blake3
-import numpy as np
-from numpy.typing import NDArray
 
 from byteleap.proof import (
     ChallengeSpec,
@@ -37,12 +35,11 @@ from byteleap.proof import (
     answer_reveal,
     commit,
     draw_reveal,
-    full_a,
-    full_b,
     issue_challenge,
     verify,
 )
-from byteleap.proof.backends import encode_rows, tree_of_rows
+from byteleap.proof.backends import tree_of_rows
+from byteleap.proof.cheats import PARTIAL_FRACTION, Cheat, cheat_rows, exact_rows
 from byteleap.proof.merkle import TreeKeys
 from byteleap.scoring.board import score_network
 from byteleap.scoring.params import ScoringParams
@@ -59,8 +56,6 @@ __all__ = ["CHEATERS", "MinerType", "run_network_simulation"]
 
 _BASE_FLOPS = 1e14
 _START = 1_700_000_000.0
-_PARTIAL_FRACTION = 0.5
-_SPARSE_ROW_FRACTION = 0.1
 
 
 class MinerType(StrEnum):
@@ -80,7 +75,7 @@ CHEATERS = frozenset(
 
 _CLAIMED_SPEEDUP = {
     MinerType.LAZY: 100.0,
-    MinerType.PARTIAL: 1.0 / _PARTIAL_FRACTION,
+    MinerType.PARTIAL: 1.0 / PARTIAL_FRACTION,
     MinerType.LOW_PRECISION: 2.0,
     MinerType.SPARSE_ERROR: 1.1,
 }
@@ -100,38 +95,21 @@ class _Worker:
         return self.sign(payload) == signature
 
 
-def _exact_rows(spec: ChallengeSpec) -> NDArray[np.int32]:
-    return encode_rows(
-        full_a(spec.seed, spec.n, spec.profile) @ full_b(spec.seed, spec.n, spec.profile)
-    )
-
-
-def _tampered_rows(kind: MinerType, spec: ChallengeSpec, rng: random.Random) -> NDArray[np.int32]:
-    """The rows each cheat would commit to."""
-    n = spec.n
-    if kind is MinerType.LAZY:
-        return np.zeros((n, n), dtype="<i4")
-    if kind is MinerType.LOW_PRECISION:
-        a = full_a(spec.seed, n, spec.profile).astype(np.float32)
-        b = full_b(spec.seed, n, spec.profile).astype(np.float32)
-        return encode_rows((a @ b).astype(np.float64))
-    rows = _exact_rows(spec).copy()
-    if kind is MinerType.PARTIAL:
-        skipped = rng.sample(range(n), n - round(n * _PARTIAL_FRACTION))
-        rows[skipped] = 0
-    elif kind is MinerType.SPARSE_ERROR:
-        for i in rng.sample(range(n), max(1, round(n * _SPARSE_ROW_FRACTION))):
-            rows[i, rng.randrange(n)] += 1
-    return rows
+_CHEAT_OF: dict[MinerType, Cheat] = {
+    MinerType.LAZY: Cheat.LAZY,
+    MinerType.PARTIAL: Cheat.PARTIAL,
+    MinerType.LOW_PRECISION: Cheat.LOW_PRECISION,
+    MinerType.SPARSE_ERROR: Cheat.SPARSE_ERROR,
+}
 
 
 def _solution(
     worker: _Worker, spec: ChallengeSpec, compute_s: float, rng: random.Random
 ) -> Solution:
     if worker.kind not in CHEATERS:
-        rows = _exact_rows(spec)
+        rows = exact_rows(spec)
     else:
-        rows = _tampered_rows(worker.kind, spec, rng)
+        rows = cheat_rows(_CHEAT_OF[worker.kind], spec, rng)
     tree = tree_of_rows(TreeKeys.for_challenge(spec.challenge_id), rows)
     return Solution(spec, Product(tree, lambda i: rows[i].tobytes()), compute_s)
 

@@ -2,8 +2,9 @@
 
 Owns every persistent fact the validator keeps: miners, workers and their
 hardware, availability runs, IP history, challenges with timings and verdicts,
-weights history and chain events. SQLite (file) by default, PostgreSQL via
-``postgresql+asyncpg://``; the same code and the same tests run on both.
+weights history, chain events and verified lease receipts. SQLite (file) by
+default, PostgreSQL via ``postgresql+asyncpg://``; the same code and the same
+tests run on both.
 
 Use::
 
@@ -53,6 +54,13 @@ from byteleap.store.errors import (
     StoreUnavailable,
 )
 from byteleap.store.migrate import current, downgrade, head_revision, upgrade
+from byteleap.store.receipts import (
+    ReceiptRecord,
+    get_receipt,
+    prune_receipts,
+    receipts_in_window,
+    record_receipt,
+)
 from byteleap.store.registry import (
     GpuInfo,
     MinerRecord,
@@ -101,6 +109,7 @@ __all__ = [
     "IllegalTransition",
     "MinerRecord",
     "NewChallenge",
+    "ReceiptRecord",
     "RecordNotFound",
     "SpanRow",
     "Store",
@@ -128,6 +137,7 @@ __all__ = [
     "downgrade",
     "get_challenge",
     "get_miner",
+    "get_receipt",
     "get_worker",
     "head_revision",
     "ip_history",
@@ -140,8 +150,11 @@ __all__ = [
     "open_challenges",
     "open_store",
     "prune_availability",
+    "prune_receipts",
+    "receipts_in_window",
     "record_chain_event",
     "record_challenge",
+    "record_receipt",
     "record_weights",
     "record_worker_ip",
     "set_worker_hardware",

@@ -182,3 +182,38 @@ class ChainEvent(Base):
     hotkey: Mapped[str | None] = mapped_column(sa.String(64))
     uid: Mapped[int | None] = mapped_column(sa.Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class Receipt(Base):
+    """A lease receipt the validator verified (both signatures), kept as signed.
+
+    Every field of ``byteleap.cloud.receipts.LeaseReceipt`` is a column, so a stored receipt
+    can be re-verified later; money is integer micro-units, never floats.
+    """
+
+    __tablename__ = "lease_receipts"
+    __table_args__ = (
+        sa.CheckConstraint("period_end > period_start", name="period"),
+        sa.CheckConstraint("seconds > 0 AND seconds <= period_end - period_start", name="seconds"),
+        sa.CheckConstraint("amount_micro >= 0 AND unit_price_micro >= 0", name="amount"),
+        sa.Index("ix_lease_receipts_miner_end", "miner_hotkey", "period_end"),
+    )
+
+    receipt_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    lease_id: Mapped[str] = mapped_column(sa.String(32), index=True)  # tenant-anonymous
+    netuid: Mapped[int] = mapped_column(sa.Integer)
+    gateway_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    worker_id: Mapped[str] = mapped_column(sa.String(128))
+    gpu_model: Mapped[str] = mapped_column(sa.String(128))
+    gpu_count: Mapped[int] = mapped_column(sa.Integer)
+    period_start: Mapped[int] = mapped_column(sa.BigInteger)
+    period_end: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    seconds: Mapped[int] = mapped_column(sa.BigInteger)
+    unit_price_micro: Mapped[int] = mapped_column(sa.BigInteger)  # per GPU-second
+    amount_micro: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(16))
+    gateway_signature: Mapped[str] = mapped_column(sa.String(128))  # hex sr25519
+    miner_signature: Mapped[str] = mapped_column(sa.String(128))  # hex sr25519
+    recorded_at: Mapped[int] = mapped_column(sa.BigInteger)

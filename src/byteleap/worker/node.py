@@ -39,7 +39,15 @@ from byteleap.net.messages import (
     parse_miner_message,
 )
 from byteleap.net.tls import pinned_context_for
-from byteleap.proof import Solution, answer_reveal, commit, solve
+from byteleap.proof import (
+    ChallengeSpec,
+    Cheat,
+    Solution,
+    answer_reveal,
+    cheat_solution,
+    commit,
+    solve,
+)
 from byteleap.worker.hardware import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
 
@@ -50,10 +58,19 @@ MAX_KEPT_SOLUTIONS = 4
 
 class Behaviour(StrEnum):
     """How the worker treats challenges. Anything but honest exists for tests and
-    `devnet --cheaters`, so everyone can watch cheats fail."""
+    `devnet --cheaters`, so everyone can watch cheats fail (see `proof.cheats`)."""
 
     HONEST = "honest"
     HANG = "hang"  # accepts challenges and never answers
+    LAZY = Cheat.LAZY.value
+    PARTIAL = Cheat.PARTIAL.value
+    LOW_PRECISION = Cheat.LOW_PRECISION.value
+    SPARSE_ERROR = Cheat.SPARSE_ERROR.value
+
+    def solve(self, spec: ChallengeSpec, backend: str) -> Solution:
+        if self is Behaviour.HONEST:
+            return solve(spec, backend)
+        return cheat_solution(Cheat(self.value), spec, random.Random())
 
 
 class Refusal(Exception):
@@ -167,7 +184,7 @@ class WorkerNode:
             return
         try:
             if isinstance(message, RunChallenge):
-                solution = await asyncio.to_thread(solve, message.spec, self.backend)
+                solution = await asyncio.to_thread(self.behaviour.solve, message.spec, self.backend)
                 self.solutions[message.spec.challenge_id] = solution
                 while len(self.solutions) > MAX_KEPT_SOLUTIONS:
                     # Unrevealed products are large; the oldest is the least likely asked.

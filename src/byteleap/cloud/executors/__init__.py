@@ -19,6 +19,9 @@ from byteleap.cloud.executors.base import (
     InputFile,
     LogLine,
 )
+from byteleap.cloud.executors.container import ContainerExecution, ContainerExecutor
+from byteleap.cloud.executors.container_create import ContainerOptions, Mount
+from byteleap.cloud.executors.container_engine import ContainerEngine, ContainerSettings
 from byteleap.cloud.executors.errors import (
     BadSpecError,
     ExecutorError,
@@ -35,6 +38,11 @@ __all__ = [
     "UNAVAILABLE",
     "ArtifactInfo",
     "BadSpecError",
+    "ContainerEngine",
+    "ContainerExecution",
+    "ContainerExecutor",
+    "ContainerOptions",
+    "ContainerSettings",
     "Execution",
     "ExecutionResult",
     "ExecutionSpec",
@@ -43,6 +51,7 @@ __all__ = [
     "ExecutorError",
     "InputFile",
     "LogLine",
+    "Mount",
     "ProcessExecutor",
     "StartFailedError",
     "UnavailableExecutorError",
@@ -52,11 +61,13 @@ __all__ = [
     "executor_for",
 ]
 
-AVAILABLE: dict[str, Callable[[], Executor]] = {ProcessExecutor.name: ProcessExecutor}
+AVAILABLE: dict[str, Callable[[], Executor]] = {
+    ProcessExecutor.name: ProcessExecutor,
+    ContainerExecutor.name: ContainerExecutor,
+}
 
 #: Adapters the design names but this build does not have yet, with why.
 UNAVAILABLE: dict[str, str] = {
-    "container": "the podman/docker adapter is not implemented yet; use 'process'",
     "kubernetes": "the Kubernetes adapter is not implemented yet; use 'process'",
     "vm": "the VM adapter is not implemented yet; use 'process'",
 }

@@ -1,0 +1,113 @@
+"""Lease receipts the validator accepted: recorded once, read back by period for scoring.
+
+A receipt is stored only after ``byteleap.cloud.receipts.verify_receipt`` accepted it, with
+both signatures, so it can be checked again later. :class:`ReceiptRecord` has the same field
+names as ``LeaseReceipt``: ``ReceiptRecord(**receipt.model_dump())`` and
+``LeaseReceipt.model_validate(dataclasses.asdict(record))`` convert between them (the store
+does not import the cloud package).
+
+Recording is idempotent on ``receipt_id``: the same receipt again is a no-op (a gateway
+retrying after a restart), a *different* receipt under an id already stored is a
+:class:`~byteleap.store.errors.StoreConflict` (someone is trying to bill a period twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from byteleap.store.errors import RecordNotFound, StoreConflict
+from byteleap.store.models import Receipt
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    """A verified lease receipt, field for field (money in integer micro-units)."""
+
+    version: int
+    receipt_id: str
+    lease_id: str
+    netuid: int
+    gateway_hotkey: str
+    miner_hotkey: str
+    worker_id: str
+    gpu_model: str
+    gpu_count: int
+    period_start: int
+    period_end: int
+    seconds: int
+    unit_price_micro: int
+    amount_micro: int
+    currency: str
+    gateway_signature: str
+    miner_signature: str
+
+
+_COLUMNS = [getattr(Receipt, f.name) for f in fields(ReceiptRecord)]
+
+
+def _insert(session: AsyncSession) -> sa.Insert:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Receipt)
+
+
+async def record_receipt(session: AsyncSession, record: ReceiptRecord, *, at: int) -> bool:
+    """Store a verified receipt; True if it is new, False if this exact receipt was stored.
+
+    Raises StoreConflict when another receipt already holds ``record.receipt_id``.
+    """
+    values = {f.name: getattr(record, f.name) for f in fields(ReceiptRecord)}
+    stmt = (
+        _insert(session)
+        .values(**values, recorded_at=at)
+        .on_conflict_do_nothing(index_elements=["receipt_id"])  # type: ignore[attr-defined]
+    )
+    result = await session.execute(stmt)
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    stored = await get_receipt(session, record.receipt_id)
+    if stored != record:
+        differing = [f.name for f in fields(ReceiptRecord) if _differs(f.name, record, stored)]
+        raise StoreConflict(
+            f"receipt {record.receipt_id} is already stored with different {', '.join(differing)}",
+            entity="lease_receipt",
+            id=record.receipt_id,
+            fields=differing,
+        )
+    return False
+
+
+def _differs(name: str, a: ReceiptRecord, b: ReceiptRecord) -> bool:
+    return bool(getattr(a, name) != getattr(b, name))
+
+
+async def get_receipt(session: AsyncSession, receipt_id: str) -> ReceiptRecord:
+    row = (
+        await session.execute(sa.select(*_COLUMNS).where(Receipt.receipt_id == receipt_id))
+    ).first()
+    if row is None:
+        raise RecordNotFound(f"no receipt {receipt_id}", entity="lease_receipt", id=receipt_id)
+    return ReceiptRecord(*row)
+
+
+async def receipts_in_window(
+    session: AsyncSession, since: int, until: int, *, miner_hotkey: str | None = None
+) -> list[ReceiptRecord]:
+    """Receipts whose period ended in ``(since, until]``, oldest first (optionally one miner's).
+
+    A receipt counts at its period's end; the bounds match scoring's lease window.
+    """
+    stmt = sa.select(*_COLUMNS).where(Receipt.period_end > since, Receipt.period_end <= until)
+    if miner_hotkey is not None:
+        stmt = stmt.where(Receipt.miner_hotkey == miner_hotkey)
+    rows = await session.execute(stmt.order_by(Receipt.period_end, Receipt.receipt_id))
+    return [ReceiptRecord(*row) for row in rows]
+
+
+async def prune_receipts(session: AsyncSession, *, before: int) -> int:
+    """Delete receipts whose period ended before ``before``; how many went."""
+    result = await session.execute(sa.delete(Receipt).where(Receipt.period_end < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
