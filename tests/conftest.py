@@ -12,7 +12,10 @@ import pytest
 pytest_plugins = ["network_fixtures", "store_fixtures"]
 
 # Gated kinds of tests that must never silently skip when CI says they can run.
-_REQUIRED_IN_CI = {"postgres": "BYTELEAP_REQUIRE_POSTGRES"}
+_REQUIRED_IN_CI = {
+    "postgres": "BYTELEAP_REQUIRE_POSTGRES",
+    "container": "BYTELEAP_REQUIRE_CONTAINER",
+}
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,4 +1,6 @@
-"""Offers and requirements: validation, folding of names, and the state values other packages use."""
+"""Offers and requirements: validation, name folding, the state values other packages use."""
+
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -44,10 +46,16 @@ def test_offer_refuses_price_keys_that_differ_only_by_case() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"price_per_cpu_s": -1.0}, {"rtt_ms": float("nan")}])
-def test_offer_refuses_negative_or_nan_amounts(bad: dict[str, float]) -> None:
+def test_offer_refuses_negative_or_nan_amounts(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         WorkerOffer(
-            miner_hotkey="m", worker_id="w", state="idle", cpu_cores=1, ram_mib=1, region="eu", **bad
+            miner_hotkey="m",
+            worker_id="w",
+            state="idle",
+            cpu_cores=1,
+            ram_mib=1,
+            region="eu",
+            **bad,
         )
 
 
@@ -56,7 +64,7 @@ def test_offer_refuses_negative_or_nan_amounts(bad: dict[str, float]) -> None:
     [({"gpu_model": "H100"}, "gpu_model"), ({"min_vram_mib": 1024}, "min_vram_mib")],
 )
 def test_gpu_fields_without_gpus_are_an_error_naming_the_field(
-    fields: dict[str, object], field: str
+    fields: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
         Requirements(gpu_count=0, **fields)

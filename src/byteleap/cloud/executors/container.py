@@ -139,7 +139,11 @@ class ContainerExecutor:
             execution_id=execution_id,
             user=(os.getuid(), os.getgid()),
         )
-        reply = await run_engine(argv, self.settings.create_timeout_s)
+        try:
+            reply = await run_engine(argv, self.settings.create_timeout_s)
+        except BaseException:  # cancelled mid-create: the container may exist already
+            await asyncio.shield(remove_container(engine, name, self.settings.command_timeout_s))
+            raise
         if reply.returncode != 0:
             await remove_container(engine, name, self.settings.command_timeout_s)
             raise StartFailedError(

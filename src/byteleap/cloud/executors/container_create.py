@@ -158,7 +158,7 @@ def create_argv(
         f"--workdir={WORK_DIR}",
     ]
     if settings.drop_capabilities:
-        argv.append("--cap-drop=all")
+        argv.append("--cap-drop=ALL")
     argv += [
         f"--mount=type=bind,src={m.source},dst={m.target}" + (",readonly" if m.read_only else "")
         for m in options.mounts

@@ -46,6 +46,7 @@ _DEFAULT_RUNC = Path("/usr/sbin/runc")
 _CATATONIT = (Path("/usr/libexec/podman/catatonit"), Path("/usr/bin/catatonit"))
 _CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 _NVIDIA_TOOLKIT = ("nvidia-container-runtime-hook", "nvidia-container-runtime", "nvidia-ctk")
+_PID_MAX = Path("/proc/sys/kernel/pid_max")
 _DETECT_TIMEOUT_S = 30.0
 
 Ulimits = dict[str, tuple[int, int]]
@@ -235,9 +236,20 @@ def _default_ulimits(kind: EngineKind) -> Ulimits:
         return {}
     limits: Ulimits = {}
     for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
-        soft, hard = resource.getrlimit(which)
-        limits[name] = (_rlim(soft), _rlim(hard))
+        soft, hard = (_rlim(v) for v in resource.getrlimit(which))
+        if name == "nproc" and (pid_max := _pid_max()) is not None:
+            # podman lowers its own RLIMIT_NPROC to kernel.pid_max (seen: 32768), and a
+            # container cannot be given more than the runtime below it holds.
+            soft, hard = (pid_max if v == -1 else min(v, pid_max) for v in (soft, hard))
+        limits[name] = (soft, hard)
     return limits
+
+
+def _pid_max() -> int | None:
+    try:
+        return int(_PID_MAX.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _rlim(value: int) -> int:

@@ -117,23 +117,32 @@ def _gpu_choice(
     req: Requirements, offer: WorkerOffer
 ) -> tuple[Refusal | None, tuple[int, ...], float | None]:
     n = req.gpu_count
-    gpus = list(enumerate(offer.gpus))
-    if len(gpus) < n:
-        detail = f"needs {n} GPUs, worker has {len(gpus)}"
+    wanted = req.gpu_model.casefold() if req.gpu_model is not None else None
+    # One pass over the GPUs, counting what survives each step of the narrowing.
+    of_model = big_enough = 0
+    priced: list[tuple[float, int]] = []
+    for i, gpu in enumerate(offer.gpus):
+        model = gpu.model.casefold()
+        if wanted is not None and model != wanted:
+            continue
+        of_model += 1
+        if gpu.vram_mib < req.min_vram_mib:
+            continue
+        big_enough += 1
+        price = offer.price_per_gpu_s.get(model)
+        if price is not None:
+            priced.append((price, i))
+    if len(offer.gpus) < n:
+        detail = f"needs {n} GPUs, worker has {len(offer.gpus)}"
         return Refusal(reason=RejectReason.TOO_FEW_GPUS, detail=detail), (), None
-    if req.gpu_model is not None:
-        wanted = req.gpu_model.casefold()
-        gpus = [(i, g) for i, g in gpus if g.model.casefold() == wanted]
-        if len(gpus) < n:
-            detail = f"needs {n} × {req.gpu_model}, worker has {len(gpus)}"
-            return Refusal(reason=RejectReason.WRONG_GPU_MODEL, detail=detail), (), None
-    gpus = [(i, g) for i, g in gpus if g.vram_mib >= req.min_vram_mib]
-    if len(gpus) < n:
-        detail = f"needs {n} GPUs with >= {req.min_vram_mib} MiB, worker has {len(gpus)}"
+    if of_model < n:
+        detail = f"needs {n} × {req.gpu_model}, worker has {of_model}"
+        return Refusal(reason=RejectReason.WRONG_GPU_MODEL, detail=detail), (), None
+    if big_enough < n:
+        detail = f"needs {n} GPUs with >= {req.min_vram_mib} MiB, worker has {big_enough}"
         return Refusal(reason=RejectReason.NOT_ENOUGH_VRAM, detail=detail), (), None
-    priced = [(p, i) for i, g in gpus if (p := offer.gpu_price(g.model)) is not None]
     if len(priced) < n:
-        detail = f"only {len(priced)} of the {len(gpus)} fitting GPUs have a price"
+        detail = f"only {len(priced)} of the {big_enough} fitting GPUs have a price"
         return Refusal(reason=RejectReason.NO_PRICE, detail=detail), (), None
     chosen = sorted(priced)[:n]
     return None, tuple(sorted(i for _, i in chosen)), sum(p for p, _ in chosen)
