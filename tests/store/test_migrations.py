@@ -14,7 +14,7 @@ from byteleap.store.models import Base
 
 TABLES = {
     "miners", "workers", "gpus", "availability_spans", "worker_ips", "challenges",
-    "weight_sets", "weight_entries", "chain_events",
+    "weight_sets", "weight_entries", "chain_events", "lease_receipts",
 }  # fmt: skip
 
 

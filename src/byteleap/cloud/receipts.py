@@ -376,7 +376,7 @@ def _party_problem(r: LeaseReceipt, validators: Set[str], miners: Set[str]) -> P
         return ReceiptRejection.SELF_DEALING, "the gateway billed itself"
     if r.gateway_hotkey not in validators:
         return ReceiptRejection.GATEWAY_NOT_VALIDATOR, f"{r.gateway_hotkey} has no permit"
-    if False:
+    if r.miner_hotkey not in miners:
         return ReceiptRejection.UNKNOWN_MINER, f"{r.miner_hotkey} is not registered"
     if not _gateway_signed(r):
         return ReceiptRejection.BAD_GATEWAY_SIGNATURE, "gateway signature missing or invalid"

@@ -6,9 +6,9 @@ names as ``LeaseReceipt``: ``ReceiptRecord(**receipt.model_dump())`` and
 ``LeaseReceipt.model_validate(dataclasses.asdict(record))`` convert between them (the store
 does not import the cloud package).
 
-Recording is idempotent on ``receipt_id``: the same receipt again is a no-op (a gateway
-retrying after a restart), a *different* receipt under an id already stored is a
-:class:`~byteleap.store.errors.StoreConflict` (someone is trying to bill a period twice).
+Recording is idempotent on ``receipt_id``: the same receipt again, even signed afresh, is a
+no-op (a gateway retrying after a restart); a *different* receipt under an id already stored
+is a :class:`~byteleap.store.errors.StoreConflict` (someone is billing a period twice).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ReceiptRecord:
 
 
 _COLUMNS = [getattr(Receipt, f.name) for f in fields(ReceiptRecord)]
+# sr25519 signatures are randomised: a receipt signed again is the same receipt.
+_BODY_FIELDS = [f.name for f in fields(ReceiptRecord) if not f.name.endswith("_signature")]
 
 
 def _insert(session: AsyncSession) -> sa.Insert:
@@ -55,9 +57,10 @@ def _insert(session: AsyncSession) -> sa.Insert:
 
 
 async def record_receipt(session: AsyncSession, record: ReceiptRecord, *, at: int) -> bool:
-    """Store a verified receipt; True if it is new, False if this exact receipt was stored.
+    """Store a verified receipt; True if it is new, False if it was already stored.
 
-    Raises StoreConflict when another receipt already holds ``record.receipt_id``.
+    "Already stored" compares every field but the signatures (the first copy's are kept);
+    a receipt that differs in any other field under a stored id raises StoreConflict.
     """
     values = {f.name: getattr(record, f.name) for f in fields(ReceiptRecord)}
     stmt = (
@@ -69,8 +72,8 @@ async def record_receipt(session: AsyncSession, record: ReceiptRecord, *, at: in
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
     stored = await get_receipt(session, record.receipt_id)
-    if stored != record:
-        differing = [f.name for f in fields(ReceiptRecord) if _differs(f.name, record, stored)]
+    differing = [name for name in _BODY_FIELDS if getattr(stored, name) != getattr(record, name)]
+    if differing:
         raise StoreConflict(
             f"receipt {record.receipt_id} is already stored with different {', '.join(differing)}",
             entity="lease_receipt",
@@ -78,10 +81,6 @@ async def record_receipt(session: AsyncSession, record: ReceiptRecord, *, at: in
             fields=differing,
         )
     return False
-
-
-def _differs(name: str, a: ReceiptRecord, b: ReceiptRecord) -> bool:
-    return bool(getattr(a, name) != getattr(b, name))
 
 
 async def get_receipt(session: AsyncSession, receipt_id: str) -> ReceiptRecord:
