@@ -3,6 +3,8 @@
 MinerError
  ├── UnknownWorker      no such worker id                       (reason: unknown_worker)
  ├── UnknownChallenge   no committed challenge with that id     (reason: unknown_challenge)
+ ├── UnknownJob         no job with that id on this miner       (reason: unknown_job)
+ ├── JobConflict        another attempt of the job is running   (reason: job_running)
  ├── IllegalTransition  the worker's state does not allow it    (reason: illegal_transition)
  ├── WorkerUnavailable  offline, revoked or busy                (reason: worker_unavailable)
  ├── WorkerLost         the link dropped while work was pending (reason: worker_lost)
@@ -25,6 +27,14 @@ class UnknownWorker(MinerError):
 
 class UnknownChallenge(MinerError):
     reason = "unknown_challenge"
+
+
+class UnknownJob(MinerError):
+    reason = "unknown_job"
+
+
+class JobConflict(MinerError):
+    reason = "job_running"
 
 
 class IllegalTransition(MinerError):

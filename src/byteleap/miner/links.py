@@ -71,6 +71,15 @@ class WorkerLink:
         finally:
             self._pending.pop(key, None)
 
+    def post(self, text: str) -> None:
+        """Queue a message that expects no direct reply (jobs answer asynchronously)."""
+        if self.closed:
+            raise WorkerLost(f"worker {self.worker_id} is not connected", worker_id=self.worker_id)
+        try:
+            self._outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            raise WorkerTimeout(f"worker {self.worker_id} outbox is full") from None
+
     async def commitment(self, spec: ChallengeSpec, timeout_s: float) -> Commitment:
         text = RunChallenge(spec=spec).model_dump_json()
         result = await self._request(("commit", spec.challenge_id), text, timeout_s)

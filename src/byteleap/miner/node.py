@@ -17,10 +17,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
+from byteleap.miner.jobs import JobBook
 from byteleap.miner.ledger import EnrollmentToken, MinerLedger
 from byteleap.miner.links import HangUp, Send, WorkerLink
 from byteleap.miner.registry import WorkerEntry, WorkerRegistry
-from byteleap.net.messages import Enroll, Hello, WorkerState
+from byteleap.net.messages import (
+    CancelJob,
+    Enroll,
+    Hello,
+    JobEnded,
+    JobOutput,
+    JobRefused,
+    JobRequest,
+    JobStatus,
+    RunJob,
+    WorkerState,
+)
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory, choose_profile
 
@@ -54,6 +66,7 @@ class MinerNode:
     links: dict[str, WorkerLink] = field(default_factory=dict)
     # challenge id -> worker id, between the commitment and the reveal
     active: dict[str, str] = field(default_factory=dict)
+    jobs: JobBook = field(default_factory=JobBook)
 
     def __post_init__(self) -> None:
         for entry in self.ledger.load():
@@ -112,6 +125,8 @@ class MinerNode:
         link = self.links.pop(worker_id, None)
         if link is not None:
             await link.close(why)
+        for job_id in self.jobs.lose_worker(worker_id, f"worker lost: {why}"):
+            log.warning("job lost with its worker", extra={"job": job_id, "worker": worker_id})
         entry = self.registry.get(worker_id)
         if entry.state is not WorkerState.OFFLINE:
             self.registry.disconnect(worker_id)
@@ -178,6 +193,47 @@ class MinerNode:
             return await self._link(worker_id).reveal(request, timeout_s)
         finally:
             self._release(worker_id)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def submit_job(self, request: JobRequest) -> JobStatus:
+        """Start a job on an idle worker (idempotent for a repeated request)."""
+        link = self._link(request.worker_id)
+        existing = self.jobs.find(request.job_id)
+        if existing is not None and existing.request == request:
+            return existing.status()
+        state = self.registry.get(request.worker_id).state
+        if state is not WorkerState.IDLE:
+            raise WorkerUnavailable(
+                f"worker {request.worker_id} is {state.value}, not idle",
+                worker_id=request.worker_id,
+            )
+        job, _ = self.jobs.start(request)
+        try:
+            self.registry.transition(request.worker_id, WorkerState.BUSY)
+            link.post(RunJob(job=request).model_dump_json())
+        except BaseException as exc:
+            self.jobs.end(JobRefused(job_id=request.job_id, reason="not_started", detail=str(exc)))
+            raise
+        log.info("job started", extra={"job": request.job_id, "worker": request.worker_id})
+        return job.status()
+
+    def cancel_job(self, job_id: str) -> JobStatus:
+        job = self.jobs.get(job_id)
+        if not job.state.is_terminal:
+            self._link(job.request.worker_id).post(CancelJob(job_id=job_id).model_dump_json())
+        return job.status()
+
+    def on_job_message(self, message: JobOutput | JobEnded | JobRefused) -> None:
+        if isinstance(message, JobOutput):
+            self.jobs.output(message)
+            return
+        job = self.jobs.end(message)
+        if job is not None:
+            worker_id = job.request.worker_id
+            if self.registry.get(worker_id).state is WorkerState.BUSY:
+                self.registry.transition(worker_id, WorkerState.IDLE)
+            log.info("job ended", extra={"job": message.job_id, "state": job.state.value})
 
     def _release(self, worker_id: str) -> None:
         entry = self.registry.get(worker_id)

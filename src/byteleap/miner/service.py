@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from byteleap.errors import ByteleapError
 from byteleap.miner.errors import (
     IllegalTransition,
+    JobConflict,
     UnknownChallenge,
+    UnknownJob,
     UnknownWorker,
     WorkerLost,
     WorkerTimeout,
@@ -40,6 +42,10 @@ from byteleap.net.messages import (
     Enroll,
     Heartbeat,
     Hello,
+    JobEnded,
+    JobOutput,
+    JobRefused,
+    JobRequest,
     MessageError,
     Pong,
     Refused,
@@ -56,6 +62,8 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[ByteleapError], int] = {
     UnknownWorker: 404,
     UnknownChallenge: 404,
+    UnknownJob: 404,
+    JobConflict: 409,
     WorkerUnavailable: 409,
     IllegalTransition: 409,
     WorkerLost: 410,
@@ -65,6 +73,7 @@ STATUS: dict[type[ByteleapError], int] = {
 M = TypeVar("M", bound=BaseModel)
 HELLO_TIMEOUT_S = 10.0
 WS_CLOSE_SILENT = 4408  # missed heartbeats
+MAX_LOG_WAIT_S = 25.0
 REVEAL_TIMEOUT_S = 30.0
 
 
@@ -144,6 +153,33 @@ def create_app(miner: MinerApp) -> FastAPI:
         answer = await node.reveal(reveal_request, REVEAL_TIMEOUT_S)
         return miner.reply(request, caller, answer)
 
+    @app.post("/v1/jobs")
+    async def submit_job(request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        return miner.reply(request, caller, node.submit_job(_parse(JobRequest, body)))
+
+    @app.get("/v1/jobs/{job_id}")
+    async def job_status(job_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        return miner.reply(request, caller, node.jobs.get(job_id).status())
+
+    @app.get("/v1/jobs/{job_id}/logs")
+    async def job_logs(
+        job_id: str, request: Request, after: int = 0, wait_s: float = 0
+    ) -> Response:
+        caller, _ = await miner.authenticate(request)
+        job = node.jobs.get(job_id)
+        if wait_s > 0 and job.next_seq <= after and not job.state.is_terminal:
+            # Long-poll: answer as soon as there is something new, bounded in time.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.changed.wait(), min(wait_s, MAX_LOG_WAIT_S))
+        return miner.reply(request, caller, node.jobs.logs(job_id, max(0, after)))
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    async def cancel_job(job_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        return miner.reply(request, caller, node.cancel_job(job_id))
+
     @app.websocket("/v1/worker")
     async def worker_socket(socket: WebSocket) -> None:
         await serve_worker(node, socket)
@@ -209,6 +245,11 @@ async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> 
                 return "revoked"
         elif isinstance(message, Committed | Revealed | ChallengeAborted):
             link.deliver(message)
+        elif isinstance(message, JobOutput | JobEnded | JobRefused):
+            if message.job_id in {j.request.job_id for j in node.jobs.running_on(worker_id)}:
+                node.on_job_message(message)
+            else:  # a worker may only speak for its own jobs
+                log.warning("job message for another worker's job", extra={"worker": worker_id})
         else:
             log.warning("unexpected worker message", extra={"worker": worker_id})
 

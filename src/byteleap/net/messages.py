@@ -17,6 +17,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory
@@ -29,6 +30,7 @@ MAX_HTTP_BODY_BYTES = 1024 * 1024
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
 WorkerId = Annotated[str, Field(pattern=r"^w-[0-9a-f]{16}$")]
+JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
 
 class MessageError(ByteleapError):
@@ -48,6 +50,62 @@ class WorkerState(StrEnum):
 class _Msg(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     v: Literal[1] = PROTOCOL_VERSION
+
+
+# ---- jobs (shared by the gateway→miner and miner→worker legs) ---------------------
+
+
+class JobRequest(_Msg):
+    """Run ``spec`` on ``worker_id`` with the named executor; ``attempt`` counts retries."""
+
+    type: Literal["job_request"] = "job_request"
+    job_id: JobId
+    attempt: int = Field(ge=1, le=1000)
+    worker_id: WorkerId
+    executor: Literal["process", "container"] = "process"
+    image: str | None = Field(default=None, max_length=500)
+    spec: ExecutionSpec
+
+
+class JobLogLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=0)
+    stream: Literal["stdout", "stderr"]
+    line: str = Field(max_length=65536)
+    ts: float
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    REFUSED = "refused"  # the worker could not start it
+    LOST = "lost"  # the worker disappeared while it ran: run it elsewhere
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not JobState.RUNNING
+
+
+class JobStatus(_Msg):
+    type: Literal["job_status"] = "job_status"
+    job_id: JobId
+    attempt: int
+    worker_id: WorkerId
+    state: JobState
+    result: ExecutionResult | None = None
+    detail: str = ""
+    log_lines: int = 0
+
+
+class JobLogs(_Msg):
+    type: Literal["job_logs"] = "job_logs"
+    job_id: JobId
+    lines: list[JobLogLine]
+    done: bool
 
 
 # ---- worker → miner -------------------------------------------------------------
@@ -92,8 +150,39 @@ class ChallengeAborted(_Msg):
     reason: str = Field(max_length=500)
 
 
+class JobOutput(_Msg):
+    """A batch of a running job's log lines, numbered from 0 in order."""
+
+    type: Literal["job_output"] = "job_output"
+    job_id: JobId
+    lines: list[JobLogLine] = Field(max_length=1000)
+
+
+class JobEnded(_Msg):
+    type: Literal["job_ended"] = "job_ended"
+    job_id: JobId
+    result: ExecutionResult
+
+
+class JobRefused(_Msg):
+    """The worker could not start the job (bad spec, unavailable executor, …)."""
+
+    type: Literal["job_refused"] = "job_refused"
+    job_id: JobId
+    reason: str = Field(max_length=100)
+    detail: str = Field(default="", max_length=2000)
+
+
 WorkerToMiner = Annotated[
-    Enroll | Hello | Heartbeat | Committed | Revealed | ChallengeAborted,
+    Enroll
+    | Hello
+    | Heartbeat
+    | Committed
+    | Revealed
+    | ChallengeAborted
+    | JobOutput
+    | JobEnded
+    | JobRefused,
     Field(discriminator="type"),
 ]
 
@@ -127,8 +216,18 @@ class AskReveal(_Msg):
     request: RevealRequest
 
 
+class RunJob(_Msg):
+    type: Literal["run_job"] = "run_job"
+    job: JobRequest
+
+
+class CancelJob(_Msg):
+    type: Literal["cancel_job"] = "cancel_job"
+    job_id: JobId
+
+
 MinerToWorker = Annotated[
-    AuthNonce | Welcome | Refused | RunChallenge | AskReveal,
+    AuthNonce | Welcome | Refused | RunChallenge | AskReveal | RunJob | CancelJob,
     Field(discriminator="type"),
 ]
 

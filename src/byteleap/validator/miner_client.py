@@ -21,6 +21,9 @@ from byteleap.errors import ByteleapError
 from byteleap.net.auth import AuthRejected, sign_request, verify_response
 from byteleap.net.messages import (
     CommitmentReply,
+    JobLogs,
+    JobRequest,
+    JobStatus,
     Pong,
     StartChallenge,
     WorkerList,
@@ -111,7 +114,7 @@ class MinerClient:
                 response.headers,
                 response.content,
                 method=method,
-                path=path,
+                path=path.split("?", 1)[0],  # the miner signs its route, not the query
                 self_hotkey=self.self_hotkey,
                 expected_sender=self.miner.hotkey,
             )
@@ -156,3 +159,17 @@ class MinerClient:
         path = f"/v1/challenges/{request.challenge_id}/reveal"
         limit = reveal_size_limit(n, len(request.rows))
         return await self._call("POST", path, request, Reveal, max_bytes=limit)
+
+    async def submit_job(self, request: JobRequest) -> JobStatus:
+        return await self._call("POST", "/v1/jobs", request, JobStatus)
+
+    async def job_status(self, job_id: str) -> JobStatus:
+        return await self._call("GET", f"/v1/jobs/{job_id}", None, JobStatus)
+
+    async def job_logs(self, job_id: str, *, after: int = 0, wait_s: float = 0.0) -> JobLogs:
+        """Log lines numbered ``after`` and up; with ``wait_s``, waits for new ones."""
+        path = f"/v1/jobs/{job_id}/logs?after={after}&wait_s={wait_s:g}"
+        return await self._call("GET", path, None, JobLogs, timeout_s=wait_s + self.timeout_s)
+
+    async def cancel_job(self, job_id: str) -> JobStatus:
+        return await self._call("POST", f"/v1/jobs/{job_id}/cancel", None, JobStatus)

@@ -27,6 +27,7 @@ from byteleap.net.messages import (
     MAX_WS_MESSAGE_BYTES,
     AskReveal,
     AuthNonce,
+    CancelJob,
     ChallengeAborted,
     Committed,
     Enroll,
@@ -35,6 +36,7 @@ from byteleap.net.messages import (
     Refused,
     Revealed,
     RunChallenge,
+    RunJob,
     Welcome,
     parse_miner_message,
 )
@@ -50,6 +52,7 @@ from byteleap.proof import (
 )
 from byteleap.worker.hardware import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
+from byteleap.worker.jobs import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +90,11 @@ class WorkerNode:
     max_backoff_s: float = 30.0
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
+    jobs: JobRunner = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = load_or_create_key(self.home)
+        self.jobs = JobRunner(self.home)
 
     def _pin(self) -> str:
         enrollment = Enrollment.load(self.home)
@@ -172,8 +177,14 @@ class WorkerNode:
             message = parse_miner_message(raw)
             if isinstance(message, Refused):
                 raise Refusal(message.reason)
+            task: asyncio.Task[None] | None = None
             if isinstance(message, RunChallenge | AskReveal):
                 task = asyncio.create_task(self._answer(socket, message))
+            elif isinstance(message, RunJob):
+                task = asyncio.create_task(self.jobs.run(message.job, socket.send))
+            elif isinstance(message, CancelJob):
+                task = asyncio.create_task(self.jobs.cancel(message.job_id))
+            if task is not None:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
