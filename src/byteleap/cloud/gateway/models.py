@@ -1,0 +1,107 @@
+"""What customers send and see, and the job lifecycle table.
+
+Job states: queued → scheduled → running → succeeded | failed | cancelled | timed_out.
+A job whose worker is lost goes back to queued and runs again elsewhere (an attempt
+each time); terminal states have no way out.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from byteleap.cloud.executors.base import InputFile, safe_relative_path
+
+MAX_RETRIES = 5
+MAX_JOB_TIMEOUT_S = 24 * 3600.0
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return not JOB_TRANSITIONS[self]
+
+
+_J = JobState
+_ENDS = frozenset({_J.SUCCEEDED, _J.FAILED, _J.CANCELLED, _J.TIMED_OUT})
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _J.QUEUED: frozenset({_J.SCHEDULED, _J.CANCELLED, _J.FAILED}),
+    # back to queued: the worker refused or was lost before or while running
+    _J.SCHEDULED: frozenset({_J.RUNNING, _J.QUEUED}) | _ENDS,
+    _J.RUNNING: frozenset({_J.QUEUED}) | _ENDS,
+    _J.SUCCEEDED: frozenset(),
+    _J.FAILED: frozenset(),
+    _J.CANCELLED: frozenset(),
+    _J.TIMED_OUT: frozenset(),
+}
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_count: int = Field(default=0, ge=0, le=64)
+    gpu_model: str | None = Field(default=None, max_length=100)
+    min_vram_mib: int = Field(default=0, ge=0)
+    cpu_cores: int = Field(default=1, ge=1, le=1024)
+    ram_mib: int = Field(default=256, ge=16)
+
+
+class JobSpec(BaseModel):
+    """A customer's job. ``image`` runs it in a container; without it, as a process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: list[str] = Field(min_length=1, max_length=256)
+    image: str | None = Field(default=None, max_length=500)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    inputs: dict[str, InputFile] = Field(default_factory=dict, max_length=256)
+    resources: Resources = Resources()
+    timeout_s: float = Field(default=3600.0, gt=0, le=MAX_JOB_TIMEOUT_S, allow_inf_nan=False)
+    retries: int = Field(default=2, ge=0, le=MAX_RETRIES)
+    max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    deterministic: bool = False
+    network: Literal["none", "host"] = "none"
+
+    @field_validator("inputs")
+    @classmethod
+    def _inside_workdir(cls, inputs: dict[str, InputFile]) -> dict[str, InputFile]:
+        for path in inputs:
+            safe_relative_path(path)
+        return inputs
+
+
+class JobView(BaseModel):
+    """A job as its tenant sees it."""
+
+    id: str
+    state: JobState
+    spec: JobSpec
+    attempts: int = 0
+    worker_id: str | None = None
+    miner_hotkey: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    error: str | None = None
+    cost: float = 0.0  # billed so far, per second of running
+
+
+class LogEntry(BaseModel):
+    seq: int
+    stream: Literal["stdout", "stderr"]
+    line: str
+    ts: float

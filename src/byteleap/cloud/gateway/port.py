@@ -1,0 +1,46 @@
+"""The service layer both customer APIs (REST and gRPC) call: one port, handlers stay thin.
+
+Every method takes the authenticated `Tenant`; a tenant never sees another's work
+(another tenant's job is `NotFound`, not forbidden, so ids leak nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+
+
+class Tenant(BaseModel):
+    id: int
+    name: str
+    balance: float
+    max_running_jobs: int
+    max_queued_jobs: int
+
+
+class CloudService(Protocol):
+    async def authenticate(self, api_key: str) -> Tenant:
+        """The tenant owning ``api_key``; `Unauthorized` otherwise."""
+        ...
+
+    async def submit_job(self, tenant: Tenant, spec: JobSpec) -> JobView:
+        """Queue a job (the same idempotency key returns the same job)."""
+        ...
+
+    async def get_job(self, tenant: Tenant, job_id: str) -> JobView: ...
+
+    async def list_jobs(self, tenant: Tenant, *, limit: int = 100) -> list[JobView]: ...
+
+    async def cancel_job(self, tenant: Tenant, job_id: str) -> JobView:
+        """Stop it wherever it is; cancelling a finished job is a `Conflict`."""
+        ...
+
+    def job_logs(
+        self, tenant: Tenant, job_id: str, *, after: int = 0, follow: bool = False
+    ) -> AsyncIterator[LogEntry]:
+        """Lines numbered ``after`` and up; with ``follow``, until the job ends."""
+        ...
