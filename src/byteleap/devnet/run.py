@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.status import Status
 
 from byteleap.chain.local.client import LocalChain
+from byteleap.chain.port import NeuronInfo
 from byteleap.config import MinerSettings, load_settings
 from byteleap.devnet.summary import ChainSummary, DevnetSummary, MinerSummary, NeuronRow, StepResult
 from byteleap.devnet.supervisor import Supervisor
@@ -25,7 +26,7 @@ from byteleap.miner.runner import ledger_for
 from byteleap.net.tls import load_or_create_identity
 from byteleap.scoring import ScoringParams
 from byteleap.store import StoreError, latest_weights, open_store
-from byteleap.validator.miner_client import MinerClient
+from byteleap.validator.miner_client import MinerCallError, MinerClient
 from byteleap.validator.scores import ScoreResult, compute_scores
 
 log = logging.getLogger(__name__)
@@ -210,16 +211,24 @@ async def _wait_for_workers(state: DevnetState) -> None:
     for name in _miner_names(state):
         neuron = metagraph.by_hotkey(state.wallets[name].hotkey.ss58_address)
         assert neuron is not None
+        while True:
+            idle = await _idle_workers(validator, neuron)
+            state.workers_online[neuron.hotkey] = idle
+            if idle >= state.options.workers_per_miner:
+                break
+            _check_children(state)
+            if time.monotonic() > deadline:
+                raise DevnetError(f"{name} has {idle} idle workers")
+            await asyncio.sleep(0.2)
+
+
+async def _idle_workers(validator: bt.Wallet, neuron: NeuronInfo) -> int:
+    """Idle workers the miner lists now; 0 while it cannot be reached."""
+    try:
         async with MinerClient(validator, neuron, timeout_s=5) as client:
-            while True:
-                idle = [w for w in (await client.workers()).workers if w.state == "idle"]
-                state.workers_online[neuron.hotkey] = len(idle)
-                if len(idle) >= state.options.workers_per_miner:
-                    break
-                _check_children(state)
-                if time.monotonic() > deadline:
-                    raise DevnetError(f"{name} has {len(idle)} idle workers")
-                await asyncio.sleep(0.2)
+            return sum(1 for w in (await client.workers()).workers if w.state == "idle")
+    except MinerCallError:
+        return 0
 
 
 async def step_validator(state: DevnetState) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import uvicorn
@@ -32,9 +33,6 @@ async def run_miner(settings: MinerSettings) -> None:
     identity = load_or_create_identity(settings.state_dir)
     chain = open_chain(settings.chain)
     uid = await chain.register(wallet)
-    ip = settings.external_ip or settings.host
-    await chain.serve_axon(wallet, ip, settings.port, certificate=identity.public_key)
-    log.info("miner registered", extra={"uid": uid, "axon": f"{ip}:{settings.port}"})
     hotkey = wallet.hotkey.ss58_address
     node = MinerNode(
         hotkey=hotkey,
@@ -59,8 +57,19 @@ async def run_miner(settings: MinerSettings) -> None:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(), name="miner-server")
     try:
-        await uvicorn.Server(config).serve()
+        # Publish the axon only once it answers: a validator reading the metagraph
+        # must never find an address that refuses connections.
+        while not server.started:
+            if serving.done():
+                await serving  # it failed to start: raise why
+            await asyncio.sleep(0.05)
+        ip = settings.external_ip or settings.host
+        await chain.serve_axon(wallet, ip, settings.port, certificate=identity.public_key)
+        log.info("miner serving", extra={"uid": uid, "axon": f"{ip}:{settings.port}"})
+        await serving
     finally:
         node.ledger.close()
         await chain.close()
