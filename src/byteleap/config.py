@@ -153,6 +153,7 @@ class ValidatorSettings(RoleSettings):
     reveal_rows: int = Field(default=8, ge=1)  # (param) s
     reveal_cols: int = Field(default=32, ge=1)  # (param) t
     store_retry_s: float = Field(default=5.0, gt=0)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus, if set
     scoring: ScoringParams = ScoringParams()
 
 
@@ -201,6 +202,13 @@ class GatewaySettings(RoleSettings):
     store: StoreSettings = StoreSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # (param) price of one GPU of a model per second, and of one CPU core per second
+    price_per_gpu_s: dict[str, float] = {"H100": 0.0008, "H200": 0.0011, "A100": 0.0004}
+    price_per_cpu_s: float = Field(default=0.00001, ge=0)
+    region: str = "local"
+    dispatch_interval_s: float = Field(default=0.5, gt=0)
+    metagraph_refresh_s: float = Field(default=10.0, gt=0)
+    miner_timeout_s: float = Field(default=10.0, gt=0)
 
 
 S = TypeVar("S", bound="RoleSettings")

@@ -294,3 +294,17 @@ async def test_a_frozen_worker_goes_offline_after_missed_heartbeats_and_comes_ba
             os.kill(process.pid, signal.SIGCONT)
         # Woken up, it finds its connection closed, reconnects and says hello again.
         await wait_for_workers(client, 3)
+
+
+async def test_metrics_show_workers_and_requests(network: Any, workers: dict[str, str]) -> None:
+    neuron = await miner_neuron(network)
+    async with MinerClient(network.validator, neuron) as client:
+        await wait_for_workers(client, 3)
+    assert neuron.axon_ip and neuron.axon_port and neuron.certificate
+    context = pinned_context_for(
+        neuron.axon_ip, neuron.axon_port, bytes.fromhex(neuron.certificate)
+    )
+    async with httpx.AsyncClient(verify=context) as http:
+        text = (await http.get(f"https://127.0.0.1:{network.miner_port}/metrics/")).text
+    assert 'byteleap_miner_workers{state="idle"} 3.0' in text
+    assert 'byteleap_miner_requests_total{route="/v1/workers",status="200"}' in text

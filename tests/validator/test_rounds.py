@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from byteleap import metrics
 from byteleap.chain.local.client import LocalChain
 from byteleap.config import ValidatorSettings
 from byteleap.store import (
@@ -44,7 +45,17 @@ async def test_a_round_records_every_outcome_then_weights_reach_the_chain(
 ) -> None:
     async with LocalChain(network.chain_url, timeout_s=5) as chain:
         runner = RoundRunner(network.validator, chain, store, PARAMS)
+        passed_before = (
+            metrics.REGISTRY.get_sample_value(
+                "byteleap_validator_challenges_total", {"status": "passed"}
+            )
+            or 0.0
+        )
         report = await runner.run_round()
+        passed_after = metrics.REGISTRY.get_sample_value(
+            "byteleap_validator_challenges_total", {"status": "passed"}
+        )
+        assert passed_after == passed_before + 2
         by_worker = {o.worker_id: o for o in report.outcomes}
         assert by_worker[workers["w1"]].status is ChallengeStatus.PASSED
         assert by_worker[workers["w2"]].status is ChallengeStatus.PASSED

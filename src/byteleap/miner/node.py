@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from byteleap import metrics
 from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
 from byteleap.miner.jobs import JobBook
 from byteleap.miner.ledger import EnrollmentToken, MinerLedger
@@ -230,6 +231,7 @@ class MinerNode:
             return
         job = self.jobs.end(message)
         if job is not None:
+            metrics.JOBS_ENDED.labels(job.state.value).inc()
             worker_id = job.request.worker_id
             if self.registry.get(worker_id).state is WorkerState.BUSY:
                 self.registry.transition(worker_id, WorkerState.IDLE)

@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bittensor.signing import WalletLike
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from byteleap import metrics
 from byteleap.errors import ByteleapError
 from byteleap.miner.errors import (
     IllegalTransition,
@@ -53,6 +55,7 @@ from byteleap.net.messages import (
     StartChallenge,
     Welcome,
     WorkerList,
+    WorkerState,
     parse_worker_message,
 )
 from byteleap.proof import RevealRequest
@@ -121,6 +124,18 @@ def create_app(miner: MinerApp) -> FastAPI:
             await node.detach(worker_id, "miner shutting down")
 
     app = FastAPI(title="byteleap miner", lifespan=lifespan)
+    app.mount("/metrics", metrics.asgi_app())  # type: ignore[arg-type]
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.MINER_REQUESTS.labels(name, str(response.status_code)).inc()
+        states = Counter(e.state.value for e in node.registry.entries())
+        for state in WorkerState:
+            metrics.WORKERS.labels(state.value).set(states.get(state.value, 0))
+        return response
 
     @app.exception_handler(ByteleapError)
     async def _on_error(_: Request, exc: ByteleapError) -> JSONResponse:

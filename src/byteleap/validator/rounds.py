@@ -18,6 +18,7 @@ from bittensor.signing import WalletLike, resolve_signer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from byteleap import metrics
 from byteleap.chain.port import ChainPort, NeuronInfo
 from byteleap.net.messages import WorkerList, WorkerState, WorkerView
 from byteleap.proof import (
@@ -142,6 +143,10 @@ class RoundRunner:
 
     async def run_round(self) -> RoundReport:
         report = RoundReport(started_at=self.clock())
+        with metrics.ROUND_SECONDS.time():
+            return await self._run_round(report)
+
+    async def _run_round(self, report: RoundReport) -> RoundReport:
         metagraph = await self.chain.metagraph()
         miners = [
             n
@@ -153,6 +158,7 @@ class RoundRunner:
         for neuron, result in zip(miners, results, strict=True):
             if isinstance(result, MinerCallError):
                 report.unreachable[neuron.hotkey] = result.reason
+                metrics.MINERS_UNREACHABLE.labels(result.reason).inc()
             elif isinstance(result, BaseException):
                 raise result  # store outages and bugs must not pass as a miner's fault
             else:
@@ -258,6 +264,7 @@ class RoundRunner:
                 failure_reason=result.reason,
                 throughput=result.throughput,
             )
+        metrics.CHALLENGES.labels(result.status.value).inc()
         return ChallengeOutcome(
             neuron.hotkey, worker.worker_id, result.status, result.reason, result.throughput
         )

@@ -7,6 +7,7 @@ import logging
 from byteleap.chain import open_chain
 from byteleap.config import ValidatorSettings
 from byteleap.keys import load_wallet
+from byteleap.metrics import serve_metrics
 from byteleap.store import open_store, upgrade
 from byteleap.validator.service import Validator
 
@@ -19,6 +20,8 @@ async def run_validator(settings: ValidatorSettings) -> None:
     await upgrade(settings.store.url)
     store = await open_store(settings.store.url)
     chain = open_chain(settings.chain)
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port)
     try:
         uid = await chain.register(wallet)
         log.info("validator registered", extra={"uid": uid})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bittensor.signing import WalletLike, resolve_signer
 
-from byteleap import __version__
+from byteleap import __version__, metrics
 from byteleap.chain.port import ChainError, ChainPort
 from byteleap.config import ValidatorSettings
 from byteleap.proof import Profile
@@ -141,6 +141,7 @@ class Validator:
         except ChainError as exc:
             accepted, message = False, f"{exc.reason}: {exc}"
             log.error("set_weights refused", extra={"why": message})
+        metrics.WEIGHTS_SET.labels("accepted" if accepted else "refused").inc()
         async with self.store.session() as s:
             await mark_weights_submitted(s, set_id, block=block, accepted=accepted, message=message)
         if accepted:
