@@ -2,7 +2,8 @@
 
 Owns every persistent fact the validator keeps: miners, workers and their
 hardware, availability runs, IP history, challenges with timings and verdicts,
-weights history, chain events and verified lease receipts. SQLite (file) by
+weights history, chain events and verified lease receipts; and, for the gateway it
+hosts, tenants, hashed API keys, balances with their ledger, and customer jobs. SQLite (file) by
 default, PostgreSQL via ``postgresql+asyncpg://``; the same code and the same
 tests run on both.
 
@@ -42,6 +43,27 @@ from byteleap.store.challenges import (
     get_challenge,
     open_challenges,
     record_challenge,
+)
+from byteleap.store.cloud import (
+    JOB_FIELDS,
+    JobRecord,
+    LedgerRecord,
+    TenantRecord,
+    add_api_key,
+    advance_job,
+    charge,
+    check_job_transition,
+    count_jobs,
+    create_tenant,
+    credit,
+    get_job,
+    get_tenant,
+    insert_job,
+    ledger,
+    list_jobs,
+    revoke_api_key,
+    tenant_by_key_hash,
+    update_job,
 )
 from byteleap.store.engine import Store, open_store
 from byteleap.store.errors import (
@@ -100,6 +122,7 @@ from byteleap.store.weights import (
 __all__ = [
     "BUCKET_SECONDS",
     "CHALLENGE_TRANSITIONS",
+    "JOB_FIELDS",
     "WORKER_TRANSITIONS",
     "ChainEventRecord",
     "ChallengeRecord",
@@ -107,6 +130,8 @@ __all__ = [
     "ChallengeStatus",
     "GpuInfo",
     "IllegalTransition",
+    "JobRecord",
+    "LedgerRecord",
     "MinerRecord",
     "NewChallenge",
     "ReceiptRecord",
@@ -118,6 +143,7 @@ __all__ = [
     "StoreQueryError",
     "StoreSchemaError",
     "StoreUnavailable",
+    "TenantRecord",
     "WeightSetRecord",
     "WorkerChallengeSummary",
     "WorkerHardware",
@@ -125,7 +151,9 @@ __all__ = [
     "WorkerRecord",
     "WorkerState",
     "abandon_open_challenges",
+    "add_api_key",
     "advance_challenge",
+    "advance_job",
     "bucket_of",
     "bulk_insert_challenges",
     "bulk_insert_spans",
@@ -133,15 +161,25 @@ __all__ = [
     "chain_events",
     "challenge_rows",
     "challenge_summaries",
+    "charge",
+    "check_job_transition",
+    "count_jobs",
+    "create_tenant",
+    "credit",
     "current",
     "downgrade",
     "get_challenge",
+    "get_job",
     "get_miner",
     "get_receipt",
+    "get_tenant",
     "get_worker",
     "head_revision",
+    "insert_job",
     "ip_history",
     "latest_weights",
+    "ledger",
+    "list_jobs",
     "list_miners",
     "list_workers",
     "mark_online",
@@ -157,11 +195,14 @@ __all__ = [
     "record_receipt",
     "record_weights",
     "record_worker_ip",
+    "revoke_api_key",
     "set_worker_hardware",
     "set_worker_state",
     "set_worker_states",
     "spans_from_buckets",
     "spans_in_window",
+    "tenant_by_key_hash",
+    "update_job",
     "upgrade",
     "upsert_miner",
     "upsert_workers",

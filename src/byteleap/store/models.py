@@ -3,7 +3,10 @@
 Time: every timestamp column (``*_at``) is an integer of **UTC epoch seconds**;
 durations (``*_s``) are float seconds; availability is counted in integer
 5-minute buckets (``epoch_seconds // 300``). Integers keep SQLite and PostgreSQL
-identical and make the 169-hour window arithmetic cheap.
+identical and make the 169-hour window arithmetic cheap. The exception is the
+gateway's jobs and ledger (``jobs.*_at``, ``tenant_ledger.at``): float epoch seconds,
+because a job is billed and timed per second and its submit → running latency is
+measured in milliseconds.
 
 These classes stay inside ``byteleap.store``: repositories return plain records.
 """
@@ -17,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from byteleap.cloud.gateway.models import JobState
 from byteleap.store.states import ChallengeStatus, WorkerState
 
 NAMING = {
@@ -217,3 +221,81 @@ class Receipt(Base):
     gateway_signature: Mapped[str] = mapped_column(sa.String(128))  # hex sr25519
     miner_signature: Mapped[str] = mapped_column(sa.String(128))  # hex sr25519
     recorded_at: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Tenant(Base):
+    """A gateway customer: its prepaid balance and its job quotas."""
+
+    __tablename__ = "tenants"
+    __table_args__ = (
+        sa.CheckConstraint("balance >= 0", name="balance"),
+        sa.CheckConstraint("max_running_jobs >= 0 AND max_queued_jobs >= 0", name="quotas"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    balance: Mapped[float] = mapped_column(sa.Float)
+    max_running_jobs: Mapped[int] = mapped_column(sa.Integer)
+    max_queued_jobs: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ApiKey(Base):
+    """A tenant's API key, kept only as the sha256 hex of the key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(sa.BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class Job(Base):
+    """A customer job through its lifecycle (``JOB_TRANSITIONS``), with its result and cost."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # NULL keys are distinct on SQLite and PostgreSQL: jobs without a key never collide.
+        sa.UniqueConstraint("tenant_id", "idempotency_key"),
+        sa.CheckConstraint("attempts >= 0", name="attempts"),
+        sa.CheckConstraint("cost >= 0", name="cost"),
+        sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # No cascade: a tenant's jobs are its billing history.
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
+    state: Mapped[JobState] = mapped_column(EnumText(JobState), index=True)
+    spec_json: Mapped[str] = mapped_column(sa.Text)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    worker_id: Mapped[str | None] = mapped_column(sa.String(128))
+    miner_hotkey: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    started_at: Mapped[float | None] = mapped_column(sa.Float)
+    finished_at: Mapped[float | None] = mapped_column(sa.Float)
+    exit_code: Mapped[int | None] = mapped_column(sa.Integer)
+    stdout_tail: Mapped[str] = mapped_column(sa.Text)
+    stderr_tail: Mapped[str] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    cost: Mapped[float] = mapped_column(sa.Float)
+
+
+class LedgerEntry(Base):
+    """One change of a tenant's balance: a charge (negative amount) or a credit (positive)."""
+
+    __tablename__ = "tenant_ledger"
+    __table_args__ = (sa.Index("ix_tenant_ledger_tenant_id_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
+    amount: Mapped[float] = mapped_column(sa.Float)
+    balance_after: Mapped[float] = mapped_column(sa.Float)
+    reason: Mapped[str] = mapped_column(sa.String(64))
+    # A job id or any other billed thing (a lease); no foreign key for that reason.
+    job_id: Mapped[str | None] = mapped_column(sa.String(64))
+    at: Mapped[float] = mapped_column(sa.Float)

@@ -3,8 +3,8 @@
 A receipt is stored only after ``byteleap.cloud.receipts.verify_receipt`` accepted it, with
 both signatures, so it can be checked again later. :class:`ReceiptRecord` has the same field
 names as ``LeaseReceipt``: ``ReceiptRecord(**receipt.model_dump())`` and
-``LeaseReceipt.model_validate(dataclasses.asdict(record))`` convert between them (the store
-does not import the cloud package).
+``LeaseReceipt.model_validate(dataclasses.asdict(record))`` convert between them (this module
+does not need the cloud package's receipt code).
 
 Recording is idempotent on ``receipt_id``: the same receipt again, even signed afresh, is a
 no-op (a gateway retrying after a restart); a *different* receipt under an id already stored

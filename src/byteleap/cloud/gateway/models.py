@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from byteleap.cloud.executors.base import InputFile, safe_relative_path
 
@@ -71,7 +71,15 @@ class JobSpec(BaseModel):
     max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     deterministic: bool = False
-    network: Literal["none", "host"] = "none"
+    # None: the executor's default — no network in a container; a bare process (no image)
+    # cannot be cut off from the network, so asking for "none" needs an image.
+    network: Literal["none", "host"] | None = None
+
+    @model_validator(mode="after")
+    def _isolation_needs_a_container(self) -> JobSpec:
+        if self.network == "none" and self.image is None:
+            raise ValueError("network 'none' needs an image: a bare process shares the network")
+        return self
 
     @field_validator("inputs")
     @classmethod

@@ -1,0 +1,126 @@
+"""The gateway's view of the supply: miners from the metagraph, their workers as offers.
+
+One pinned, signed `MinerClient` per miner is kept open and reused; the metagraph
+is re-read at most every ``refresh_s``. A miner that cannot be reached simply
+offers nothing this time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from bittensor.signing import WalletLike, resolve_signer
+
+from byteleap.chain.port import ChainError, ChainPort, NeuronInfo
+from byteleap.cloud.scheduler import GpuSpec, WorkerOffer
+from byteleap.config import GatewaySettings
+from byteleap.net.messages import WorkerView
+from byteleap.validator.miner_client import MinerCallError, MinerClient
+
+log = logging.getLogger(__name__)
+
+
+def offer_of(
+    miner: str, worker: WorkerView, settings: GatewaySettings, rtt_ms: float
+) -> WorkerOffer:
+    hw = worker.hardware
+    return WorkerOffer(
+        miner_hotkey=miner,
+        worker_id=worker.worker_id,
+        state=worker.state.value,
+        gpus=tuple(GpuSpec(model=g.model, vram_mib=g.vram_mib) for g in hw.gpus),
+        cpu_cores=hw.cpu.cores_logical,
+        ram_mib=hw.memory.available_mib,
+        region=settings.region,
+        price_per_gpu_s=settings.price_per_gpu_s,
+        price_per_cpu_s=settings.price_per_cpu_s,
+        rtt_ms=rtt_ms,
+    )
+
+
+class MinerPool:
+    def __init__(
+        self,
+        wallet: WalletLike,
+        chain: ChainPort,
+        settings: GatewaySettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.wallet = wallet
+        self.chain = chain
+        self.settings = settings
+        self.clock = clock
+        self.self_hotkey = resolve_signer(wallet, role="hotkey").ss58_address
+        self._neurons: dict[str, NeuronInfo] = {}
+        self._clients: dict[str, MinerClient] = {}
+        self._read_at = float("-inf")
+
+    async def refresh(self) -> None:
+        if self.clock() - self._read_at < self.settings.metagraph_refresh_s:
+            return
+        try:
+            metagraph = await self.chain.metagraph()
+        except ChainError as exc:
+            log.warning("metagraph unavailable; keeping the last one", extra={"why": str(exc)})
+            return
+        self._read_at = self.clock()
+        self._neurons = {
+            n.hotkey: n
+            for n in metagraph.neurons
+            if n.hotkey != self.self_hotkey and n.axon_ip and n.axon_port and n.certificate
+        }
+        for hotkey in list(self._clients):
+            known = self._neurons.get(hotkey)
+            client = self._clients[hotkey]
+            if known is None or known != client.miner:  # gone, or moved: reconnect
+                await self._drop(hotkey)
+
+    async def client(self, hotkey: str) -> MinerClient:
+        client = self._clients.get(hotkey)
+        if client is not None:
+            return client
+        neuron = self._neurons.get(hotkey)
+        if neuron is None:
+            raise MinerCallError(f"miner {hotkey} is not on the metagraph", reason="unknown_miner")
+        client = MinerClient(self.wallet, neuron, timeout_s=self.settings.miner_timeout_s)
+        await client.__aenter__()
+        self._clients[hotkey] = client
+        return client
+
+    async def _drop(self, hotkey: str) -> None:
+        client = self._clients.pop(hotkey, None)
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    async def offers(self) -> list[WorkerOffer]:
+        await self.refresh()
+        results = await asyncio.gather(
+            *(self._offers_of(hotkey) for hotkey in self._neurons), return_exceptions=True
+        )
+        offers: list[WorkerOffer] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, MinerCallError):
+                    raise result
+                continue
+            offers += result
+        return offers
+
+    async def _offers_of(self, hotkey: str) -> list[WorkerOffer]:
+        try:
+            client = await self.client(hotkey)
+            started = time.perf_counter()
+            listing = await client.workers()
+            rtt_ms = (time.perf_counter() - started) * 1000
+        except MinerCallError as exc:
+            log.info("miner offers nothing now", extra={"miner": hotkey, "why": exc.reason})
+            await self._drop(hotkey)
+            raise
+        return [offer_of(hotkey, w, self.settings, rtt_ms) for w in listing.workers]
+
+    async def close(self) -> None:
+        for hotkey in list(self._clients):
+            await self._drop(hotkey)
