@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 COMMANDS = (
     "devnet",
     "chain",
@@ -21,6 +19,7 @@ COMMANDS = (
     "db",
     "config",
     "bench",
+    "jobs",
 )
 
 
@@ -39,13 +38,6 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in COMMANDS:
         assert command in result.stdout
-
-
-@pytest.mark.parametrize("role", ["gateway"])
-def test_unbuilt_commands_say_so_and_fail(role: str) -> None:
-    result = byteleap(role)
-    assert result.returncode != 0
-    assert "not built yet" in result.stderr
 
 
 def test_config_show_prints_effective_config(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ def test_devnet_json_summary(tmp_path: Path) -> None:
         "workers",
         "validator",
         "weights",
+        "gateway",
+        "job",
         "metagraph",
     ]
     assert all(step["ok"] and step["seconds"] >= 0 for step in summary["steps"])
@@ -56,6 +58,9 @@ def test_devnet_json_summary(tmp_path: Path) -> None:
         assert miner["cheater"] is None
         assert miner["workers_online"] == 2
         assert miner["hotkey"].startswith("5")
+    (job,) = summary["jobs"]
+    assert job["state"] == "succeeded" and job["worker"].startswith("w-")
+    assert job["validated"] is None and job["seconds"] > 0
     assert _children_of_devnet(home) == []
 
 

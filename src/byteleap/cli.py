@@ -12,12 +12,13 @@ from byteleap.commands import (
     config_cmd,
     db,
     devnet,
+    gateway,
+    jobs,
     keys,
     miner,
     validator,
     worker,
 )
-from byteleap.commands.common import not_built_yet
 from byteleap.config import ConfigError
 from byteleap.errors import ByteleapError
 from byteleap.logs import configure_logging
@@ -44,8 +45,8 @@ app.add_typer(
 )
 app.add_typer(worker.app, name="worker", help="Run a worker (one per GPU, or a CPU worker).")
 
-for _role, _help in (("gateway", "Run the customer gateway (REST + gRPC)."),):
-    app.add_typer(not_built_yet(_role), name=_role, help=f"{_help} [not built yet]")
+app.add_typer(gateway.app, name="gateway", help="Run the customer gateway; manage tenants.")
+app.add_typer(jobs.app, name="jobs", help="Submit and follow jobs on a gateway.")
 
 
 def main() -> None:

@@ -19,15 +19,3 @@ ConfigOption = Annotated[
 
 def settings_for(cls: type[S], config: Path | None) -> S:
     return load_settings(cls, config)
-
-
-def not_built_yet(role: str) -> typer.Typer:
-    """A command group that says clearly it is not built yet and exits non-zero."""
-    group = typer.Typer(invoke_without_command=True, add_completion=False)
-
-    @group.callback()
-    def _not_built(ctx: typer.Context) -> None:
-        typer.echo(f"byteleap {role}: not built yet in this version.", err=True)
-        raise typer.Exit(3)
-
-    return group

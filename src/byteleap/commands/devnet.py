@@ -81,4 +81,6 @@ def _print_metagraph(summary: DevnetSummary) -> None:
                 f"{m.weight:.3f}",
             )
         console.print(miners)
+    for job in summary.jobs:
+        console.print(f"customer job {job.id}: {job.state} on {job.worker} in {job.seconds}s")
     console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,19 +14,29 @@ from pathlib import Path
 from typing import Any
 
 import bittensor as bt
+import httpx
 from rich.console import Console
 from rich.status import Status
 
 from byteleap.chain.local.client import LocalChain
 from byteleap.chain.port import NeuronInfo
-from byteleap.config import MinerSettings, load_settings
-from byteleap.devnet.summary import ChainSummary, DevnetSummary, MinerSummary, NeuronRow, StepResult
+from byteleap.cloud.gateway.service import create_tenant_with_key
+from byteleap.config import GatewaySettings, MinerSettings, load_settings
+from byteleap.devnet.summary import (
+    ChainSummary,
+    DevnetSummary,
+    JobSummary,
+    MinerSummary,
+    NeuronRow,
+    StepResult,
+)
 from byteleap.devnet.supervisor import Supervisor
 from byteleap.errors import ByteleapError
 from byteleap.keys import create_wallet
 from byteleap.miner.runner import ledger_for
 from byteleap.net.tls import load_or_create_identity
 from byteleap.scoring import ScoringParams
+from byteleap.sdk import AsyncClient
 from byteleap.store import StoreError, latest_weights, open_store
 from byteleap.validator.miner_client import MinerCallError, MinerClient
 from byteleap.validator.scores import ScoreResult, compute_scores
@@ -72,6 +84,8 @@ class DevnetState:
     scores: ScoreResult | None = None
     accepted_weights: dict[int, float] = field(default_factory=dict)
     cheats: dict[str, str] = field(default_factory=dict)  # wallet name -> worker behaviour
+    gateway_url: str = ""
+    api_key: str = ""
     status: Status | None = None
 
     def progress(self, text: str) -> None:
@@ -302,6 +316,56 @@ async def step_weights(state: DevnetState) -> None:
         await asyncio.sleep(0.5)
 
 
+async def step_gateway(state: DevnetState) -> None:
+    """Start the gateway (hosted with the validator's key and store) and make a tenant."""
+    port = _free_port()
+    config = state.options.home / "gateway.toml"
+    config.write_text(
+        f"[gateway]\nport = {port}\ndispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
+        f'[gateway.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
+        f'[gateway.chain]\nurl = "{state.chain_url}"\n'
+        f'[gateway.store]\nurl = "{state.store_url}"\n'
+    )
+    settings = load_settings(GatewaySettings, config)
+    store = await open_store(settings.store.url)
+    try:
+        state.api_key = await create_tenant_with_key(store, "devnet-customer", balance=100.0)
+    finally:
+        await store.close()
+    state.supervisor.start("gateway", "gateway", "run", "--config", str(config))
+    state.gateway_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + state.options.startup_timeout_s
+    async with httpx.AsyncClient() as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{state.gateway_url}/v1/health")).status_code == 200:
+                    return
+            _check_children(state)
+            if time.monotonic() > deadline:
+                raise DevnetError("the gateway did not start")
+            await asyncio.sleep(0.2)
+
+
+async def step_job(state: DevnetState) -> None:
+    """A customer submits a job through the SDK and waits for its result."""
+    code = "import platform; print('hello from', platform.node(), 'on a byteleap worker')"
+    async with AsyncClient(state.gateway_url, state.api_key) as client:
+        job = await client.submit(
+            {"command": [sys.executable, "-c", code], "timeout_s": 60, "retries": 1}
+        )
+        done = await client.wait(job.id, timeout_s=60, poll_s=0.2)
+    seconds = (
+        round(done.finished_at - done.started_at, 3)
+        if done.finished_at is not None and done.started_at is not None
+        else None
+    )
+    state.summary.jobs.append(
+        JobSummary(id=done.id, state=done.state.value, worker=done.worker_id, seconds=seconds)
+    )
+    if done.state.value != "succeeded":
+        raise DevnetError(f"the sample job ended {done.state.value}: {done.error}")
+
+
 def _check_children(state: DevnetState) -> None:
     for child in state.supervisor.children:
         if not child.alive:
@@ -377,6 +441,8 @@ STEPS: list[tuple[str, Step]] = [
     ("workers", step_workers),
     ("validator", step_validator),
     ("weights", step_weights),
+    ("gateway", step_gateway),
+    ("job", step_job),
     ("metagraph", step_metagraph),
 ]
 

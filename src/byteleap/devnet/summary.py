@@ -33,6 +33,14 @@ class MinerSummary(BaseModel):
     weight: float = 0.0
 
 
+class JobSummary(BaseModel):
+    id: str
+    state: str
+    worker: str | None
+    seconds: float | None
+    validated: str | None = None  # "match" / "mismatch" once output validation re-runs jobs
+
+
 class NeuronRow(BaseModel):
     uid: int
     hotkey: str
@@ -46,4 +54,5 @@ class DevnetSummary(BaseModel):
     steps: list[StepResult] = Field(default_factory=list)
     chain: ChainSummary | None = None
     miners: list[MinerSummary] = Field(default_factory=list)
+    jobs: list[JobSummary] = Field(default_factory=list)
     neurons: list[NeuronRow] = Field(default_factory=list)

@@ -1,0 +1,47 @@
+"""`byteleap gateway run`: the customer API and the dispatch loop in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import uvicorn
+
+from byteleap.chain import open_chain
+from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.rest import create_rest_app
+from byteleap.cloud.gateway.service import GatewayService
+from byteleap.config import GatewaySettings
+from byteleap.keys import load_wallet
+from byteleap.store import open_store, upgrade
+
+log = logging.getLogger(__name__)
+
+
+async def run_gateway(settings: GatewaySettings) -> None:
+    wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, path=settings.wallet.path)
+    await upgrade(settings.store.url)
+    store = await open_store(settings.store.url)
+    chain = open_chain(settings.chain)
+    pool = MinerPool(wallet, chain, settings)
+    service = GatewayService(store, pool, settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_rest_app(service),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    dispatcher = asyncio.create_task(service.run(), name="dispatch")
+    try:
+        await server.serve()
+    finally:
+        dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dispatcher
+        await pool.close()
+        await chain.close()
+        await store.close()

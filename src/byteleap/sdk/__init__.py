@@ -1,0 +1,57 @@
+"""The byteleap customer SDK: submit jobs to a gateway, follow them, collect results.
+
+    from byteleap.sdk import Client
+
+    with Client("http://127.0.0.1:8080", api_key) as client:
+        job = client.submit({"command": ["python", "-c", "print(42)"]})
+        for entry in client.stream_logs(job.id):
+            print(entry.line)
+        print(client.wait(job.id).exit_code)
+
+`AsyncClient` has the same methods as coroutines (and `stream_logs` as an async iterator).
+Errors are the `SdkError` tree (see ``byteleap.sdk.errors``).
+"""
+
+from byteleap.cloud.executors.base import InputFile
+from byteleap.cloud.gateway.models import JobSpec, JobState, JobView, LogEntry, Resources
+from byteleap.sdk.client import AsyncClient
+from byteleap.sdk.errors import (
+    ApiError,
+    BadResponse,
+    Conflict,
+    GatewayUnreachable,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    QuotaExceeded,
+    SdkError,
+    Unauthorized,
+    Unavailable,
+    WaitTimedOut,
+)
+from byteleap.sdk.sync import Client
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "BadResponse",
+    "Client",
+    "Conflict",
+    "GatewayUnreachable",
+    "InputFile",
+    "InvalidRequest",
+    "JobSpec",
+    "JobState",
+    "JobView",
+    "LogEntry",
+    "NotFound",
+    "PayloadTooLarge",
+    "PaymentRequired",
+    "QuotaExceeded",
+    "Resources",
+    "SdkError",
+    "Unauthorized",
+    "Unavailable",
+    "WaitTimedOut",
+]

@@ -1,0 +1,176 @@
+"""`AsyncClient`: the customer SDK's one implementation of the gateway's REST API.
+
+The sync `Client` (``sdk.sync``) runs this same code on a private event loop, so the two
+never drift apart. Errors are the `SdkError` tree in ``sdk.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncGenerator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
+from byteleap.sdk.sse import parse_events
+
+LOG_PAGE = 1000
+T = TypeVar("T")
+_JOB_LIST = TypeAdapter(list[JobView])
+
+
+class _LogPage(BaseModel):
+    entries: list[LogEntry]
+    next: int
+
+
+class AsyncClient:
+    """An API-key client for one gateway (``base_url`` such as ``http://host:8080``).
+
+    ``transport`` replaces the network (an ``httpx.AsyncBaseTransport``, e.g.
+    ``httpx.ASGITransport(app)`` to talk to an in-process app)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/v1",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def submit(
+        self, spec: JobSpec | Mapping[str, Any], idempotency_key: str | None = None
+    ) -> JobView:
+        """Queue a job. A dict goes to the gateway as-is, so the gateway is the one judge of
+        what is valid (an invalid one raises `InvalidRequest` naming the field)."""
+        body = spec.model_dump(mode="json") if isinstance(spec, JobSpec) else dict(spec)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = await self._request("POST", "/jobs", json=body, headers=headers)
+        return _parse(JobView, response)
+
+    async def get(self, job_id: str) -> JobView:
+        return _parse(JobView, await self._request("GET", _job(job_id)))
+
+    async def list(self, limit: int = 100) -> builtins.list[JobView]:
+        response = await self._request("GET", "/jobs", params={"limit": limit})
+        return _parse(_JOB_LIST, response)
+
+    async def cancel(self, job_id: str) -> JobView:
+        return _parse(JobView, await self._request("POST", f"{_job(job_id)}/cancel"))
+
+    async def logs(self, job_id: str, after: int = 0) -> builtins.list[LogEntry]:
+        """Every line logged so far, numbered ``after`` and up (fetched page by page)."""
+        entries: builtins.list[LogEntry] = []
+        while True:
+            params = {"after": after, "limit": LOG_PAGE}
+            page = _parse(
+                _LogPage, await self._request("GET", f"{_job(job_id)}/logs", params=params)
+            )
+            entries.extend(page.entries)
+            if len(page.entries) < LOG_PAGE:
+                return entries
+            after = page.next
+
+    async def stream_logs(self, job_id: str, after: int = 0) -> AsyncGenerator[LogEntry, None]:
+        """Lines as they are logged (Server-Sent Events), until the job ends."""
+        request = self._http.build_request(
+            "GET",
+            f"{_job(job_id)}/logs",
+            params={"after": after, "follow": "true"},
+            headers={"Accept": "text/event-stream"},
+            timeout=httpx.Timeout(self._timeout, read=None),  # a quiet job is not a dead one
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"{request.url}: {exc!r}") from exc
+        try:
+            if response.is_error:
+                await response.aread()
+                _raise_for(response)
+            async for event in parse_events(response.aiter_lines()):
+                if event.event == "end":
+                    return
+                if event.event == "log":
+                    yield _parse_json(LogEntry, event.data)
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"log stream of {job_id} broke: {exc!r}") from exc
+        finally:
+            await response.aclose()
+        raise GatewayUnreachable(f"log stream of {job_id} ended before the job did")
+
+    async def wait(self, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> JobView:
+        """Poll until the job reaches a terminal state; `WaitTimedOut` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = await self.get(job_id)
+            if view.state.is_terminal:
+                return view
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimedOut(
+                    f"job {job_id} still {view.state} after {timeout_s}s", state=view.state
+                )
+            await asyncio.sleep(min(poll_s, left))
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"{method} {self._http.base_url}{path}: {exc!r}") from exc
+        _raise_for(response)
+        return response
+
+
+def _job(job_id: str) -> str:
+    return f"/jobs/{quote(job_id, safe='')}"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if not response.is_error:
+        return
+    try:
+        body = response.json()
+        reason, detail = str(body["error"]), str(body.get("detail", ""))
+        field = body.get("field")
+    except (ValueError, KeyError, TypeError):
+        reason, detail, field = "http_error", response.text[:500], None
+    raise error_for_status(response.status_code, reason, detail, field)
+
+
+def _parse(model: type[T] | TypeAdapter[T], response: httpx.Response) -> T:
+    return _parse_json(model, response.text)
+
+
+def _parse_json(model: type[T] | TypeAdapter[T], text: str) -> T:
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    try:
+        return adapter.validate_json(text)
+    except ValidationError as exc:
+        raise BadResponse(f"unexpected answer from the gateway: {exc}") from exc

@@ -1,0 +1,119 @@
+"""`Client`: the blocking SDK, a thin wrapper that runs `AsyncClient` on a private event loop
+in a background thread (one per client). Each method is one line, so sync and async cannot
+drift apart; it works from plain scripts and from inside someone else's running loop alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.sdk.client import AsyncClient
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread; `run` blocks until a coroutine is done."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="byteleap-sdk", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C in the caller: stop the coroutine too, not just our wait for it
+            future.cancel()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._loop.is_closed()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class Client:
+    """The blocking twin of `AsyncClient`; same arguments (``transport`` is still an
+    ``httpx.AsyncBaseTransport``), same methods, same errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._loop = _LoopThread()
+        self._client = AsyncClient(base_url, api_key, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        try:
+            self._loop.run(self._client.aclose())
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def submit(
+        self, spec: JobSpec | Mapping[str, Any], idempotency_key: str | None = None
+    ) -> JobView:
+        return self._loop.run(self._client.submit(spec, idempotency_key))
+
+    def get(self, job_id: str) -> JobView:
+        return self._loop.run(self._client.get(job_id))
+
+    def list(self, limit: int = 100) -> builtins.list[JobView]:
+        return self._loop.run(self._client.list(limit))
+
+    def cancel(self, job_id: str) -> JobView:
+        return self._loop.run(self._client.cancel(job_id))
+
+    def logs(self, job_id: str, after: int = 0) -> builtins.list[LogEntry]:
+        return self._loop.run(self._client.logs(job_id, after))
+
+    def wait(self, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> JobView:
+        return self._loop.run(self._client.wait(job_id, timeout_s, poll_s))
+
+    def stream_logs(self, job_id: str, after: int = 0) -> Iterator[LogEntry]:
+        lines = self._client.stream_logs(job_id, after)
+
+        async def step() -> LogEntry:
+            return await anext(lines)
+
+        try:
+            while True:
+                try:
+                    yield self._loop.run(step())
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self._loop.closed:
+                with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
+                    # RuntimeError: a Ctrl-C left the stream mid-step; it is torn down anyway
+                    self._loop.run(lines.aclose())

@@ -1,0 +1,46 @@
+"""`byteleap gateway tenant new`: a key is printed once and works; bad input changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from byteleap.cloud.gateway.service import hash_key
+from byteleap.store import open_store
+from byteleap.store.cloud import tenant_by_key_hash
+
+
+def gateway(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "byteleap.cli", "gateway", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_tenant_new_prints_a_working_key(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway.store]\nurl = "{url}"\n')
+    created = gateway(config, "tenant", "new", "acme", "--balance", "5")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("blk_")
+
+    async def tenant() -> object:
+        store = await open_store(url)
+        try:
+            async with store.session() as s:
+                return await tenant_by_key_hash(s, hash_key(key))
+        finally:
+            await store.close()
+
+    record = asyncio.run(tenant())
+    assert record is not None and record.name == "acme" and record.balance == 5.0  # type: ignore[attr-defined]
+    again = gateway(config, "tenant", "new", "acme")
+    assert again.returncode != 0 and again.stdout == ""
+    negative = gateway(config, "tenant", "new", "other", "--balance", "-1")
+    assert negative.returncode != 0
