@@ -8,12 +8,14 @@ Any read that fails raises, so weights are never computed from part of the data.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from byteleap.chain.port import Metagraph
+from byteleap.cloud.receipts import LeaseReceipt, lease_revenue, verify_receipts
 from byteleap.scoring import (
     ChallengeColumns,
     LeaseRevenue,
@@ -34,6 +36,9 @@ from byteleap.store import (
     list_workers,
     online_buckets,
 )
+from byteleap.store.receipts import ReceiptRecord, receipts_in_window
+
+log = logging.getLogger(__name__)
 
 _FAILURES = (ChallengeStatus.FAILED, ChallengeStatus.TIMED_OUT, ChallengeStatus.ERRORED)
 
@@ -82,16 +87,44 @@ def summaries_to_columns(
     )
 
 
+def verified_revenue(
+    receipts: list[ReceiptRecord], metagraph: Metagraph, *, now: float, params: ScoringParams
+) -> list[LeaseRevenue]:
+    """Lease revenue from the receipts that verify against ``metagraph``; others are logged."""
+    if not receipts:
+        return []
+    models = [LeaseReceipt.model_validate(asdict(r)) for r in receipts]
+    verdicts = verify_receipts(
+        models,
+        netuid=metagraph.netuid,
+        validators={n.hotkey for n in metagraph.neurons if n.validator_permit},
+        miners={n.hotkey for n in metagraph.neurons},
+        now=now,
+        max_age_s=params.lease_window_min * 60.0 + 3600.0,
+    )
+    for verdict in verdicts:
+        if not verdict.ok:
+            log.warning(
+                "lease receipt rejected",
+                extra={"receipt": verdict.receipt_id, "why": verdict.reason},
+            )
+    return lease_revenue([m for m, v in zip(models, verdicts, strict=True) if v.ok])
+
+
 async def compute_scores(
     store: Store,
     metagraph: Metagraph,
     *,
     now: float,
     params: ScoringParams,
-    leases: list[LeaseRevenue] | None = None,
     exclude: set[str] | None = None,
 ) -> ScoreResult:
-    """Score every miner the store knows or the metagraph lists, as of ``now``."""
+    """Score every miner the store knows or the metagraph lists, as of ``now``.
+
+    Lease revenue comes from the lease receipts in the store, each checked again here
+    against the current metagraph: a receipt counts only while its gateway holds a
+    validator permit and both signatures verify.
+    """
     since = now - params.window_s
     avail_since = now - params.availability_hours * 3600.0
     async with store.session() as s:
@@ -102,6 +135,7 @@ async def compute_scores(
         ips = await ip_history(s, since=int(avail_since), until=int(now))
         workers = await list_workers(s)
         miners = {m.id: m.hotkey for m in await list_miners(s)}
+        receipts = await receipts_in_window(s, int(now - params.lease_window_min * 60.0), int(now))
     keys: list[WorkerKey] = [(miners[w.miner_id], w.worker_key) for w in workers]
     index = {w.id: i for i, w in enumerate(workers)}
     columns = summaries_to_columns(summaries, index, inside=now - 1.0)
@@ -111,8 +145,9 @@ async def compute_scores(
     changes = np.array([max(0, stretches.get(w.id, 0) - 1) for w in workers], dtype=np.int64)
     skip = exclude or set()
     hotkeys = [n.hotkey for n in metagraph.neurons if n.hotkey not in skip]
+    leases = verified_revenue(receipts, metagraph, now=now, params=params)
     board = score_columns(
-        keys, columns, online_counts, changes, leases or (), now=now, params=params, miners=hotkeys
+        keys, columns, online_counts, changes, leases, now=now, params=params, miners=hotkeys
     )
     uids = {n.hotkey: n.uid for n in metagraph.neurons if n.hotkey not in skip}
     weights = normalise_weights(board.final_scores(), uids)
