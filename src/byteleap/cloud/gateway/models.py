@@ -113,3 +113,44 @@ class LogEntry(BaseModel):
     stream: Literal["stdout", "stderr"]
     line: str
     ts: float
+
+
+MAX_LEASE_S = 7 * 24 * 3600.0
+
+
+class LeaseState(StrEnum):
+    ACTIVE = "active"
+    RELEASED = "released"  # by the tenant
+    EXPIRED = "expired"  # its time ran out
+    FAILED = "failed"  # the worker was lost or refused
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not LeaseState.ACTIVE
+
+
+class LeaseSpec(BaseModel):
+    """Reserve one worker (its GPUs, or its CPU) for ``duration_s``, billed per second."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resources: Resources = Resources()
+    duration_s: float = Field(ge=10, le=MAX_LEASE_S, allow_inf_nan=False)
+    max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
+class LeaseView(BaseModel):
+    id: str
+    state: LeaseState
+    spec: LeaseSpec
+    worker_id: str
+    miner_hotkey: str
+    gpu_model: str
+    gpu_count: int
+    price_per_s: float
+    created_at: float
+    ends_at: float
+    ended_at: float | None = None
+    billed_until: float
+    cost: float = 0.0
+    receipts: int = 0

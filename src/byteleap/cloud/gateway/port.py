@@ -11,7 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 
 
 class Tenant(BaseModel):
@@ -43,4 +43,20 @@ class CloudService(Protocol):
         self, tenant: Tenant, job_id: str, *, after: int = 0, follow: bool = False
     ) -> AsyncIterator[LogEntry]:
         """Lines numbered ``after`` and up; with ``follow``, until the job ends."""
+        ...
+
+    async def create_lease(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:
+        """Reserve a worker now (`NoCapacity` when none fits) and start billing it."""
+        ...
+
+    async def get_lease(self, tenant: Tenant, lease_id: str) -> LeaseView: ...
+
+    async def list_leases(self, tenant: Tenant, *, limit: int = 100) -> list[LeaseView]: ...
+
+    async def extend_lease(self, tenant: Tenant, lease_id: str, seconds: float) -> LeaseView:
+        """Push the end back (the balance must cover the new worst case)."""
+        ...
+
+    async def release_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
+        """End it now; billing stops at this second."""
         ...
