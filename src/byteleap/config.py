@@ -209,6 +209,7 @@ class GatewaySettings(RoleSettings):
     dispatch_interval_s: float = Field(default=0.5, gt=0)
     metagraph_refresh_s: float = Field(default=10.0, gt=0)
     miner_timeout_s: float = Field(default=10.0, gt=0)
+    bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
 
 
 S = TypeVar("S", bound="RoleSettings")

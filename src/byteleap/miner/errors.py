@@ -5,6 +5,8 @@ MinerError
  ├── UnknownChallenge   no committed challenge with that id     (reason: unknown_challenge)
  ├── UnknownJob         no job with that id on this miner       (reason: unknown_job)
  ├── JobConflict        another attempt of the job is running   (reason: job_running)
+ ├── UnknownLease       no such lease for the calling gateway   (reason: unknown_lease)
+ ├── LeaseRefused       the lease or receipt cannot be accepted (reason: lease_refused)
  ├── IllegalTransition  the worker's state does not allow it    (reason: illegal_transition)
  ├── WorkerUnavailable  offline, revoked or busy                (reason: worker_unavailable)
  ├── WorkerLost         the link dropped while work was pending (reason: worker_lost)
@@ -35,6 +37,14 @@ class UnknownJob(MinerError):
 
 class JobConflict(MinerError):
     reason = "job_running"
+
+
+class UnknownLease(MinerError):
+    reason = "unknown_lease"
+
+
+class LeaseRefused(MinerError):
+    reason = "lease_refused"
 
 
 class IllegalTransition(MinerError):

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from byteleap import metrics
 from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
 from byteleap.miner.jobs import JobBook
+from byteleap.miner.leases import LeaseBook, MinerLease
 from byteleap.miner.ledger import EnrollmentToken, MinerLedger
 from byteleap.miner.links import HangUp, Send, WorkerLink
 from byteleap.miner.registry import WorkerEntry, WorkerRegistry
@@ -31,6 +32,8 @@ from byteleap.net.messages import (
     JobRefused,
     JobRequest,
     JobStatus,
+    LeaseRequest,
+    LeaseStatus,
     RunJob,
     WorkerState,
 )
@@ -68,6 +71,7 @@ class MinerNode:
     # challenge id -> worker id, between the commitment and the reveal
     active: dict[str, str] = field(default_factory=dict)
     jobs: JobBook = field(default_factory=JobBook)
+    leases: LeaseBook = field(default_factory=LeaseBook)
 
     def __post_init__(self) -> None:
         for entry in self.ledger.load():
@@ -128,6 +132,11 @@ class MinerNode:
             await link.close(why)
         for job_id in self.jobs.lose_worker(worker_id, f"worker lost: {why}"):
             log.warning("job lost with its worker", extra={"job": job_id, "worker": worker_id})
+        lease = self.leases.on_worker(worker_id)
+        if lease is not None:
+            # No receipt will cover time after this: the renter lost the machine.
+            self.leases.end(lease, self.clock(), f"worker lost: {why}")
+            log.warning("lease lost with its worker", extra={"worker": worker_id})
         entry = self.registry.get(worker_id)
         if entry.state is not WorkerState.OFFLINE:
             self.registry.disconnect(worker_id)
@@ -157,6 +166,37 @@ class MinerNode:
         while True:
             await asyncio.sleep(self.heartbeat_s / 2)
             await self.expire()
+            self.end_due_leases()
+
+    # -- leases -----------------------------------------------------------------------
+
+    def start_lease(self, request: LeaseRequest, gateway: str) -> LeaseStatus:
+        self._link(request.worker_id)  # offline or unknown workers cannot be leased
+        existing = self.leases.on_worker(request.worker_id)
+        if existing is not None and existing.request == request and existing.gateway == gateway:
+            return existing.status()
+        state = self.registry.get(request.worker_id).state
+        if state is not WorkerState.IDLE:
+            raise WorkerUnavailable(f"worker {request.worker_id} is {state.value}, not idle")
+        lease = self.leases.start(request, gateway, self.clock())
+        self.registry.transition(request.worker_id, WorkerState.LEASED)
+        log.info("worker leased", extra={"worker": request.worker_id, "until": request.ends_at})
+        return lease.status()
+
+    def release_lease(self, lease_id: str, gateway: str, detail: str = "released") -> LeaseStatus:
+        lease = self.leases.get(lease_id, gateway)
+        self._end_lease(lease, detail)
+        return lease.status()
+
+    def end_due_leases(self) -> None:
+        for lease in self.leases.due(self.clock()):
+            self._end_lease(lease, "expired")
+
+    def _end_lease(self, lease: MinerLease, detail: str) -> None:
+        self.leases.end(lease, self.clock(), detail)
+        entry = self.registry.get(lease.request.worker_id)
+        if entry.state is WorkerState.LEASED:
+            self.registry.transition(entry.worker_id, WorkerState.IDLE)
 
     def _persist(self, entry: WorkerEntry, ip_changed: bool = False) -> None:
         self.ledger.save(entry)

@@ -21,12 +21,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from byteleap import metrics
+from byteleap.cloud.receipts import LeaseReceipt, ReceiptError, countersign_as_miner
 from byteleap.errors import ByteleapError
 from byteleap.miner.errors import (
     IllegalTransition,
     JobConflict,
+    LeaseRefused,
     UnknownChallenge,
     UnknownJob,
+    UnknownLease,
     UnknownWorker,
     WorkerLost,
     WorkerTimeout,
@@ -48,6 +51,8 @@ from byteleap.net.messages import (
     JobOutput,
     JobRefused,
     JobRequest,
+    LeaseExtension,
+    LeaseRequest,
     MessageError,
     Pong,
     Refused,
@@ -66,6 +71,8 @@ STATUS: dict[type[ByteleapError], int] = {
     UnknownWorker: 404,
     UnknownChallenge: 404,
     UnknownJob: 404,
+    UnknownLease: 404,
+    LeaseRefused: 409,
     JobConflict: 409,
     WorkerUnavailable: 409,
     IllegalTransition: 409,
@@ -194,6 +201,38 @@ def create_app(miner: MinerApp) -> FastAPI:
     async def cancel_job(job_id: str, request: Request) -> Response:
         caller, _ = await miner.authenticate(request)
         return miner.reply(request, caller, node.cancel_job(job_id))
+
+    @app.post("/v1/leases")
+    async def start_lease(request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        return miner.reply(request, caller, node.start_lease(_parse(LeaseRequest, body), caller))
+
+    @app.get("/v1/leases/{lease_id}")
+    async def lease_status(lease_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        return miner.reply(request, caller, node.leases.get(lease_id, caller).status())
+
+    @app.post("/v1/leases/{lease_id}/extend")
+    async def extend_lease(lease_id: str, request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        ends_at = _parse(LeaseExtension, body).ends_at
+        return miner.reply(request, caller, node.leases.extend(lease_id, caller, ends_at).status())
+
+    @app.post("/v1/leases/{lease_id}/release")
+    async def release_lease(lease_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        return miner.reply(request, caller, node.release_lease(lease_id, caller))
+
+    @app.post("/v1/receipts/countersign")
+    async def countersign(request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        receipt = _parse(LeaseReceipt, body)
+        node.leases.check_receipt(receipt, gateway=caller, miner=node.hotkey)
+        try:
+            signed = countersign_as_miner(receipt, miner.wallet.hotkey)  # type: ignore[union-attr]
+        except ReceiptError as exc:
+            raise LeaseRefused(str(exc)) from None
+        return miner.reply(request, caller, signed)
 
     @app.websocket("/v1/worker")
     async def worker_socket(socket: WebSocket) -> None:

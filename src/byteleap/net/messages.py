@@ -108,6 +108,34 @@ class JobLogs(_Msg):
     done: bool
 
 
+# ---- leases (gateway → miner) --------------------------------------------------------
+
+
+class LeaseRequest(_Msg):
+    """Reserve ``worker_id`` for the caller until ``ends_at`` (unix seconds)."""
+
+    type: Literal["lease_request"] = "lease_request"
+    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    worker_id: WorkerId
+    ends_at: float = Field(gt=0, allow_inf_nan=False)
+
+
+class LeaseExtension(_Msg):
+    type: Literal["lease_extension"] = "lease_extension"
+    ends_at: float = Field(gt=0, allow_inf_nan=False)
+
+
+class LeaseStatus(_Msg):
+    type: Literal["lease_status"] = "lease_status"
+    lease_id: str
+    worker_id: WorkerId
+    active: bool
+    started_at: float
+    ends_at: float
+    ended_at: float | None = None
+    detail: str = ""
+
+
 # ---- worker → miner -------------------------------------------------------------
 
 

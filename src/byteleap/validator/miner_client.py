@@ -17,6 +17,7 @@ from bittensor.signing import WalletLike, resolve_signer
 from pydantic import BaseModel, ValidationError
 
 from byteleap.chain.port import NeuronInfo
+from byteleap.cloud.receipts import LeaseReceipt
 from byteleap.errors import ByteleapError
 from byteleap.net.auth import AuthRejected, sign_request, verify_response
 from byteleap.net.messages import (
@@ -24,6 +25,9 @@ from byteleap.net.messages import (
     JobLogs,
     JobRequest,
     JobStatus,
+    LeaseExtension,
+    LeaseRequest,
+    LeaseStatus,
     Pong,
     StartChallenge,
     WorkerList,
@@ -173,3 +177,20 @@ class MinerClient:
 
     async def cancel_job(self, job_id: str) -> JobStatus:
         return await self._call("POST", f"/v1/jobs/{job_id}/cancel", None, JobStatus)
+
+    async def start_lease(self, request: LeaseRequest) -> LeaseStatus:
+        return await self._call("POST", "/v1/leases", request, LeaseStatus)
+
+    async def lease_status(self, lease_id: str) -> LeaseStatus:
+        return await self._call("GET", f"/v1/leases/{lease_id}", None, LeaseStatus)
+
+    async def extend_lease(self, lease_id: str, ends_at: float) -> LeaseStatus:
+        body = LeaseExtension(ends_at=ends_at)
+        return await self._call("POST", f"/v1/leases/{lease_id}/extend", body, LeaseStatus)
+
+    async def release_lease(self, lease_id: str) -> LeaseStatus:
+        return await self._call("POST", f"/v1/leases/{lease_id}/release", None, LeaseStatus)
+
+    async def countersign(self, receipt: LeaseReceipt) -> LeaseReceipt:
+        """The miner's countersignature on a gateway-signed receipt (refused: 409)."""
+        return await self._call("POST", "/v1/receipts/countersign", receipt, LeaseReceipt)

@@ -9,6 +9,7 @@ import logging
 import uvicorn
 
 from byteleap.chain import open_chain
+from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
 from byteleap.cloud.gateway.miners import MinerPool
 from byteleap.cloud.gateway.rest import create_rest_app
 from byteleap.cloud.gateway.service import GatewayService
@@ -25,7 +26,16 @@ async def run_gateway(settings: GatewaySettings) -> None:
     store = await open_store(settings.store.url)
     chain = open_chain(settings.chain)
     pool = MinerPool(wallet, chain, settings)
-    service = GatewayService(store, pool, settings)
+    desk = LeaseDesk(
+        store,
+        pool,
+        settings,
+        hotkey=wallet.hotkey,
+        netuid=settings.chain.netuid,
+        secret=lease_secret(settings.home / "gateway"),
+        bill_period_s=settings.bill_period_s,
+    )
+    service = GatewayService(store, pool, settings, leasing=desk)
     server = uvicorn.Server(
         uvicorn.Config(
             create_rest_app(service),

@@ -24,13 +24,22 @@ from dataclasses import dataclass, field
 from byteleap.cloud.executors import ExecutionSpec
 from byteleap.cloud.gateway.errors import (
     Conflict,
+    NoCapacity,
     NotFound,
     PaymentRequired,
     QuotaExceeded,
     Unauthorized,
 )
+from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import MinerPool
-from byteleap.cloud.gateway.models import JobSpec, JobState, JobView, LogEntry
+from byteleap.cloud.gateway.models import (
+    JobSpec,
+    JobState,
+    JobView,
+    LeaseSpec,
+    LeaseView,
+    LogEntry,
+)
 from byteleap.cloud.gateway.port import Tenant
 from byteleap.cloud.scheduler import FairQueue, NoPlacement, Requirements, WorkerOffer, place
 from byteleap.config import GatewaySettings
@@ -135,6 +144,8 @@ class GatewayService:
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     # job id -> price per second of the worker it runs on
     prices: dict[str, float] = field(default_factory=dict)
+    # leases need the gateway's signing key; without one the service offers jobs only
+    leasing: LeaseDesk | None = None
 
     # -- the port -----------------------------------------------------------------------
 
@@ -227,6 +238,28 @@ class GatewayService:
                 return
             await asyncio.sleep(0.2)
             job = await self._own_job(tenant, job_id)
+
+    # -- leases (see leasing.py) ------------------------------------------------------------
+
+    def _desk(self) -> LeaseDesk:
+        if self.leasing is None:
+            raise NoCapacity("this gateway does not offer leases (no signing key)")
+        return self.leasing
+
+    async def create_lease(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:
+        return await self._desk().create(tenant, spec)
+
+    async def get_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
+        return await self._desk().get(tenant, lease_id)
+
+    async def list_leases(self, tenant: Tenant, *, limit: int = 100) -> list[LeaseView]:
+        return await self._desk().list(tenant, limit=limit)
+
+    async def extend_lease(self, tenant: Tenant, lease_id: str, seconds: float) -> LeaseView:
+        return await self._desk().extend(tenant, lease_id, seconds)
+
+    async def release_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
+        return await self._desk().release(tenant, lease_id)
 
     # -- dispatch and monitor -------------------------------------------------------------
 
@@ -361,6 +394,8 @@ class GatewayService:
             try:
                 await self.monitor_once()
                 await self.dispatch_once()
+                if self.leasing is not None:
+                    await self.leasing.bill_once()
             except Exception:  # one bad pass must not stop the gateway
                 log.exception("dispatch pass failed")
             await asyncio.sleep(self.settings.dispatch_interval_s)

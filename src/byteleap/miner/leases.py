@@ -1,0 +1,99 @@
+"""The miner's leases: which worker is reserved for which gateway, until when.
+
+A leased worker is never challenged and takes no other work. The miner
+countersigns a gateway's lease receipt only for a lease it holds, on that worker,
+for a period inside the time the worker really was reserved and online — so a
+receipt can never cover time in which the worker was gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from byteleap.cloud.receipts import LeaseReceipt
+from byteleap.miner.errors import LeaseRefused, UnknownLease
+from byteleap.net.messages import LeaseRequest, LeaseStatus
+
+# Clocks of gateway and miner differ a little; a period may start or end this much outside.
+SKEW_S = 5.0
+
+
+@dataclass
+class MinerLease:
+    request: LeaseRequest
+    gateway: str
+    started_at: float
+    ended_at: float | None = None
+    detail: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+    def status(self) -> LeaseStatus:
+        return LeaseStatus(
+            lease_id=self.request.lease_id,
+            worker_id=self.request.worker_id,
+            active=self.active,
+            started_at=self.started_at,
+            ends_at=self.request.ends_at,
+            ended_at=self.ended_at,
+            detail=self.detail,
+        )
+
+
+class LeaseBook:
+    def __init__(self) -> None:
+        self._leases: dict[str, MinerLease] = {}
+
+    def get(self, lease_id: str, gateway: str) -> MinerLease:
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.gateway != gateway:  # another gateway's lease is not yours
+            raise UnknownLease(f"no lease {lease_id} for this gateway")
+        return lease
+
+    def on_worker(self, worker_id: str) -> MinerLease | None:
+        return next(
+            (x for x in self._leases.values() if x.active and x.request.worker_id == worker_id),
+            None,
+        )
+
+    def start(self, request: LeaseRequest, gateway: str, now: float) -> MinerLease:
+        existing = self._leases.get(request.lease_id)
+        if existing is not None:
+            if existing.gateway == gateway and existing.request == request:
+                return existing  # a retried request
+            raise LeaseRefused(f"lease id {request.lease_id} is taken")
+        if request.ends_at <= now:
+            raise LeaseRefused("the lease would end before it starts")
+        lease = MinerLease(request, gateway, started_at=now)
+        self._leases[request.lease_id] = lease
+        return lease
+
+    def extend(self, lease_id: str, gateway: str, ends_at: float) -> MinerLease:
+        lease = self.get(lease_id, gateway)
+        if not lease.active or ends_at <= lease.request.ends_at:
+            raise LeaseRefused("only an active lease can be extended, and only later")
+        lease.request = lease.request.model_copy(update={"ends_at": ends_at})
+        return lease
+
+    def end(self, lease: MinerLease, now: float, detail: str) -> None:
+        if lease.active:
+            lease.ended_at, lease.detail = now, detail
+
+    def due(self, now: float) -> list[MinerLease]:
+        return [x for x in self._leases.values() if x.active and x.request.ends_at <= now]
+
+    def check_receipt(self, receipt: LeaseReceipt, *, gateway: str, miner: str) -> None:
+        """Refuse (``LeaseRefused``) any receipt this miner must not countersign."""
+        lease = self._leases.get(receipt.lease_id)
+        if lease is None or lease.gateway != gateway or receipt.gateway_hotkey != gateway:
+            raise LeaseRefused("no such lease for this gateway")
+        if receipt.miner_hotkey != miner or receipt.worker_id != lease.request.worker_id:
+            raise LeaseRefused("the receipt names another miner or worker")
+        until = lease.ended_at if lease.ended_at is not None else lease.request.ends_at
+        if receipt.period_start < lease.started_at - SKEW_S or receipt.period_end > until + SKEW_S:
+            raise LeaseRefused(
+                "the receipt covers time outside the lease "
+                f"({lease.started_at:.0f}..{until:.0f}): {lease.detail or 'not reserved then'}"
+            )
