@@ -3,8 +3,8 @@
 Owns every persistent fact the validator keeps: miners, workers and their
 hardware, availability runs, IP history, challenges with timings and verdicts,
 weights history, chain events and verified lease receipts; and, for the gateway it
-hosts, tenants, hashed API keys, balances with their ledger, and customer jobs. SQLite (file) by
-default, PostgreSQL via ``postgresql+asyncpg://``; the same code and the same
+hosts, tenants, hashed API keys, balances with their ledger, customer jobs and leases.
+SQLite (file) by default, PostgreSQL via ``postgresql+asyncpg://``; the same code and the same
 tests run on both.
 
 Use::
@@ -75,6 +75,18 @@ from byteleap.store.errors import (
     StoreSchemaError,
     StoreUnavailable,
 )
+from byteleap.store.leases import (
+    LEASE_TRANSITIONS,
+    LeaseRecord,
+    check_lease_transition,
+    count_leases,
+    end_lease,
+    extend_lease,
+    get_lease,
+    insert_lease,
+    list_leases,
+    record_billing,
+)
 from byteleap.store.migrate import current, downgrade, head_revision, upgrade
 from byteleap.store.receipts import (
     ReceiptRecord,
@@ -123,6 +135,7 @@ __all__ = [
     "BUCKET_SECONDS",
     "CHALLENGE_TRANSITIONS",
     "JOB_FIELDS",
+    "LEASE_TRANSITIONS",
     "WORKER_TRANSITIONS",
     "ChainEventRecord",
     "ChallengeRecord",
@@ -131,6 +144,7 @@ __all__ = [
     "GpuInfo",
     "IllegalTransition",
     "JobRecord",
+    "LeaseRecord",
     "LedgerRecord",
     "MinerRecord",
     "NewChallenge",
@@ -163,23 +177,30 @@ __all__ = [
     "challenge_summaries",
     "charge",
     "check_job_transition",
+    "check_lease_transition",
     "count_jobs",
+    "count_leases",
     "create_tenant",
     "credit",
     "current",
     "downgrade",
+    "end_lease",
+    "extend_lease",
     "get_challenge",
     "get_job",
+    "get_lease",
     "get_miner",
     "get_receipt",
     "get_tenant",
     "get_worker",
     "head_revision",
     "insert_job",
+    "insert_lease",
     "ip_history",
     "latest_weights",
     "ledger",
     "list_jobs",
+    "list_leases",
     "list_miners",
     "list_workers",
     "mark_online",
@@ -190,6 +211,7 @@ __all__ = [
     "prune_availability",
     "prune_receipts",
     "receipts_in_window",
+    "record_billing",
     "record_chain_event",
     "record_challenge",
     "record_receipt",

@@ -4,9 +4,9 @@ Time: every timestamp column (``*_at``) is an integer of **UTC epoch seconds**;
 durations (``*_s``) are float seconds; availability is counted in integer
 5-minute buckets (``epoch_seconds // 300``). Integers keep SQLite and PostgreSQL
 identical and make the 169-hour window arithmetic cheap. The exception is the
-gateway's jobs and ledger (``jobs.*_at``, ``tenant_ledger.at``): float epoch seconds,
-because a job is billed and timed per second and its submit → running latency is
-measured in milliseconds.
+gateway's jobs, leases and ledger (``jobs.*_at``, ``leases.*_at``, ``tenant_ledger.at``):
+float epoch seconds, because jobs and leases are billed and timed per second and a job's
+submit → running latency is measured in milliseconds.
 
 These classes stay inside ``byteleap.store``: repositories return plain records.
 """
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from byteleap.cloud.gateway.models import JobState
+from byteleap.cloud.gateway.models import JobState, LeaseState
 from byteleap.store.states import ChallengeStatus, WorkerState
 
 NAMING = {
@@ -299,3 +299,40 @@ class LedgerEntry(Base):
     # A job id or any other billed thing (a lease); no foreign key for that reason.
     job_id: Mapped[str | None] = mapped_column(sa.String(64))
     at: Mapped[float] = mapped_column(sa.Float)
+
+
+class Lease(Base):
+    """A tenant's reservation of one worker until ``ends_at``, billed per second.
+
+    ``billed_until`` is how far billing has got (never past ``ends_at``); ``settled`` marks
+    the one final billing after the lease ended, after which the record is closed.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        sa.CheckConstraint("cost >= 0", name="cost"),
+        sa.CheckConstraint("gpu_count >= 0", name="gpu_count"),
+        sa.CheckConstraint("billed_until <= ends_at", name="billed_until"),
+        sa.CheckConstraint("receipts >= 0", name="receipts"),
+        sa.CheckConstraint("price_per_s >= 0 AND unit_price_micro >= 0", name="price"),
+        sa.Index("ix_leases_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # No cascade: a tenant's leases are its billing history.
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
+    state: Mapped[LeaseState] = mapped_column(EnumText(LeaseState), index=True)
+    spec_json: Mapped[str] = mapped_column(sa.Text)
+    worker_id: Mapped[str] = mapped_column(sa.String(128))
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    gpu_model: Mapped[str] = mapped_column(sa.String(128))
+    gpu_count: Mapped[int] = mapped_column(sa.Integer)
+    price_per_s: Mapped[float] = mapped_column(sa.Float)
+    unit_price_micro: Mapped[int] = mapped_column(sa.BigInteger)  # per GPU- or core-second
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    ends_at: Mapped[float] = mapped_column(sa.Float)
+    ended_at: Mapped[float | None] = mapped_column(sa.Float)
+    billed_until: Mapped[float] = mapped_column(sa.Float)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    receipts: Mapped[int] = mapped_column(sa.Integer)
+    settled: Mapped[bool] = mapped_column(sa.Boolean)
