@@ -69,6 +69,7 @@ class JobRecord:
     stderr_tail: str
     error: str | None
     cost: float
+    price_per_s: float = 0.0  # of the worker the current attempt runs on
 
 
 _TENANT_COLUMNS = [getattr(Tenant, f.name) for f in fields(TenantRecord)]
@@ -77,6 +78,7 @@ _JOB_COLUMNS = [getattr(Job, f.name) for f in fields(JobRecord)]
 #: What ``advance_job`` / ``update_job`` may change besides the state.
 JOB_FIELDS = frozenset(
     {
+        "price_per_s",
         "attempts",
         "worker_id",
         "miner_hotkey",

@@ -283,6 +283,8 @@ class Job(Base):
     stderr_tail: Mapped[str] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
     cost: Mapped[float] = mapped_column(sa.Float)
+    # The running attempt's price, kept so a restarted gateway bills it the same.
+    price_per_s: Mapped[float] = mapped_column(sa.Float, server_default=sa.text("0"))
 
 
 class LedgerEntry(Base):

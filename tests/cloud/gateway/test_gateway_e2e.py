@@ -115,3 +115,26 @@ async def test_kill_9_mid_job_finishes_on_another_worker_once(
     assert done.state is JobState.SUCCEEDED, done
     assert done.attempts == 2 and done.worker_id != running.worker_id
     assert done.stdout_tail.count("finished") == 1
+
+
+async def test_a_gateway_restart_loses_no_job_and_bills_it(
+    gateway: GatewayService, network: Any
+) -> None:
+    t = await gateway.authenticate(await create_tenant_with_key(gateway.store, "r", balance=10))
+    job = await gateway.submit_job(t, python_job("import time; time.sleep(2); print('survived')"))
+    await until(gateway, t, job.id, JobState.RUNNING)
+    # A second gateway on the same store, with nothing in memory, takes over.
+    settings = GatewaySettings(chain={"url": network.chain_url}, dispatch_interval_s=0.1)
+    chain = LocalChain(network.chain_url, timeout_s=5)
+    pool = MinerPool(network.validator, chain, settings)
+    successor = GatewayService(gateway.store, pool, settings)
+    loop = asyncio.create_task(successor.run())
+    try:
+        done = await until(successor, t, job.id, JobState.SUCCEEDED, JobState.FAILED)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await pool.close()
+        await chain.close()
+    assert done.state is JobState.SUCCEEDED and "survived" in done.stdout_tail
+    assert done.attempts == 1 and done.cost > 0

@@ -58,8 +58,8 @@ class MinerPool:
         self._clients: dict[str, MinerClient] = {}
         self._read_at = float("-inf")
 
-    async def refresh(self) -> None:
-        if self.clock() - self._read_at < self.settings.metagraph_refresh_s:
+    async def refresh(self, *, force: bool = False) -> None:
+        if not force and self.clock() - self._read_at < self.settings.metagraph_refresh_s:
             return
         try:
             metagraph = await self.chain.metagraph()
@@ -82,6 +82,8 @@ class MinerPool:
         client = self._clients.get(hotkey)
         if client is not None:
             return client
+        if hotkey not in self._neurons:
+            await self.refresh(force=True)  # a fresh pool (a restart) has read nothing yet
         neuron = self._neurons.get(hotkey)
         if neuron is None:
             raise MinerCallError(f"miner {hotkey} is not on the metagraph", reason="unknown_miner")

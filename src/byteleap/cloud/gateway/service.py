@@ -142,8 +142,6 @@ class GatewayService:
     clock: Callable[[], float] = time.time
     # job id -> workers it already failed on (never placed there again)
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-    # job id -> price per second of the worker it runs on
-    prices: dict[str, float] = field(default_factory=dict)
     # leases need the gateway's signing key; without one the service offers jobs only
     leasing: LeaseDesk | None = None
 
@@ -327,9 +325,15 @@ class GatewayService:
         except MinerCallError as exc:
             await self._retry_or_fail(job, f"not started on {offer.worker_id}: {exc.reason}")
             return False
-        self.prices[job.id] = price_per_s
         async with self.store.session() as s:
-            await advance_job(s, job.id, JobState.RUNNING, at=self.clock(), started_at=self.clock())
+            await advance_job(
+                s,
+                job.id,
+                JobState.RUNNING,
+                at=self.clock(),
+                started_at=self.clock(),
+                price_per_s=price_per_s,
+            )
         log.info("job running", extra={"job": job.id, "worker": offer.worker_id})
         return True
 
@@ -349,7 +353,7 @@ class GatewayService:
             return  # unreachable for now: the next pass looks again
         if status.state is MinerJobState.RUNNING:
             if job.started_at is not None:
-                cost = (self.clock() - job.started_at) * self.prices.get(job.id, 0.0)
+                cost = (self.clock() - job.started_at) * job.price_per_s
                 # The job may have ended meanwhile (a cancel): its final cost then stands.
                 with contextlib.suppress(IllegalTransition):
                     async with self.store.session() as s:
@@ -382,7 +386,7 @@ class GatewayService:
     async def _finish(self, job: JobRecord, state: JobState, **fields: object) -> JobRecord:
         now = self.clock()
         seconds = now - job.started_at if job.started_at is not None else 0.0
-        cost = seconds * self.prices.pop(job.id, 0.0)
+        cost = seconds * job.price_per_s
         self.failed_on.pop(job.id, None)
         async with self.store.session() as s:
             charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
