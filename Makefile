@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(TORCH_SPEC),$(BIN)/pip install -q "$(TORCH_SPEC)")
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m byteleap.cloud.gateway.protogen
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -45,9 +45,10 @@ def test_devnet_json_summary(tmp_path: Path) -> None:
         "miners",
         "workers",
         "validator",
-        "weights",
         "gateway",
         "job",
+        "lease",
+        "weights",
         "metagraph",
     ]
     assert all(step["ok"] and step["seconds"] >= 0 for step in summary["steps"])
@@ -61,6 +62,10 @@ def test_devnet_json_summary(tmp_path: Path) -> None:
     (job,) = summary["jobs"]
     assert job["state"] == "succeeded" and job["worker"].startswith("w-")
     assert job["validated"] is None and job["seconds"] > 0
+    (lease,) = summary["leases"]
+    assert lease["state"] == "released" and lease["receipts"] >= 3 and lease["amount"] > 0
+    # The leased miner's receipts gave it the whole lease score.
+    assert sorted(m["lease_score"] for m in summary["miners"]) == [0.0, 1.0]
     assert _children_of_devnet(home) == []
 
 

@@ -202,6 +202,7 @@ class GatewaySettings(RoleSettings):
     store: StoreSettings = StoreSettings()
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=50051, ge=1, le=65535)  # None: no gRPC
     # (param) price of one GPU of a model per second, and of one CPU core per second
     price_per_gpu_s: dict[str, float] = {"H100": 0.0008, "H200": 0.0011, "A100": 0.0004}
     price_per_cpu_s: float = Field(default=0.00001, ge=0)

@@ -41,9 +41,9 @@ async def alice(live: LiveGateway) -> AsyncIterator[AsyncClient]:
 def test_public_api_is_pinned() -> None:
     assert sorted(sdk.__all__) == [
         "ApiError", "AsyncClient", "BadResponse", "Client", "Conflict", "GatewayUnreachable",
-        "InputFile", "InvalidRequest", "JobSpec", "JobState", "JobView", "LogEntry", "NotFound",
-        "PayloadTooLarge", "PaymentRequired", "QuotaExceeded", "Resources", "SdkError",
-        "Unauthorized", "Unavailable", "WaitTimedOut",
+        "InputFile", "InvalidRequest", "JobSpec", "JobState", "JobView", "LeaseSpec",
+        "LeaseState", "LeaseView", "LogEntry", "NotFound", "PayloadTooLarge", "PaymentRequired",
+        "QuotaExceeded", "Resources", "SdkError", "Unauthorized", "Unavailable", "WaitTimedOut",
     ]  # fmt: skip
     for name in sdk.__all__:
         assert getattr(sdk, name) is not None

@@ -81,6 +81,11 @@ def _print_metagraph(summary: DevnetSummary) -> None:
                 f"{m.weight:.3f}",
             )
         console.print(miners)
+    for lease in summary.leases:
+        console.print(
+            f"customer lease {lease.id}: {lease.state}, {lease.receipts} receipts, "
+            f"{lease.amount:g} billed"
+        )
     for job in summary.jobs:
         console.print(f"customer job {job.id}: {job.state} on {job.worker} in {job.seconds}s")
     console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

@@ -1,53 +1,32 @@
 """`byteleap jobs …`: a customer's jobs on a gateway, through the SDK.
 
 The gateway and key come from ``--gateway``/``--api-key`` or ``BYTELEAP_GATEWAY_URL`` and
-``BYTELEAP_API_KEY``. An error prints one line to stderr and exits 1; `result` (and
-`submit --wait`) exit with the job's own exit code.
+``BYTELEAP_API_KEY`` (see ``commands.customer``). An error prints one line to stderr and
+exits 1; `result` (and `submit --wait`) exit with the job's own exit code.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from byteleap.sdk import Client, JobView, LogEntry, SdkError
+from byteleap.commands.customer import (
+    DEFAULT_GATEWAY,
+    EXIT_ERROR,
+    ApiKeyOption,
+    GatewayOption,
+    JsonFlag,
+    fail,
+    gateway_client,
+)
+from byteleap.sdk import JobView, LogEntry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-EXIT_ERROR = 1
 EXIT_NOT_FINISHED = 3
-
-GatewayOption = Annotated[
-    str,
-    typer.Option("--gateway", envvar="BYTELEAP_GATEWAY_URL", help="Gateway base URL."),
-]
-ApiKeyOption = Annotated[
-    str,
-    typer.Option("--api-key", envvar="BYTELEAP_API_KEY", help="Your API key.", show_default=False),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(EXIT_ERROR)
-
-
-@contextmanager
-def _client(gateway: str, api_key: str) -> Iterator[Client]:
-    if not api_key:
-        raise _fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
-    try:
-        with Client(gateway, api_key) as client:
-            yield client
-    except SdkError as exc:
-        raise _fail(f"error: {exc}") from exc
 
 
 def _spec_body(
@@ -64,9 +43,9 @@ def _spec_body(
         try:
             body = json.loads(spec_file.read_text())
         except (OSError, ValueError) as exc:
-            raise _fail(f"error: cannot read spec {spec_file}: {exc}") from exc
+            raise fail(f"error: cannot read spec {spec_file}: {exc}") from exc
         if not isinstance(body, dict):
-            raise _fail(f"error: spec {spec_file} is not a JSON object")
+            raise fail(f"error: spec {spec_file} is not a JSON object")
     if command:
         body["command"] = command
     if image is not None:
@@ -78,10 +57,10 @@ def _spec_body(
     for pair in env or []:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise _fail(f"error: --env wants NAME=VALUE, got {pair!r}")
+            raise fail(f"error: --env wants NAME=VALUE, got {pair!r}")
         body["env"] = {**body.get("env", {}), name: value}
     if "command" not in body:
-        raise _fail("error: give the command after --, or --spec FILE")
+        raise fail("error: give the command after --, or --spec FILE")
     return body
 
 
@@ -102,7 +81,7 @@ def submit(
 ) -> None:
     """Submit a job and print its id (with --wait: its result, and exit with its code)."""
     body = _spec_body(spec_file, command, image, gpus, timeout, env)
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         job = client.submit(body, idempotency_key=idempotency_key)
         if not wait:
             typer.echo(job.id)
@@ -120,7 +99,7 @@ def status(
     api_key: ApiKeyOption = "",
 ) -> None:
     """Show a job's state."""
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         job = client.get(job_id)
     if as_json:
         typer.echo(job.model_dump_json(indent=2))
@@ -139,7 +118,7 @@ def list_jobs(
     api_key: ApiKeyOption = "",
 ) -> None:
     """List your jobs, newest first."""
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         jobs = client.list(limit)
     if as_json:
         typer.echo(json.dumps([job.model_dump(mode="json") for job in jobs]))
@@ -158,7 +137,7 @@ def logs(
     api_key: ApiKeyOption = "",
 ) -> None:
     """Print a job's log lines (stderr lines to stderr)."""
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         entries = client.stream_logs(job_id, after) if follow else client.logs(job_id, after)
         for entry in entries:
             _print_line(entry)
@@ -169,7 +148,7 @@ def cancel(
     job_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
 ) -> None:
     """Cancel a job wherever it is."""
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         job = client.cancel(job_id)
     typer.echo(f"{job.id} {job.state}")
 
@@ -179,7 +158,7 @@ def result(
     job_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
 ) -> None:
     """Print a finished job's output tails and exit with its exit code."""
-    with _client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key) as client:
         job = client.get(job_id)
     _print_result(job)
 

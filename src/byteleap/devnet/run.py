@@ -26,6 +26,7 @@ from byteleap.devnet.summary import (
     ChainSummary,
     DevnetSummary,
     JobSummary,
+    LeaseSummary,
     MinerSummary,
     NeuronRow,
     StepResult,
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 VALIDATOR_STAKE = 1000.0
 CHEATS = ("lazy", "partial-compute", "low-precision")
+LEASE_RECEIPTS = 3
 
 
 class DevnetError(ByteleapError):
@@ -85,6 +87,7 @@ class DevnetState:
     accepted_weights: dict[int, float] = field(default_factory=dict)
     cheats: dict[str, str] = field(default_factory=dict)  # wallet name -> worker behaviour
     gateway_url: str = ""
+    weights_after: int = 0  # only weights computed after this count (unix seconds)
     api_key: str = ""
     status: Status | None = None
 
@@ -307,8 +310,10 @@ async def step_weights(state: DevnetState) -> None:
             await store.close()
         metagraph = await _chain(state).metagraph()
         paid = [n for n in metagraph.neurons if n.hotkey in miners and n.incentive > 0]
-        if latest is not None and paid:
+        fresh = latest is not None and latest.computed_at >= state.weights_after
+        if latest is not None and fresh and paid:
             state.accepted_weights = latest.weights
+            state.scores = await _score(state)
             return
         _check_children(state)
         if time.monotonic() > deadline:
@@ -321,7 +326,9 @@ async def step_gateway(state: DevnetState) -> None:
     port = _free_port()
     config = state.options.home / "gateway.toml"
     config.write_text(
-        f"[gateway]\nport = {port}\ndispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
+        f"[gateway]\nport = {port}\ngrpc_port = {_free_port()}\n"
+        "dispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
+        f'bill_period_s = 1\nhome = "{state.options.home.resolve()}"\n'
         f'[gateway.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
         f'[gateway.chain]\nurl = "{state.chain_url}"\n'
         f'[gateway.store]\nurl = "{state.store_url}"\n'
@@ -364,6 +371,26 @@ async def step_job(state: DevnetState) -> None:
     )
     if done.state.value != "succeeded":
         raise DevnetError(f"the sample job ended {done.state.value}: {done.error}")
+
+
+async def step_lease(state: DevnetState) -> None:
+    """A customer rents a worker for a short while; each billed second is receipted."""
+    async with AsyncClient(state.gateway_url, state.api_key) as client:
+        lease = await client.create_lease({"duration_s": 60})
+        deadline = time.monotonic() + 30
+        while (await client.get_lease(lease.id)).receipts < LEASE_RECEIPTS:
+            _check_children(state)
+            if time.monotonic() > deadline:
+                raise DevnetError("the lease was not billed")
+            await asyncio.sleep(0.3)
+        done = await client.release_lease(lease.id)
+    state.summary.leases.append(
+        LeaseSummary(
+            id=done.id, state=done.state.value, receipts=done.receipts, amount=round(done.cost, 6)
+        )
+    )
+    # Weights the validator sets from now on include this lease's revenue.
+    state.weights_after = int(time.time()) + 1
 
 
 def _check_children(state: DevnetState) -> None:
@@ -440,9 +467,10 @@ STEPS: list[tuple[str, Step]] = [
     ("miners", step_miners),
     ("workers", step_workers),
     ("validator", step_validator),
-    ("weights", step_weights),
     ("gateway", step_gateway),
     ("job", step_job),
+    ("lease", step_lease),
+    ("weights", step_weights),
     ("metagraph", step_metagraph),
 ]
 

@@ -41,6 +41,13 @@ class JobSummary(BaseModel):
     validated: str | None = None  # "match" / "mismatch" once output validation re-runs jobs
 
 
+class LeaseSummary(BaseModel):
+    id: str
+    state: str
+    receipts: int
+    amount: float
+
+
 class NeuronRow(BaseModel):
     uid: int
     hotkey: str
@@ -55,4 +62,5 @@ class DevnetSummary(BaseModel):
     chain: ChainSummary | None = None
     miners: list[MinerSummary] = Field(default_factory=list)
     jobs: list[JobSummary] = Field(default_factory=list)
+    leases: list[LeaseSummary] = Field(default_factory=list)
     neurons: list[NeuronRow] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""The byteleap customer SDK: submit jobs to a gateway, follow them, collect results.
+"""The byteleap customer SDK: submit jobs to a gateway, follow them, collect results;
+lease workers by the second.
 
     from byteleap.sdk import Client
 
@@ -7,13 +8,24 @@
         for entry in client.stream_logs(job.id):
             print(entry.line)
         print(client.wait(job.id).exit_code)
+        lease = client.create_lease({"resources": {"gpu_count": 1}, "duration_s": 3600})
+        client.release_lease(lease.id)
 
 `AsyncClient` has the same methods as coroutines (and `stream_logs` as an async iterator).
 Errors are the `SdkError` tree (see ``byteleap.sdk.errors``).
 """
 
 from byteleap.cloud.executors.base import InputFile
-from byteleap.cloud.gateway.models import JobSpec, JobState, JobView, LogEntry, Resources
+from byteleap.cloud.gateway.models import (
+    JobSpec,
+    JobState,
+    JobView,
+    LeaseSpec,
+    LeaseState,
+    LeaseView,
+    LogEntry,
+    Resources,
+)
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.errors import (
     ApiError,
@@ -44,6 +56,9 @@ __all__ = [
     "JobSpec",
     "JobState",
     "JobView",
+    "LeaseSpec",
+    "LeaseState",
+    "LeaseView",
     "LogEntry",
     "NotFound",
     "PayloadTooLarge",

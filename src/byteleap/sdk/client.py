@@ -17,13 +17,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
 from byteleap.sdk.sse import parse_events
 
 LOG_PAGE = 1000
 T = TypeVar("T")
 _JOB_LIST = TypeAdapter(list[JobView])
+_LEASE_LIST = TypeAdapter(list[LeaseView])
 
 
 class _LogPage(BaseModel):
@@ -139,6 +140,30 @@ class AsyncClient:
                 )
             await asyncio.sleep(min(poll_s, left))
 
+    async def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
+        """Reserve a worker now and start paying for it; `Unavailable` when none fits.
+        A dict goes to the gateway as-is, as in `submit`."""
+        body = spec.model_dump(mode="json") if isinstance(spec, LeaseSpec) else dict(spec)
+        return _parse(LeaseView, await self._request("POST", "/leases", json=body))
+
+    async def get_lease(self, lease_id: str) -> LeaseView:
+        return _parse(LeaseView, await self._request("GET", _lease(lease_id)))
+
+    async def list_leases(self, limit: int = 100) -> builtins.list[LeaseView]:
+        response = await self._request("GET", "/leases", params={"limit": limit})
+        return _parse(_LEASE_LIST, response)
+
+    async def extend_lease(self, lease_id: str, seconds: float) -> LeaseView:
+        """Push the lease's end back by ``seconds``; `Conflict` once it has ended."""
+        body = {"seconds": seconds}
+        return _parse(
+            LeaseView, await self._request("POST", f"{_lease(lease_id)}/extend", json=body)
+        )
+
+    async def release_lease(self, lease_id: str) -> LeaseView:
+        """End the lease now; billing stops. `Conflict` once it has ended."""
+        return _parse(LeaseView, await self._request("POST", f"{_lease(lease_id)}/release"))
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)
@@ -150,6 +175,10 @@ class AsyncClient:
 
 def _job(job_id: str) -> str:
     return f"/jobs/{quote(job_id, safe='')}"
+
+
+def _lease(lease_id: str) -> str:
+    return f"/leases/{quote(lease_id, safe='')}"
 
 
 def _raise_for(response: httpx.Response) -> None:

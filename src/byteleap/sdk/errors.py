@@ -6,11 +6,12 @@ for invalid requests, the ``field`` at fault.
      ├── ApiError                 the gateway answered with an error status
      │    ├── Unauthorized        401  missing or wrong API key
      │    ├── PaymentRequired     402  balance too low
-     │    ├── NotFound            404  no such job (another tenant's jobs are not found either)
-     │    ├── Conflict            409  the job's state does not allow it (cancel a finished job)
+     │    ├── NotFound            404  no such job or lease (nor another tenant's)
+     │    ├── Conflict            409  the state does not allow it (cancel a finished job,
+     │    │                            extend or release an ended lease)
      │    ├── PayloadTooLarge     413  request body over the gateway's limit
      │    ├── InvalidRequest      422  the spec or a parameter is invalid; see ``field``
-     │    ├── QuotaExceeded       429  too many jobs for the tenant
+     │    ├── QuotaExceeded       429  too many jobs or leases for the tenant
      │    └── Unavailable         503  no capacity now; try later
      ├── GatewayUnreachable       no answer (connection refused, timeout, broken stream)
      ├── BadResponse              an answer that is not what the API documents

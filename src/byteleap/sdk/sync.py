@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.client import AsyncClient
 
 T = TypeVar("T")
@@ -99,6 +99,21 @@ class Client:
 
     def wait(self, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> JobView:
         return self._loop.run(self._client.wait(job_id, timeout_s, poll_s))
+
+    def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
+        return self._loop.run(self._client.create_lease(spec))
+
+    def get_lease(self, lease_id: str) -> LeaseView:
+        return self._loop.run(self._client.get_lease(lease_id))
+
+    def list_leases(self, limit: int = 100) -> builtins.list[LeaseView]:
+        return self._loop.run(self._client.list_leases(limit))
+
+    def extend_lease(self, lease_id: str, seconds: float) -> LeaseView:
+        return self._loop.run(self._client.extend_lease(lease_id, seconds))
+
+    def release_lease(self, lease_id: str) -> LeaseView:
+        return self._loop.run(self._client.release_lease(lease_id))
 
     def stream_logs(self, job_id: str, after: int = 0) -> Iterator[LogEntry]:
         lines = self._client.stream_logs(job_id, after)

@@ -21,8 +21,9 @@ ALICE_KEY = "alice-key-0123456789"
 BOB_KEY = "bob-key-0123456789"
 
 
-def tenants() -> InMemoryCloudService:
-    service = InMemoryCloudService()
+def tenants(capacity: int = 0) -> InMemoryCloudService:
+    """Alice and Bob, and ``capacity`` free workers for leases."""
+    service = InMemoryCloudService(capacity=capacity)
     service.add_tenant("alice", ALICE_KEY)
     service.add_tenant("bob", BOB_KEY)
     return service

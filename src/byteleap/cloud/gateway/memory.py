@@ -5,6 +5,11 @@ It is a small but honest implementation: tenants with hashed API keys, per-tenan
 table, cancel, and logs that followers see as they are appended. Nothing runs: a test moves a
 job along with `start`, `append_log` and `finish`. Every method must be called on the event
 loop that serves the API (the followers' wake-up event belongs to it).
+
+Leases draw on ``capacity`` identical free workers (``lease_gpu_model`` GPUs at
+``lease_price_per_s`` per GPU, or per core for a CPU lease); a test sets ``capacity`` to
+pretend there is room or not. Billing is price × elapsed seconds of the injected ``clock``,
+charged to the tenant when the lease ends; a lease whose time is up expires when next read.
 """
 
 from __future__ import annotations
@@ -13,18 +18,28 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from byteleap.cloud.gateway.errors import (
     Conflict,
+    NoCapacity,
     NotFound,
     PaymentRequired,
     QuotaExceeded,
     Unauthorized,
 )
-from byteleap.cloud.gateway.models import JOB_TRANSITIONS, JobSpec, JobState, JobView, LogEntry
+from byteleap.cloud.gateway.models import (
+    JOB_TRANSITIONS,
+    JobSpec,
+    JobState,
+    JobView,
+    LeaseSpec,
+    LeaseState,
+    LeaseView,
+    LogEntry,
+)
 from byteleap.cloud.gateway.port import Tenant
 
 Stream = Literal["stdout", "stderr"]
@@ -42,13 +57,25 @@ class _Job:
     logs: list[LogEntry] = field(default_factory=list)
 
 
+@dataclass
+class _Lease:
+    tenant_id: int
+    view: LeaseView
+
+
 class InMemoryCloudService:
     """`CloudService` held in dicts; see the module docstring."""
 
-    def __init__(self) -> None:
+    lease_gpu_model = "H100"
+    lease_price_per_s = 0.001  # per GPU, or per core for a CPU lease
+
+    def __init__(self, *, capacity: int = 0, clock: Callable[[], float] = time.time) -> None:
+        self.capacity = capacity  # free workers a lease can take
+        self.clock = clock
         self._tenants: dict[int, Tenant] = {}
         self._keys: dict[str, int] = {}  # sha256(api key) -> tenant id
         self._jobs: dict[str, _Job] = {}
+        self._leases: dict[str, _Lease] = {}
         self._idempotent: dict[tuple[int, str], str] = {}
         self._changed = asyncio.Event()
 
@@ -106,6 +133,22 @@ class InMemoryCloudService:
             stdout_tail=self._tail(job, "stdout"),
             stderr_tail=self._tail(job, "stderr"),
         )
+
+    def tenant(self, tenant_id: int) -> Tenant:
+        """The tenant as it is now (its balance goes down as leases end)."""
+        return self._tenants[tenant_id]
+
+    def lease_ids(self) -> list[str]:
+        """Every lease's id, oldest first, whoever holds it."""
+        return list(self._leases)
+
+    def fail_lease(self, lease_id: str) -> LeaseView:
+        """The lease's worker is lost: the lease fails, billed to now; the worker stays gone."""
+        lease = self._leases[lease_id]
+        self._settle(lease)
+        if lease.view.state.is_terminal:
+            raise Conflict(f"lease {lease_id} already ended ({lease.view.state})")
+        return self._end_lease(lease, LeaseState.FAILED, self.clock(), frees_worker=False)
 
     # -- the port -----------------------------------------------------------------------
 
@@ -166,7 +209,104 @@ class InMemoryCloudService:
                 return
             await changed.wait()
 
+    async def create_lease(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:
+        r = spec.resources
+        units = r.gpu_count or r.cpu_cores
+        price = self.lease_price_per_s * units
+        if self.capacity <= 0:
+            raise NoCapacity("no free worker for a lease now")
+        if r.gpu_model is not None and r.gpu_model != self.lease_gpu_model:
+            raise NoCapacity(f"no free {r.gpu_model} worker (only {self.lease_gpu_model})")
+        if spec.max_price_per_s is not None and spec.max_price_per_s < price:
+            raise NoCapacity(f"no worker at {spec.max_price_per_s}/s or less (cheapest {price}/s)")
+        balance = self._tenants[tenant.id].balance
+        if balance < price * spec.duration_s:
+            raise PaymentRequired(
+                f"balance {balance:.6f} does not cover {spec.duration_s:.0f}s at {price:.6f}/s"
+            )
+        self.capacity -= 1
+        now = self.clock()
+        view = LeaseView(
+            id=f"lease-{uuid.uuid4().hex[:16]}",
+            state=LeaseState.ACTIVE,
+            spec=spec,
+            worker_id=f"worker-{len(self._leases)}",
+            miner_hotkey="twin-miner",
+            gpu_model=self.lease_gpu_model if r.gpu_count else "cpu",
+            gpu_count=units,
+            price_per_s=price,
+            created_at=now,
+            ends_at=now + spec.duration_s,
+            billed_until=now,
+        )
+        self._leases[view.id] = _Lease(tenant_id=tenant.id, view=view)
+        return view
+
+    async def get_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
+        return self._settle(self._owned_lease(tenant, lease_id))
+
+    async def list_leases(self, tenant: Tenant, *, limit: int = 100) -> list[LeaseView]:
+        mine = [self._settle(x) for x in self._leases.values() if x.tenant_id == tenant.id]
+        return sorted(mine, key=lambda v: v.created_at, reverse=True)[:limit]
+
+    async def extend_lease(self, tenant: Tenant, lease_id: str, seconds: float) -> LeaseView:
+        view = self._active_lease(tenant, lease_id).view
+        ends_at = view.ends_at + seconds
+        if self._tenants[tenant.id].balance < (ends_at - view.billed_until) * view.price_per_s:
+            raise PaymentRequired("the balance does not cover the longer lease")
+        lease = self._leases[lease_id]
+        lease.view = view.model_copy(update={"ends_at": ends_at})
+        return self._settle(lease)
+
+    async def release_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
+        lease = self._active_lease(tenant, lease_id)
+        return self._end_lease(lease, LeaseState.RELEASED, self.clock())
+
     # -- internals ----------------------------------------------------------------------
+
+    def _owned_lease(self, tenant: Tenant, lease_id: str) -> _Lease:
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.tenant_id != tenant.id:
+            raise NotFound(f"no lease {lease_id}", lease_id=lease_id)
+        return lease
+
+    def _active_lease(self, tenant: Tenant, lease_id: str) -> _Lease:
+        lease = self._owned_lease(tenant, lease_id)
+        state = self._settle(lease).state
+        if state.is_terminal:
+            raise Conflict(f"lease {lease_id} already ended ({state})", state=state)
+        return lease
+
+    def _settle(self, lease: _Lease) -> LeaseView:
+        """Bring an active lease up to now: billed so far, or expired if its time is up."""
+        view = lease.view
+        if view.state.is_terminal:
+            return view
+        now = self.clock()
+        if now >= view.ends_at:
+            return self._end_lease(lease, LeaseState.EXPIRED, view.ends_at)
+        lease.view = view.model_copy(update=self._billed_to(view, now))
+        return lease.view
+
+    def _end_lease(
+        self, lease: _Lease, state: LeaseState, at: float, *, frees_worker: bool = True
+    ) -> LeaseView:
+        at = min(at, lease.view.ends_at)
+        lease.view = lease.view.model_copy(
+            update={"state": state, "ended_at": at, **self._billed_to(lease.view, at)}
+        )
+        tenant = self._tenants[lease.tenant_id]
+        self._tenants[tenant.id] = tenant.model_copy(
+            update={"balance": tenant.balance - lease.view.cost}
+        )
+        if frees_worker:
+            self.capacity += 1
+        return lease.view
+
+    @staticmethod
+    def _billed_to(view: LeaseView, until: float) -> dict[str, float]:
+        until = max(until, view.created_at)
+        return {"billed_until": until, "cost": (until - view.created_at) * view.price_per_s}
 
     def _owned(self, tenant: Tenant, job_id: str) -> _Job:
         job = self._jobs.get(job_id)

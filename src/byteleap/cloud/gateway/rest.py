@@ -21,13 +21,20 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, S
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byteleap.cloud.gateway.errors import CloudError, InvalidSpec, Unauthorized
-from byteleap.cloud.gateway.models import JobSpec, JobView, LogEntry
+from byteleap.cloud.gateway.models import (
+    MAX_LEASE_S,
+    JobSpec,
+    JobView,
+    LeaseSpec,
+    LeaseView,
+    LogEntry,
+)
 from byteleap.cloud.gateway.port import CloudService, Tenant
 from byteleap.cloud.gateway.sse import log_stream
 
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 8 << 20
 JobId = Annotated[str, Path(min_length=1, max_length=200)]
+LeaseId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 class ErrorBody(BaseModel):
@@ -46,6 +54,14 @@ class ErrorBody(BaseModel):
 class LogPage(BaseModel):
     entries: list[LogEntry]
     next: int  # pass as ``after`` to get the lines that follow
+
+
+class LeaseExtension(BaseModel):
+    """How many seconds to add to a lease's end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(gt=0, le=MAX_LEASE_S, allow_inf_nan=False)
 
 
 class Health(BaseModel):
@@ -70,6 +86,7 @@ def create_rest_app(
     app.state.cloud_service = service
     app.include_router(_health_router())
     app.include_router(_jobs_router(service))
+    app.include_router(_leases_router(service))
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
@@ -150,6 +167,34 @@ def _jobs_router(service: CloudService) -> APIRouter:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         return await _log_page(service, tenant, job_id, after, limit)
+
+    return router
+
+
+def _leases_router(service: CloudService) -> APIRouter:
+    router = APIRouter(prefix="/v1/leases", tags=["leases"], responses=_ERRORS)
+
+    @router.post("", response_model=LeaseView, status_code=201)
+    async def create(spec: LeaseSpec, tenant: TenantDep) -> LeaseView:
+        return await service.create_lease(tenant, spec)
+
+    @router.get("", response_model=list[LeaseView])
+    async def list_leases(
+        tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[LeaseView]:
+        return await service.list_leases(tenant, limit=limit)
+
+    @router.get("/{lease_id}", response_model=LeaseView)
+    async def get_lease(lease_id: LeaseId, tenant: TenantDep) -> LeaseView:
+        return await service.get_lease(tenant, lease_id)
+
+    @router.post("/{lease_id}/extend", response_model=LeaseView)
+    async def extend(lease_id: LeaseId, body: LeaseExtension, tenant: TenantDep) -> LeaseView:
+        return await service.extend_lease(tenant, lease_id, body.seconds)
+
+    @router.post("/{lease_id}/release", response_model=LeaseView)
+    async def release(lease_id: LeaseId, tenant: TenantDep) -> LeaseView:
+        return await service.release_lease(tenant, lease_id)
 
     return router
 

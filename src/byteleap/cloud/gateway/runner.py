@@ -9,6 +9,7 @@ import logging
 import uvicorn
 
 from byteleap.chain import open_chain
+from byteleap.cloud.gateway.grpc_api import serve_grpc
 from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
 from byteleap.cloud.gateway.miners import MinerPool
 from byteleap.cloud.gateway.rest import create_rest_app
@@ -46,9 +47,14 @@ async def run_gateway(settings: GatewaySettings) -> None:
         )
     )
     dispatcher = asyncio.create_task(service.run(), name="dispatch")
+    grpc_server = (
+        await serve_grpc(service, settings.host, settings.grpc_port) if settings.grpc_port else None
+    )
     try:
         await server.serve()
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(5)
         dispatcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await dispatcher

@@ -340,7 +340,15 @@ class GatewayService:
     async def monitor_once(self) -> None:
         async with self.store.session() as s:
             active = await list_jobs(s, states=[JobState.SCHEDULED, JobState.RUNNING], limit=10000)
-        await asyncio.gather(*(self._follow(job) for job in active))
+        await asyncio.gather(*(self._follow_once(job) for job in active))
+
+    async def _follow_once(self, job: JobRecord) -> None:
+        try:
+            await self._follow(job)
+        except IllegalTransition:
+            # Another pass (a cancel, or a second gateway on the same store) moved the job
+            # first; its transaction, charge included, was rolled back. Nothing to do.
+            log.debug("job moved meanwhile", extra={"job": job.id})
 
     async def _follow(self, job: JobRecord) -> None:
         assert job.miner_hotkey is not None

@@ -1,0 +1,132 @@
+"""`byteleap leases …`: reserve workers on a gateway by the second, through the SDK.
+
+Same gateway and key options as `byteleap jobs` (``commands.customer``); an error prints one
+line to stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from byteleap.commands.customer import (
+    DEFAULT_GATEWAY,
+    ApiKeyOption,
+    GatewayOption,
+    JsonFlag,
+    gateway_client,
+)
+from byteleap.sdk import LeaseView
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+_SHOWN = ("id", "state", "worker_id", "gpu_model", "gpu_count", "price_per_s", "cost", "receipts")
+
+
+def _lease_body(
+    gpus: int,
+    gpu_model: str | None,
+    cpus: int | None,
+    ram: int | None,
+    duration: float,
+    max_price: float | None,
+) -> dict[str, Any]:
+    """The LeaseSpec body with only what was given, so the gateway's defaults apply."""
+    resources: dict[str, Any] = {"gpu_count": gpus}
+    for name, value in (("gpu_model", gpu_model), ("cpu_cores", cpus), ("ram_mib", ram)):
+        if value is not None:
+            resources[name] = value
+    body: dict[str, Any] = {"resources": resources, "duration_s": duration}
+    if max_price is not None:
+        body["max_price_per_s"] = max_price
+    return body
+
+
+@app.command("create")
+def create(
+    duration: Annotated[float, typer.Option(help="How long, seconds.", show_default=False)],
+    gpus: Annotated[int, typer.Option(min=0, help="GPUs (0: a CPU lease).")] = 0,
+    gpu_model: Annotated[str | None, typer.Option(help="GPU model, e.g. H100.")] = None,
+    cpus: Annotated[int | None, typer.Option(min=1, help="CPU cores.")] = None,
+    ram: Annotated[int | None, typer.Option(min=1, help="RAM, MiB.")] = None,
+    max_price: Annotated[float | None, typer.Option(help="Most to pay per second.")] = None,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Reserve a worker now and print the lease id."""
+    body = _lease_body(gpus, gpu_model, cpus, ram, duration, max_price)
+    with gateway_client(gateway, api_key) as client:
+        lease = client.create_lease(body)
+    typer.echo(lease.id)
+
+
+@app.command("status")
+def status(
+    lease_id: str,
+    as_json: JsonFlag = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Show a lease: its worker, price, end and cost so far."""
+    with gateway_client(gateway, api_key) as client:
+        lease = client.get_lease(lease_id)
+    if as_json:
+        typer.echo(lease.model_dump_json(indent=2))
+        return
+    for key in _SHOWN:
+        typer.echo(f"{key}: {getattr(lease, key)}")
+    typer.echo(f"ends_at: {_when(lease.ends_at)}")
+    if lease.ended_at is not None:
+        typer.echo(f"ended_at: {_when(lease.ended_at)}")
+
+
+@app.command("list")
+def list_leases(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    as_json: JsonFlag = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """List your leases, newest first."""
+    with gateway_client(gateway, api_key) as client:
+        leases = client.list_leases(limit)
+    if as_json:
+        typer.echo(json.dumps([lease.model_dump(mode="json") for lease in leases]))
+        return
+    for lease in leases:
+        typer.echo(f"{lease.id}  {lease.state}  {_size(lease)}  cost={lease.cost:.6f}")
+
+
+@app.command("extend")
+def extend(
+    lease_id: str,
+    seconds: Annotated[float, typer.Argument(help="Seconds to add.")],
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Push a lease's end back."""
+    with gateway_client(gateway, api_key) as client:
+        lease = client.extend_lease(lease_id, seconds)
+    typer.echo(f"{lease.id} ends_at {_when(lease.ends_at)}")
+
+
+@app.command("release")
+def release(
+    lease_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+) -> None:
+    """End a lease now; billing stops."""
+    with gateway_client(gateway, api_key) as client:
+        lease = client.release_lease(lease_id)
+    typer.echo(f"{lease.id} {lease.state} cost={lease.cost:.6f}")
+
+
+def _size(lease: LeaseView) -> str:
+    unit = "cores" if lease.gpu_model == "cpu" else lease.gpu_model
+    return f"{lease.gpu_count}x{unit}"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

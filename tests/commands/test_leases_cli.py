@@ -1,0 +1,105 @@
+"""`byteleap leases …` against a real gateway (uvicorn on loopback over the in-memory service,
+which has two free workers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from byteleap.commands.leases import app
+from byteleap.sdk import LeaseSpec, Resources
+from cloud.gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
+
+
+@pytest.fixture
+def live() -> Iterator[LiveGateway]:
+    with LiveGateway(tenants(capacity=2)) as gateway:
+        yield gateway
+
+
+def leases(live: LiveGateway, *args: str, key: str = ALICE_KEY) -> Result:
+    env = {"BYTELEAP_GATEWAY_URL": live.url, "BYTELEAP_API_KEY": key}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def _shown(live: LiveGateway, lease_id: str) -> dict[str, object]:
+    result = leases(live, "status", lease_id, "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_create_passes_every_option(live: LiveGateway) -> None:
+    result = leases(
+        live, "create", "--gpus", "2", "--gpu-model", "H100", "--cpus", "8", "--ram", "4096",
+        "--duration", "600", "--max-price", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = _shown(live, result.stdout.strip())
+    resources = Resources(gpu_count=2, gpu_model="H100", cpu_cores=8, ram_mib=4096)
+    spec = LeaseSpec(resources=resources, duration_s=600, max_price_per_s=1)
+    assert shown["spec"] == spec.model_dump(mode="json")
+    assert (shown["state"], shown["gpu_count"]) == ("active", 2)
+
+
+def test_create_cpu_lease_leaves_the_gateways_defaults(live: LiveGateway) -> None:
+    lease_id = leases(live, "create", "--duration", "60").stdout.strip()
+    shown = _shown(live, lease_id)
+    assert shown["spec"] == LeaseSpec(duration_s=60).model_dump(mode="json")
+    assert shown["gpu_model"] == "cpu"
+
+
+def test_status_list_extend_release(live: LiveGateway) -> None:
+    first = leases(live, "create", "--gpus", "1", "--duration", "600").stdout.strip()
+    second = leases(live, "create", "--cpus", "4", "--duration", "60").stdout.strip()
+    status = leases(live, "status", first).stdout
+    assert f"id: {first}" in status and "state: active" in status and "gpu_count: 1" in status
+    assert "ends_at: 20" in status and "ended_at" not in status
+    listed = leases(live, "list").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [second, first]
+    assert "4xcores" in listed[0] and "1xH100" in listed[1]
+    assert [x["id"] for x in json.loads(leases(live, "list", "--json").stdout)] == [second, first]
+    before = _shown(live, first)["ends_at"]
+    extended = leases(live, "extend", first, "90")
+    assert extended.exit_code == 0, extended.output
+    assert extended.stdout.startswith(f"{first} ends_at 20")
+    assert _shown(live, first)["ends_at"] == before + 90  # type: ignore[operator]
+    released = leases(live, "release", first)
+    assert released.stdout.startswith(f"{first} released cost=")
+    assert "ended_at: 20" in leases(live, "status", first).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "message"),
+    [
+        (("status", "nope"), ALICE_KEY, "404 not_found"),
+        (("list",), "wrong", "401 unauthorized"),
+        (("create", "--duration", "1"), ALICE_KEY, "(field duration_s)"),
+        (("create", "--gpus", "1", "--gpu-model", "Z9", "--duration", "60"), ALICE_KEY, "503"),
+        (("extend", "nope", "60"), ALICE_KEY, "404 not_found"),
+        (("list",), "", "no API key"),
+    ],
+)
+def test_errors_print_one_line_and_exit_1(
+    live: LiveGateway, args: tuple[str, ...], key: str, message: str
+) -> None:
+    result = leases(live, *args, key=key)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_ended_lease_and_another_tenants_lease(live: LiveGateway) -> None:
+    lease_id = leases(live, "create", "--duration", "60").stdout.strip()
+    assert leases(live, "release", lease_id, key=BOB_KEY).exit_code == 1
+    assert leases(live, "release", lease_id).exit_code == 0
+    again = leases(live, "extend", lease_id, "60")
+    assert again.exit_code == 1 and "409 conflict" in again.stderr
+
+
+def test_create_needs_a_duration(live: LiveGateway) -> None:
+    result = leases(live, "create", "--gpus", "1")
+    assert result.exit_code == 2
+    assert "--duration" in result.output
