@@ -17,7 +17,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap import metrics
-from byteleap.miner.errors import TokenRejected, UnknownChallenge, WorkerUnavailable
+from byteleap.miner.errors import (
+    LeaseRefused,
+    TokenRejected,
+    UnknownChallenge,
+    WorkerUnavailable,
+)
 from byteleap.miner.jobs import JobBook
 from byteleap.miner.leases import LeaseBook, MinerLease
 from byteleap.miner.ledger import EnrollmentToken, MinerLedger
@@ -237,21 +242,28 @@ class MinerNode:
 
     # -- jobs -------------------------------------------------------------------------
 
-    def submit_job(self, request: JobRequest) -> JobStatus:
-        """Start a job on an idle worker (idempotent for a repeated request)."""
+    def submit_job(self, request: JobRequest, caller: str) -> JobStatus:
+        """Start a job on an idle worker, or on the caller's leased worker when the request
+        names the lease (idempotent for a repeated request)."""
         link = self._link(request.worker_id)
         existing = self.jobs.find(request.job_id)
         if existing is not None and existing.request == request:
             return existing.status()
-        state = self.registry.get(request.worker_id).state
-        if state is not WorkerState.IDLE:
-            raise WorkerUnavailable(
-                f"worker {request.worker_id} is {state.value}, not idle",
-                worker_id=request.worker_id,
-            )
+        if request.lease_id is not None:
+            lease = self.leases.get(request.lease_id, caller)
+            if not lease.active or lease.request.worker_id != request.worker_id:
+                raise LeaseRefused("the lease has ended or holds another worker")
+        else:
+            state = self.registry.get(request.worker_id).state
+            if state is not WorkerState.IDLE:
+                raise WorkerUnavailable(
+                    f"worker {request.worker_id} is {state.value}, not idle",
+                    worker_id=request.worker_id,
+                )
         job, _ = self.jobs.start(request)
         try:
-            self.registry.transition(request.worker_id, WorkerState.BUSY)
+            if request.lease_id is None:  # a leased worker stays leased while it works
+                self.registry.transition(request.worker_id, WorkerState.BUSY)
             link.post(RunJob(job=request).model_dump_json())
         except BaseException as exc:
             self.jobs.end(JobRefused(job_id=request.job_id, reason="not_started", detail=str(exc)))

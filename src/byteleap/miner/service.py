@@ -178,7 +178,7 @@ def create_app(miner: MinerApp) -> FastAPI:
     @app.post("/v1/jobs")
     async def submit_job(request: Request) -> Response:
         caller, body = await miner.authenticate(request)
-        return miner.reply(request, caller, node.submit_job(_parse(JobRequest, body)))
+        return miner.reply(request, caller, node.submit_job(_parse(JobRequest, body), caller))
 
     @app.get("/v1/jobs/{job_id}")
     async def job_status(job_id: str, request: Request) -> Response:

@@ -65,6 +65,8 @@ class JobRequest(_Msg):
     executor: Literal["process", "container"] = "process"
     image: str | None = Field(default=None, max_length=500)
     spec: ExecutionSpec
+    # Run on the caller's leased worker (the miner-side, anonymous lease id).
+    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
 
 
 class JobLogLine(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from byteleap.chain.local.client import LocalChain
 from byteleap.cloud.gateway.errors import Conflict, NotFound
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import MinerPool
-from byteleap.cloud.gateway.models import LeaseSpec, LeaseState
+from byteleap.cloud.gateway.models import JobSpec, JobState, LeaseSpec, LeaseState
 from byteleap.cloud.gateway.service import GatewayService, create_tenant_with_key
 from byteleap.config import GatewaySettings
 from byteleap.net.messages import WorkerState
@@ -122,3 +123,29 @@ async def test_a_lost_worker_ends_the_lease_and_its_billing(
     await wait_for(failed, "the lease outlived its worker")
     ended = await gateway.get_lease(tenant, lease.id)
     assert ended.ended_at is not None and ended.billed_until <= ended.ended_at
+
+
+async def test_jobs_run_on_the_tenants_own_lease(gateway: GatewayService, network: Any) -> None:
+    tenant = await gateway.authenticate(
+        await create_tenant_with_key(gateway.store, "shell", balance=5.0)
+    )
+    other = await gateway.authenticate(
+        await create_tenant_with_key(gateway.store, "stranger", balance=5.0)
+    )
+    lease = await gateway.create_lease(tenant, LeaseSpec(duration_s=60))
+    spec = JobSpec(command=[sys.executable, "-c", "print('on my lease')"], lease_id=lease.id)
+    with pytest.raises(NotFound):
+        await gateway.submit_job(other, spec)
+    job = await gateway.submit_job(tenant, spec)
+
+    async def done() -> bool:
+        return (await gateway.get_job(tenant, job.id)).state.is_terminal
+
+    await wait_for(done, "the lease job did not finish")
+    finished = await gateway.get_job(tenant, job.id)
+    assert finished.state is JobState.SUCCEEDED and finished.worker_id == lease.worker_id
+    assert "on my lease" in finished.stdout_tail and finished.cost == 0.0
+    assert await worker_state(network, lease.worker_id) is WorkerState.LEASED
+    await gateway.release_lease(tenant, lease.id)
+    with pytest.raises(Conflict):
+        await gateway.submit_job(tenant, spec)

@@ -71,6 +71,8 @@ class JobSpec(BaseModel):
     max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     deterministic: bool = False
+    # Run on this lease's worker (the tenant's own, already billed) instead of a new one.
+    lease_id: str | None = Field(default=None, pattern=r"^lease_[0-9a-f]{24}$")
     # None: the executor's default — no network in a container; a bare process (no image)
     # cannot be cut off from the network, so asking for "none" needs an image.
     network: Literal["none", "host"] | None = None

@@ -1,0 +1,235 @@
+"""Dispatch and monitoring: the engine under the gateway's job API.
+
+*Dispatch* places queued jobs on idle workers, fairly across tenants, through the
+scheduler's `place` (a job on a lease goes straight to its lease's worker);
+*monitor* follows every scheduled or running job on its miner. A job runs on the
+miner under ``<job id>-a<attempt>`` and only the current attempt is ever read, so a
+worker that was given up on cannot complete a job a second time: each job
+completes exactly once. A finished job is charged the seconds it ran at the price
+of the worker it ran on (stored with the job, so a restart bills the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from byteleap.cloud.executors import ExecutionSpec
+from byteleap.cloud.gateway.leasing import LeaseDesk
+from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.models import JobSpec, JobState
+from byteleap.cloud.scheduler import FairQueue, NoPlacement, Requirements, place
+from byteleap.config import GatewaySettings
+from byteleap.net.messages import JobRequest
+from byteleap.net.messages import JobState as MinerJobState
+from byteleap.store import IllegalTransition, Store
+from byteleap.store.cloud import JobRecord, advance_job, charge, list_jobs, update_job
+from byteleap.store.leases import get_lease
+from byteleap.validator.miner_client import MinerCallError
+
+log = logging.getLogger(__name__)
+
+_FINAL_OF_MINER = {
+    MinerJobState.SUCCEEDED: JobState.SUCCEEDED,
+    MinerJobState.FAILED: JobState.FAILED,
+    MinerJobState.TIMED_OUT: JobState.TIMED_OUT,
+    MinerJobState.CANCELLED: JobState.CANCELLED,
+}
+
+
+def miner_job_id(job: JobRecord) -> str:
+    """The job's current attempt as the miner knows it."""
+    return f"{job.id}-a{job.attempts}"
+
+
+def requirements_of(spec: JobSpec) -> Requirements:
+    r = spec.resources
+    return Requirements(
+        gpu_count=r.gpu_count,
+        gpu_model=r.gpu_model,
+        min_vram_mib=r.min_vram_mib,
+        cpu_cores=r.cpu_cores,
+        ram_mib=r.ram_mib,
+        max_price_per_s=spec.max_price_per_s,
+    )
+
+
+@dataclass
+class Dispatcher:
+    store: Store
+    pool: MinerPool
+    settings: GatewaySettings
+    leasing: LeaseDesk | None = None
+    clock: Callable[[], float] = time.time
+    # job id -> workers it already failed on (never placed there again)
+    failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+    async def dispatch_once(self) -> int:
+        """Place queued jobs on idle workers, fairly across tenants; returns how many."""
+        async with self.store.session() as s:
+            queued = await list_jobs(s, states=[JobState.QUEUED], limit=1000, oldest_first=True)
+        if not queued:
+            return 0
+        fair: FairQueue[JobRecord] = FairQueue()
+        placed = 0
+        for job in queued:
+            spec = JobSpec.model_validate_json(job.spec_json)
+            if spec.lease_id is not None:  # runs on the tenant's own leased worker
+                placed += await self._start_on_lease(job, spec, spec.lease_id)
+            else:
+                fair.enqueue(str(job.tenant_id), job.id, job)
+        if not len(fair):
+            return placed
+        idle = {o.key: o for o in await self.pool.offers() if o.state == "idle"}
+        while idle and len(fair):
+            entry = fair.dequeue()
+            if entry is None:
+                break
+            job = entry.item
+            spec = JobSpec.model_validate_json(job.spec_json)
+            choice = place(
+                requirements_of(spec),
+                list(idle.values()),
+                exclude=self.failed_on.get(job.id, set()),
+            )
+            if isinstance(choice, NoPlacement):
+                continue
+            offer = idle.pop(choice.worker.key)
+            if await self._start_attempt(job, spec, offer.key, choice.price_per_s):
+                placed += 1
+        return placed
+
+    async def _start_on_lease(self, job: JobRecord, spec: JobSpec, lease_id: str) -> int:
+        async with self.store.session() as s:
+            lease = await get_lease(s, lease_id, tenant_id=job.tenant_id)
+        if lease.state.is_terminal or self.leasing is None:
+            await self.finish(job, JobState.FAILED, error=f"lease {lease_id} is not active")
+            return 0
+        where = (lease.miner_hotkey, lease.worker_id)
+        # The lease is billed by the second already; its jobs cost nothing more.
+        started = await self._start_attempt(
+            job, spec, where, 0.0, lease=self.leasing.anonymous_id(lease.id)
+        )
+        return int(started)
+
+    async def _start_attempt(
+        self,
+        job: JobRecord,
+        spec: JobSpec,
+        where: tuple[str, str],
+        price_per_s: float,
+        *,
+        lease: str | None = None,
+    ) -> bool:
+        miner_hotkey, worker_id = where
+        attempt = job.attempts + 1
+        async with self.store.session() as s:
+            job = await advance_job(
+                s,
+                job.id,
+                JobState.SCHEDULED,
+                at=self.clock(),
+                attempts=attempt,
+                worker_id=worker_id,
+                miner_hotkey=miner_hotkey,
+            )
+        request = JobRequest(
+            job_id=miner_job_id(job),
+            attempt=attempt,
+            worker_id=worker_id,
+            lease_id=lease,
+            executor="container" if spec.image else "process",
+            image=spec.image,
+            spec=ExecutionSpec(
+                command=spec.command,
+                env=spec.env,
+                inputs=spec.inputs,
+                timeout_s=spec.timeout_s,
+                memory_limit_mib=spec.resources.ram_mib,
+                network=spec.network or ("none" if spec.image else "host"),
+            ),
+        )
+        try:
+            client = await self.pool.client(miner_hotkey)
+            await client.submit_job(request)
+        except MinerCallError as exc:
+            await self._retry_or_fail(job, f"not started on {worker_id}: {exc.reason}")
+            return False
+        async with self.store.session() as s:
+            await advance_job(
+                s,
+                job.id,
+                JobState.RUNNING,
+                at=self.clock(),
+                started_at=self.clock(),
+                price_per_s=price_per_s,
+            )
+        log.info("job running", extra={"job": job.id, "worker": worker_id})
+        return True
+
+    async def monitor_once(self) -> None:
+        async with self.store.session() as s:
+            active = await list_jobs(s, states=[JobState.SCHEDULED, JobState.RUNNING], limit=10000)
+        await asyncio.gather(*(self._follow_once(job) for job in active))
+
+    async def _follow_once(self, job: JobRecord) -> None:
+        try:
+            await self._follow(job)
+        except IllegalTransition:
+            # Another pass (a cancel, or a second gateway on the same store) moved the job
+            # first; its transaction, charge included, was rolled back. Nothing to do.
+            log.debug("job moved meanwhile", extra={"job": job.id})
+
+    async def _follow(self, job: JobRecord) -> None:
+        assert job.miner_hotkey is not None
+        try:
+            client = await self.pool.client(job.miner_hotkey)
+            status = await client.job_status(miner_job_id(job))
+        except MinerCallError as exc:
+            if exc.reason in {"unknown_job", "unknown_miner"}:
+                await self._retry_or_fail(job, f"miner lost the job ({exc.reason})")
+            return  # unreachable for now: the next pass looks again
+        if status.state is MinerJobState.RUNNING:
+            if job.started_at is not None:
+                cost = (self.clock() - job.started_at) * job.price_per_s
+                # The job may have ended meanwhile (a cancel): its final cost then stands.
+                with contextlib.suppress(IllegalTransition):
+                    async with self.store.session() as s:
+                        await update_job(s, job.id, cost=cost)
+            return
+        if status.state in (MinerJobState.LOST, MinerJobState.REFUSED):
+            await self._retry_or_fail(job, f"{status.state.value}: {status.detail}")
+            return
+        result = status.result
+        await self.finish(
+            job,
+            _FINAL_OF_MINER[status.state],
+            exit_code=result.exit_code if result else None,
+            stdout_tail=result.stdout_tail if result else "",
+            stderr_tail=result.stderr_tail if result else "",
+            error=(result.detail or None) if result else status.detail,
+        )
+
+    async def _retry_or_fail(self, job: JobRecord, why: str) -> None:
+        spec = JobSpec.model_validate_json(job.spec_json)
+        if job.worker_id and job.miner_hotkey:
+            self.failed_on.setdefault(job.id, set()).add((job.miner_hotkey, job.worker_id))
+        if job.attempts <= spec.retries:
+            log.warning("job goes back to the queue", extra={"job": job.id, "why": why})
+            async with self.store.session() as s:
+                await advance_job(s, job.id, JobState.QUEUED, at=self.clock(), error=why)
+        else:
+            await self.finish(job, JobState.FAILED, error=f"gave up after {job.attempts}: {why}")
+
+    async def finish(self, job: JobRecord, state: JobState, **fields: object) -> JobRecord:
+        now = self.clock()
+        seconds = now - job.started_at if job.started_at is not None else 0.0
+        cost = seconds * job.price_per_s
+        self.failed_on.pop(job.id, None)
+        async with self.store.session() as s:
+            charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
+            return await advance_job(s, job.id, state, at=now, cost=charged, **fields)
