@@ -34,6 +34,9 @@ lint: venv
 bench: venv
 	$(BIN)/byteleap bench challenge --n 2000 --json
 	$(BIN)/byteleap bench challenge --n 32768 --verify-only --json
+	$(BIN)/byteleap bench network --json
+	$(BIN)/byteleap bench scoring --workers 25600 --hours 169 --json
+	$(BIN)/byteleap bench gateway --workers 1000 --json
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .mypy_cache .ruff_cache

@@ -77,3 +77,19 @@ def network(
 
     result = run_network_simulation(rounds, seed)
     _emit(result, as_json, f"network simulation, {rounds} rounds")
+
+
+@app.command("gateway")
+def gateway(
+    workers: Annotated[int, typer.Option(min=1, help="Simulated CPU workers.")] = 1000,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs to submit.")] = 1000,
+    rate: Annotated[float, typer.Option(min=0.1, help="Submissions per second.")] = 25.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit → running latency and jobs per minute through the real gateway and executor."""
+    import asyncio
+
+    from byteleap.cloud.gateway.bench import run_gateway_bench
+
+    result = asyncio.run(run_gateway_bench(workers, jobs, rate))
+    _emit(result, as_json, f"gateway: {jobs} jobs on {workers} simulated workers")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from byteleap.cloud.executors import ExecutionSpec
 from byteleap.cloud.gateway.leasing import LeaseDesk
-from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobState
 from byteleap.cloud.scheduler import FairQueue, NoPlacement, Requirements, place
 from byteleap.config import GatewaySettings
@@ -61,12 +61,14 @@ def requirements_of(spec: JobSpec) -> Requirements:
 @dataclass
 class Dispatcher:
     store: Store
-    pool: MinerPool
+    pool: Supply
     settings: GatewaySettings
     leasing: LeaseDesk | None = None
     clock: Callable[[], float] = time.time
     # job id -> workers it already failed on (never placed there again)
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    # job id -> when its running cost was last written
+    cost_shown: dict[str, float] = field(default_factory=dict)
 
     async def dispatch_once(self) -> int:
         """Place queued jobs on idle workers, fairly across tenants; returns how many."""
@@ -194,8 +196,12 @@ class Dispatcher:
                 await self._retry_or_fail(job, f"miner lost the job ({exc.reason})")
             return  # unreachable for now: the next pass looks again
         if status.state is MinerJobState.RUNNING:
-            if job.started_at is not None:
-                cost = (self.clock() - job.started_at) * job.price_per_s
+            now = self.clock()
+            # The running cost is shown to the tenant, not billed: refreshing it every few
+            # seconds is enough and keeps a write off every pass for every job.
+            if job.started_at is not None and now - self.cost_shown.get(job.id, 0.0) >= 5.0:
+                self.cost_shown[job.id] = now
+                cost = (now - job.started_at) * job.price_per_s
                 # The job may have ended meanwhile (a cancel): its final cost then stands.
                 with contextlib.suppress(IllegalTransition):
                     async with self.store.session() as s:
@@ -230,6 +236,7 @@ class Dispatcher:
         seconds = now - job.started_at if job.started_at is not None else 0.0
         cost = seconds * job.price_per_s
         self.failed_on.pop(job.id, None)
+        self.cost_shown.pop(job.id, None)
         async with self.store.session() as s:
             charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
             return await advance_job(s, job.id, state, at=now, cost=charged, **fields)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from byteleap.cloud.gateway.errors import Conflict, NoCapacity, NotFound, PaymentRequired
-from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import LeaseSpec, LeaseState, LeaseView
 from byteleap.cloud.gateway.port import Tenant
 from byteleap.cloud.receipts import (
@@ -82,7 +82,7 @@ def view_of(lease: LeaseRecord) -> LeaseView:
 @dataclass
 class LeaseDesk:
     store: Store
-    pool: MinerPool
+    pool: Supply
     settings: GatewaySettings
     hotkey: ReceiptSigner
     netuid: int

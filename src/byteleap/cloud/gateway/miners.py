@@ -11,13 +11,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from bittensor.signing import WalletLike, resolve_signer
 
 from byteleap.chain.port import ChainError, ChainPort, NeuronInfo
-from byteleap.cloud.scheduler import GpuSpec, WorkerOffer
+from byteleap.cloud.receipts import LeaseReceipt
+from byteleap.cloud.scheduler import GpuSpec, WorkerOffer, WorkerState
 from byteleap.config import GatewaySettings
-from byteleap.net.messages import WorkerView
+from byteleap.net.messages import (
+    JobLogs,
+    JobRequest,
+    JobStatus,
+    LeaseRequest,
+    LeaseStatus,
+    WorkerView,
+)
 from byteleap.validator.miner_client import MinerCallError, MinerClient
 
 log = logging.getLogger(__name__)
@@ -30,7 +39,7 @@ def offer_of(
     return WorkerOffer(
         miner_hotkey=miner,
         worker_id=worker.worker_id,
-        state=worker.state.value,
+        state=WorkerState(worker.state.value),
         gpus=tuple(GpuSpec(model=g.model, vram_mib=g.vram_mib) for g in hw.gpus),
         cpu_cores=hw.cpu.cores_logical,
         ram_mib=hw.memory.available_mib,
@@ -39,6 +48,28 @@ def offer_of(
         price_per_cpu_s=settings.price_per_cpu_s,
         rtt_ms=rtt_ms,
     )
+
+
+class MinerApi(Protocol):
+    """What the gateway asks of one miner (`MinerClient` over signed HTTPS; the benchmark's
+    simulated miner in-process)."""
+
+    async def submit_job(self, request: JobRequest) -> JobStatus: ...
+    async def job_status(self, job_id: str) -> JobStatus: ...
+    async def job_logs(self, job_id: str, *, after: int = 0, wait_s: float = 0.0) -> JobLogs: ...
+    async def cancel_job(self, job_id: str) -> JobStatus: ...
+    async def start_lease(self, request: LeaseRequest) -> LeaseStatus: ...
+    async def extend_lease(self, lease_id: str, ends_at: float) -> LeaseStatus: ...
+    async def release_lease(self, lease_id: str) -> LeaseStatus: ...
+    async def countersign(self, receipt: LeaseReceipt) -> LeaseReceipt: ...
+
+
+class Supply(Protocol):
+    """The workers on offer and a way to reach their miners."""
+
+    async def offers(self) -> list[WorkerOffer]: ...
+    async def client(self, hotkey: str) -> MinerApi: ...
+    async def close(self) -> None: ...
 
 
 class MinerPool:

@@ -8,6 +8,7 @@ A job needs a balance that covers its worst case (price × timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -27,7 +28,7 @@ from byteleap.cloud.gateway.errors import (
     Unauthorized,
 )
 from byteleap.cloud.gateway.leasing import LeaseDesk
-from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import (
     JobSpec,
     JobState,
@@ -110,12 +111,13 @@ def _tenant(record: object) -> Tenant:
 @dataclass
 class GatewayService:
     store: Store
-    pool: MinerPool
+    pool: Supply
     settings: GatewaySettings
     clock: Callable[[], float] = time.time
     # leases need the gateway's signing key; without one the service offers jobs only
     leasing: LeaseDesk | None = None
     dispatcher: Dispatcher = field(init=False)
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(
@@ -249,9 +251,13 @@ class GatewayService:
     async def release_lease(self, tenant: Tenant, lease_id: str) -> LeaseView:
         return await self._desk().release(tenant, lease_id)
 
+    def stop(self) -> None:
+        """Ask `run` to return after its current pass."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Dispatch, monitor and bill until cancelled."""
-        while True:
+        """Dispatch, monitor and bill until cancelled or stopped."""
+        while not self._stopping.is_set():
             try:
                 await self.dispatcher.monitor_once()
                 await self.dispatcher.dispatch_once()
@@ -259,4 +265,5 @@ class GatewayService:
                     await self.leasing.bill_once()
             except Exception:  # one bad pass must not stop the gateway
                 log.exception("dispatch pass failed")
-            await asyncio.sleep(self.settings.dispatch_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.dispatch_interval_s)
