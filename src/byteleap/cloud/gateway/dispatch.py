@@ -24,7 +24,7 @@ from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobState
 from byteleap.cloud.scheduler import FairQueue, NoPlacement, Requirements, place
 from byteleap.config import GatewaySettings
-from byteleap.net.messages import JobRequest
+from byteleap.net.messages import JobRequest, JobStatus
 from byteleap.net.messages import JobState as MinerJobState
 from byteleap.store import IllegalTransition, Store
 from byteleap.store.cloud import JobRecord, advance_job, charge, list_jobs, update_job
@@ -174,26 +174,32 @@ class Dispatcher:
         return True
 
     async def monitor_once(self) -> None:
+        """Ask every miner about its jobs at once, then record what changed one job at a
+        time: the endings of one tenant's jobs all touch its balance, and concurrent
+        writers to one row only retry against each other."""
         async with self.store.session() as s:
             active = await list_jobs(s, states=[JobState.SCHEDULED, JobState.RUNNING], limit=10000)
-        await asyncio.gather(*(self._follow_once(job) for job in active))
+        statuses = await asyncio.gather(*(self._status_of(job) for job in active))
+        for job, status in zip(active, statuses, strict=True):
+            try:
+                await self._apply(job, status)
+            except IllegalTransition:
+                # Another pass (a cancel, or a second gateway on the same store) moved the
+                # job first; its transaction, charge included, was rolled back.
+                log.debug("job moved meanwhile", extra={"job": job.id})
 
-    async def _follow_once(self, job: JobRecord) -> None:
-        try:
-            await self._follow(job)
-        except IllegalTransition:
-            # Another pass (a cancel, or a second gateway on the same store) moved the job
-            # first; its transaction, charge included, was rolled back. Nothing to do.
-            log.debug("job moved meanwhile", extra={"job": job.id})
-
-    async def _follow(self, job: JobRecord) -> None:
+    async def _status_of(self, job: JobRecord) -> JobStatus | MinerCallError:
         assert job.miner_hotkey is not None
         try:
             client = await self.pool.client(job.miner_hotkey)
-            status = await client.job_status(miner_job_id(job))
+            return await client.job_status(miner_job_id(job))
         except MinerCallError as exc:
-            if exc.reason in {"unknown_job", "unknown_miner"}:
-                await self._retry_or_fail(job, f"miner lost the job ({exc.reason})")
+            return exc
+
+    async def _apply(self, job: JobRecord, status: JobStatus | MinerCallError) -> None:
+        if isinstance(status, MinerCallError):
+            if status.reason in {"unknown_job", "unknown_miner"}:
+                await self._retry_or_fail(job, f"miner lost the job ({status.reason})")
             return  # unreachable for now: the next pass looks again
         if status.state is MinerJobState.RUNNING:
             now = self.clock()
