@@ -211,6 +211,8 @@ class GatewaySettings(RoleSettings):
     metagraph_refresh_s: float = Field(default=10.0, gt=0)
     miner_timeout_s: float = Field(default=10.0, gt=0)
     bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
+    # Offer customers only workers that passed a challenge in this window and never cheated.
+    verified_window_s: float | None = Field(default=3 * 3600.0, gt=0)  # None: offer all
 
 
 S = TypeVar("S", bound="RoleSettings")

@@ -11,9 +11,10 @@ import uvicorn
 from byteleap.chain import open_chain
 from byteleap.cloud.gateway.grpc_api import serve_grpc
 from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
-from byteleap.cloud.gateway.miners import MinerPool
+from byteleap.cloud.gateway.miners import MinerPool, Supply
 from byteleap.cloud.gateway.rest import create_rest_app
 from byteleap.cloud.gateway.service import GatewayService
+from byteleap.cloud.gateway.trust import VerifiedSupply
 from byteleap.config import GatewaySettings
 from byteleap.keys import load_wallet
 from byteleap.store import open_store, upgrade
@@ -26,7 +27,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
     await upgrade(settings.store.url)
     store = await open_store(settings.store.url)
     chain = open_chain(settings.chain)
-    pool = MinerPool(wallet, chain, settings)
+    pool: Supply = MinerPool(wallet, chain, settings)
+    if settings.verified_window_s is not None:
+        pool = VerifiedSupply(pool, store, settings.verified_window_s)
     desk = LeaseDesk(
         store,
         pool,
