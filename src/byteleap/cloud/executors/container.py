@@ -44,7 +44,6 @@ from byteleap.cloud.executors.base import (
     ArtifactInfo,
     ExecutionResult,
     ExecutionSpec,
-    ExecutionState,
     KilledBy,
     LogLine,
     check_spec,
@@ -68,12 +67,6 @@ _DRAIN_S = 2.0
 _OOM_EXIT = 128 + signal.SIGKILL
 #: Engine states of a container that has not run yet.
 _NOT_STARTED = frozenset({"created", "configured", "initialized"})
-
-_STATE_OF_CAUSE: dict[KilledBy, ExecutionState] = {
-    "timeout": ExecutionState.TIMED_OUT,
-    "cancel": ExecutionState.CANCELLED,
-    "memory": ExecutionState.FAILED,
-}
 
 
 class ContainerState(BaseModel):
@@ -353,25 +346,13 @@ class ContainerExecution:
                 f"exit code {code} with a memory limit of {self._spec.memory_limit_mib} MiB: "
                 "killed by the kernel's OOM killer"
             )
-        if self._failure is not None:
-            result_state = ExecutionState.FAILED
-        elif self._cause is not None:
-            result_state = _STATE_OF_CAUSE[self._cause]
-        else:
-            result_state = ExecutionState.SUCCEEDED if code == 0 else ExecutionState.FAILED
-        stdout, stderr = self._log.tails["stdout"], self._log.tails["stderr"]
-        return ExecutionResult(
-            exit_code=code,
-            state=result_state,
-            stdout_tail=stdout.text(),
-            stderr_tail=stderr.text(),
-            stdout_dropped_bytes=stdout.dropped_bytes,
-            stderr_dropped_bytes=stderr.dropped_bytes,
+        return self._log.result(
+            code=code,
             started_at=self._started_at,
-            finished_at=datetime.now(UTC),
             artifacts=artifacts,
             killed_by=self._cause,
             detail=self._detail or _explain(code),
+            failed=self._failure is not None,
         )
 
 

@@ -17,7 +17,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-from byteleap.cloud.executors.base import LogLine, Stream
+from byteleap.cloud.executors.base import (
+    ArtifactInfo,
+    ExecutionResult,
+    ExecutionState,
+    KilledBy,
+    LogLine,
+    Stream,
+)
 
 #: A line longer than this is cut into pieces, so a program that never prints a newline
 #: cannot make the splitter's buffer grow without bound.
@@ -75,8 +82,48 @@ class _Reader:
         self.wake = asyncio.Event()
 
 
+#: How a program that something stopped ended, by what stopped it.
+STATE_OF_CAUSE: dict[KilledBy, ExecutionState] = {
+    "timeout": ExecutionState.TIMED_OUT,
+    "cancel": ExecutionState.CANCELLED,
+    "memory": ExecutionState.FAILED,
+}
+
+
 class OutputLog:
     """Both streams of one program: tails for the result, fan-out for live readers."""
+
+    def result(
+        self,
+        *,
+        code: int,
+        started_at: datetime,
+        artifacts: list[ArtifactInfo],
+        killed_by: KilledBy | None,
+        detail: str,
+        failed: bool = False,
+    ) -> ExecutionResult:
+        """The program's result from its exit code, what stopped it and the kept tails."""
+        if failed:
+            state = ExecutionState.FAILED
+        elif killed_by is not None:
+            state = STATE_OF_CAUSE[killed_by]
+        else:
+            state = ExecutionState.SUCCEEDED if code == 0 else ExecutionState.FAILED
+        stdout, stderr = self.tails["stdout"], self.tails["stderr"]
+        return ExecutionResult(
+            exit_code=code,
+            state=state,
+            stdout_tail=stdout.text(),
+            stderr_tail=stderr.text(),
+            stdout_dropped_bytes=stdout.dropped_bytes,
+            stderr_dropped_bytes=stderr.dropped_bytes,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            artifacts=artifacts,
+            killed_by=killed_by,
+            detail=detail,
+        )
 
     def __init__(self, max_output_bytes: int) -> None:
         self.tails: dict[Stream, StreamTail] = {

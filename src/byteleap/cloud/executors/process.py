@@ -39,7 +39,6 @@ from byteleap.cloud.executors.base import (
     ArtifactInfo,
     ExecutionResult,
     ExecutionSpec,
-    ExecutionState,
     KilledBy,
     LogLine,
     check_spec,
@@ -57,12 +56,6 @@ _DRAIN_S = 2.0
 _STOP_POLL_S = 0.05
 #: Seconds between SIGXCPU (soft RLIMIT_CPU) and the kernel's SIGKILL (hard limit).
 _CPU_HARD_MARGIN_S = 5
-
-_STATE_OF_CAUSE: dict[KilledBy, ExecutionState] = {
-    "timeout": ExecutionState.TIMED_OUT,
-    "cancel": ExecutionState.CANCELLED,
-    "memory": ExecutionState.FAILED,
-}
 
 
 class ProcessExecutor:
@@ -291,20 +284,9 @@ class ProcessExecution:
     def _result(self, artifacts: list[ArtifactInfo]) -> ExecutionResult:
         code = self._transport.get_returncode()
         assert code is not None, "the result is built only after the child exited"
-        if self._cause is not None:
-            state = _STATE_OF_CAUSE[self._cause]
-        else:
-            state = ExecutionState.SUCCEEDED if code == 0 else ExecutionState.FAILED
-        stdout, stderr = self._log.tails["stdout"], self._log.tails["stderr"]
-        return ExecutionResult(
-            exit_code=code,
-            state=state,
-            stdout_tail=stdout.text(),
-            stderr_tail=stderr.text(),
-            stdout_dropped_bytes=stdout.dropped_bytes,
-            stderr_dropped_bytes=stderr.dropped_bytes,
+        return self._log.result(
+            code=code,
             started_at=self._started_at,
-            finished_at=datetime.now(UTC),
             artifacts=artifacts,
             killed_by=self._cause,
             detail=self._detail or _explain(code, self._spec),
