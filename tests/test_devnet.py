@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import select
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from rich.console import Console
 
 from byteleap.devnet import DevnetOptions, run_devnet
+from byteleap.devnet.run import STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -27,46 +33,74 @@ def _children_of_devnet(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_devnet_json_summary(tmp_path: Path) -> None:
+def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "devnet"
-    result = subprocess.run(
-        [sys.executable, "-m", "byteleap.cli", "devnet", "--json", "--home", str(home)],
-        capture_output=True,
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "byteleap.cli",
+            "devnet",
+            "--json",
+            "--keep-running",
+            "--home",
+            str(home),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)  # stdout holds the JSON object and nothing else
+    try:
+        running = _wait_for_line(process, "devnet is running", timeout_s=240)
+        gateway = re.search(r"gateway (http://127\.0\.0\.1:\d+)", running)
+        assert gateway is not None, running
+        assert httpx.get(f"{gateway.group(1)}/v1/health", timeout=5).status_code == 200
+        assert len(_children_of_devnet(home)) >= 1 + 1 + 3 + 3 * 2 + 1  # chain…gateway
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout)  # stdout holds the JSON object and nothing else
     assert summary["ok"] is True
-    assert [s["name"] for s in summary["steps"]] == [
-        "keys",
-        "chain",
-        "register",
-        "miners",
-        "workers",
-        "validator",
-        "gateway",
-        "job",
-        "lease",
-        "weights",
-        "metagraph",
-    ]
+    assert [s["name"] for s in summary["steps"]] == [name for name, _ in STEPS]
     assert all(step["ok"] and step["seconds"] >= 0 for step in summary["steps"])
-    assert summary["chain"]["neurons"] == 3
+    assert summary["chain"]["neurons"] == 4
     assert summary["chain"]["block"] > 0
-    assert len(summary["miners"]) == 2
+    assert len(summary["miners"]) == 3
     for miner in summary["miners"]:
         assert miner["cheater"] is None
         assert miner["workers_online"] == 2
         assert miner["hotkey"].startswith("5")
+        assert miner["challenges_passed"] >= 3 and miner["challenges_failed"] == 0
     (job,) = summary["jobs"]
     assert job["state"] == "succeeded" and job["worker"].startswith("w-")
-    assert job["validated"] is None and job["seconds"] > 0
+    assert job["seconds"] > 0
     (lease,) = summary["leases"]
     assert lease["state"] == "released" and lease["receipts"] >= 3 and lease["amount"] > 0
     # The leased miner's receipts gave it the whole lease score.
-    assert sorted(m["lease_score"] for m in summary["miners"]) == [0.0, 1.0]
+    assert sorted(m["lease_score"] for m in summary["miners"]) == [0.0, 0.0, 1.0]
     assert _children_of_devnet(home) == []
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str, *, timeout_s: float) -> str:
+    """The first stderr line holding ``text``; fails with what was printed so far."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 1.0)
+        if not ready:
+            continue
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"no {text!r} in the devnet's output:\n{''.join(seen)[-3000:]}")
 
 
 async def test_a_failed_step_ends_the_run_red_and_stops_everything(tmp_path: Path) -> None:

@@ -20,14 +20,20 @@ def devnet(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print only the JSON summary on stdout.")
     ] = False,
-    miners: Annotated[int, typer.Option(min=1, max=16, help="Number of miners.")] = 2,
+    miners: Annotated[int, typer.Option(min=1, max=16, help="Number of honest miners.")] = 3,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=8, help="CPU workers per miner.")
+    ] = 2,
     cheaters: Annotated[
         int, typer.Option(min=0, max=8, help="Extra miners whose workers cheat.")
     ] = 0,
     home: Annotated[Path, typer.Option(help="Devnet state folder (wiped).")] = Path(".devnet"),
     block_time: Annotated[float, typer.Option(min=0.05, help="Seconds per block.")] = 0.25,
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="Leave the network up until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--keep-running", help="Leave the network up; Ctrl-C then stops it and reports."
+        ),
     ] = False,
 ) -> None:
     """Start a local network and run the main job, printing progress and results."""
@@ -37,6 +43,7 @@ def devnet(
         home=home,
         miners=miners,
         cheaters=cheaters,
+        workers_per_miner=workers,
         block_time_s=block_time,
         keep_running=keep_running,
     )

@@ -1,0 +1,101 @@
+"""The customer side of the devnet: the gateway, a job and a lease through the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+
+import httpx
+
+from byteleap.cloud.gateway.service import create_tenant_with_key
+from byteleap.config import GatewaySettings, load_settings
+from byteleap.devnet.state import (
+    LEASE_RECEIPTS,
+    DevnetError,
+    DevnetState,
+    check_children,
+    free_port,
+)
+from byteleap.devnet.summary import (
+    JobSummary,
+    LeaseSummary,
+)
+from byteleap.sdk import AsyncClient
+from byteleap.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+async def step_gateway(state: DevnetState) -> None:
+    """Start the gateway (hosted with the validator's key and store) and make a tenant."""
+    port = free_port()
+    config = state.options.home / "gateway.toml"
+    config.write_text(
+        f"[gateway]\nport = {port}\ngrpc_port = {free_port()}\n"
+        "dispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
+        f'bill_period_s = 1\nhome = "{state.options.home.resolve()}"\n'
+        f'[gateway.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
+        f'[gateway.chain]\nurl = "{state.chain_url}"\n'
+        f'[gateway.store]\nurl = "{state.store_url}"\n'
+    )
+    settings = load_settings(GatewaySettings, config)
+    store = await open_store(settings.store.url)
+    try:
+        state.api_key = await create_tenant_with_key(store, "devnet-customer", balance=100.0)
+    finally:
+        await store.close()
+    state.supervisor.start("gateway", "gateway", "run", "--config", str(config))
+    state.gateway_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + state.options.startup_timeout_s
+    async with httpx.AsyncClient() as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{state.gateway_url}/v1/health")).status_code == 200:
+                    return
+            check_children(state)
+            if time.monotonic() > deadline:
+                raise DevnetError("the gateway did not start")
+            await asyncio.sleep(0.2)
+
+
+async def step_job(state: DevnetState) -> None:
+    """A customer submits a job through the SDK and waits for its result."""
+    code = "import platform; print('hello from', platform.node(), 'on a byteleap worker')"
+    async with AsyncClient(state.gateway_url, state.api_key) as client:
+        job = await client.submit(
+            {"command": [sys.executable, "-c", code], "timeout_s": 60, "retries": 1}
+        )
+        done = await client.wait(job.id, timeout_s=60, poll_s=0.2)
+    seconds = (
+        round(done.finished_at - done.started_at, 3)
+        if done.finished_at is not None and done.started_at is not None
+        else None
+    )
+    state.summary.jobs.append(
+        JobSummary(id=done.id, state=done.state.value, worker=done.worker_id, seconds=seconds)
+    )
+    if done.state.value != "succeeded":
+        raise DevnetError(f"the sample job ended {done.state.value}: {done.error}")
+
+
+async def step_lease(state: DevnetState) -> None:
+    """A customer rents a worker for a short while; each billed second is receipted."""
+    async with AsyncClient(state.gateway_url, state.api_key) as client:
+        lease = await client.create_lease({"duration_s": 60})
+        deadline = time.monotonic() + 30
+        while (await client.get_lease(lease.id)).receipts < LEASE_RECEIPTS:
+            check_children(state)
+            if time.monotonic() > deadline:
+                raise DevnetError("the lease was not billed")
+            await asyncio.sleep(0.3)
+        done = await client.release_lease(lease.id)
+    state.summary.leases.append(
+        LeaseSummary(
+            id=done.id, state=done.state.value, receipts=done.receipts, amount=round(done.cost, 6)
+        )
+    )
+    # Weights the validator sets from now on include this lease's revenue.
+    state.weights_after = int(time.time()) + 1
