@@ -26,6 +26,19 @@ CALL_FAILURES: dict[str, ChallengeStatus] = {
 }
 
 
+def worker_seconds(elapsed_s: float, rtt_s: float, *, max_rtt_credit_s: float) -> float:
+    """What the worker spent on its commitment: the elapsed time less one network round trip.
+
+    The miner decides how fast it answers the ping that measures the round trip, so the credit
+    for it is bounded twice: by a param and by half the elapsed time. A miner that stalls its
+    pings gains at most that credit and never more than twice its true throughput; before this,
+    a slow ping (or just a busy machine) floored the commit time at a microsecond and reported
+    thousands of TFLOP/s.
+    """
+    credit = min(max(rtt_s, 0.0), max_rtt_credit_s, elapsed_s / 2)
+    return max(elapsed_s - credit, 1e-9)
+
+
 def status_of_verdict(verdict: Verdict) -> ChallengeStatus:
     reason = failure_reason_of(verdict)
     return ChallengeStatus.PASSED if reason is None else STATUS_OF_FAILURE[reason]

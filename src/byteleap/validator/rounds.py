@@ -49,7 +49,11 @@ from byteleap.store import (
 )
 from byteleap.store import WorkerState as StoredState
 from byteleap.validator.miner_client import MinerCallError, MinerClient
-from byteleap.validator.outcome import status_for_call_failure, status_of_verdict
+from byteleap.validator.outcome import (
+    status_for_call_failure,
+    status_of_verdict,
+    worker_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class RoundParams:
     rows: int = 8  # s
     cols: int = 32  # t
     call_timeout_s: float = 30.0
+    max_rtt_credit_s: float = 0.05  # (param) most network time taken off a commitment's time
 
 
 @dataclass(frozen=True)
@@ -278,8 +283,9 @@ class RoundRunner:
         except MinerCallError as exc:
             return ProtocolResult(status_for_call_failure(exc.reason), exc.reason)
         received_at = self.clock()
-        # The commitment's time minus one measured round trip: what the worker spent.
-        commit_s = max(time.perf_counter() - sent - rtt, 1e-6)
+        commit_s = worker_seconds(
+            time.perf_counter() - sent, rtt, max_rtt_credit_s=self.params.max_rtt_credit_s
+        )
         committed = ProtocolResult(
             ChallengeStatus.COMMITTED,
             None,

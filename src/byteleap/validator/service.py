@@ -46,6 +46,7 @@ def round_params(settings: ValidatorSettings) -> RoundParams:
         ttl_s=settings.challenge_ttl_s,
         max_workers_per_miner=settings.max_workers_per_miner,
         concurrency_per_miner=settings.concurrency_per_miner,
+        max_rtt_credit_s=settings.max_rtt_credit_s,
         rows=settings.reveal_rows,
         cols=settings.reveal_cols,
     )
