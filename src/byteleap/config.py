@@ -150,6 +150,9 @@ class ValidatorSettings(RoleSettings):
     challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cpu-f64"
     challenge_ttl_s: float = Field(default=60.0, gt=0)  # (param)
     concurrency_per_miner: int = Field(default=8, ge=1)
+    # Most network time taken off a commitment's time: the miner controls how fast it answers
+    # the ping that measures it, so a larger credit is a larger throughput it can fake.
+    max_rtt_credit_s: float = Field(default=0.05, ge=0, le=5)  # (param)
     reveal_rows: int = Field(default=8, ge=1)  # (param) s
     reveal_cols: int = Field(default=32, ge=1)  # (param) t
     store_retry_s: float = Field(default=5.0, gt=0)
