@@ -31,6 +31,12 @@ from byteleap.cloud.executors.errors import (
     UnsupportedError,
     WorkdirError,
 )
+from byteleap.cloud.executors.k8s_settings import (
+    KubernetesOptions,
+    KubernetesSettings,
+    ServiceReplicaSpec,
+)
+from byteleap.cloud.executors.kubernetes import KubernetesExecution, KubernetesExecutor
 from byteleap.cloud.executors.process import ProcessExecutor
 
 __all__ = [
@@ -50,9 +56,14 @@ __all__ = [
     "Executor",
     "ExecutorError",
     "InputFile",
+    "KubernetesExecution",
+    "KubernetesExecutor",
+    "KubernetesOptions",
+    "KubernetesSettings",
     "LogLine",
     "Mount",
     "ProcessExecutor",
+    "ServiceReplicaSpec",
     "StartFailedError",
     "UnavailableExecutorError",
     "UnknownExecutorError",
@@ -64,11 +75,11 @@ __all__ = [
 AVAILABLE: dict[str, Callable[[], Executor]] = {
     ProcessExecutor.name: ProcessExecutor,
     ContainerExecutor.name: ContainerExecutor,
+    KubernetesExecutor.name: KubernetesExecutor,
 }
 
 #: Adapters the design names but this build does not have yet, with why.
 UNAVAILABLE: dict[str, str] = {
-    "kubernetes": "the Kubernetes adapter is not implemented yet; use 'process'",
     "vm": "the VM adapter is not implemented yet; use 'process'",
 }
 
