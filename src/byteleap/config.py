@@ -216,6 +216,8 @@ class GatewaySettings(RoleSettings):
     bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
     # Offer customers only workers that passed a challenge in this window and never cheated.
     verified_window_s: float | None = Field(default=3 * 3600.0, gt=0)  # None: offer all
+    # The validator's scoring params, for the scores the public network view recomputes.
+    scoring: ScoringParams = ScoringParams()
 
 
 S = TypeVar("S", bound="RoleSettings")

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per process, named ``byteleap_<role>_…``.
 
-Servers mount `asgi_app()` at ``/metrics``; the validator, which serves no HTTP,
-exposes the same registry on ``metrics_port`` when one is configured.
+Servers mount `asgi_app()` at ``/metrics`` (the miner and the gateway); the validator, which
+serves no HTTP, exposes the same registry on ``metrics_port`` when one is configured. The
+worker serves nothing: its miner's metrics count its jobs and states.
 """
 
 from __future__ import annotations
@@ -43,6 +44,60 @@ MINER_REQUESTS = Counter(
 )
 JOBS_ENDED = Counter(
     "byteleap_miner_jobs", "Jobs that ended on this miner, by state", ["state"], registry=REGISTRY
+)
+
+MINER_REQUEST_SECONDS = Histogram(
+    "byteleap_miner_request_seconds",
+    "Latency of validator and gateway requests, by route",
+    ["route"],
+    registry=REGISTRY,
+)
+CHALLENGE_SECONDS = Histogram(
+    "byteleap_validator_challenge_seconds",
+    "One challenge from issue to verdict (commit, reveal and verification), by outcome",
+    ["status"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+
+# gateway
+GATEWAY_REQUESTS = Counter(
+    "byteleap_gateway_requests",
+    "Customer and network API requests, by method, route and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+GATEWAY_REQUEST_SECONDS = Histogram(
+    "byteleap_gateway_request_seconds",
+    "Customer and network API latency, by method and route",
+    ["method", "route"],
+    registry=REGISTRY,
+)
+GATEWAY_ERRORS = Counter(
+    "byteleap_gateway_errors",
+    "Error answers of the gateway API, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+GATEWAY_JOBS = Counter(
+    "byteleap_gateway_jobs", "Jobs that ended, by state", ["state"], registry=REGISTRY
+)
+GATEWAY_JOB_START_SECONDS = Histogram(
+    "byteleap_gateway_job_start_seconds",
+    "From a job's submission to its attempt running on a worker",
+    registry=REGISTRY,
+)
+GATEWAY_JOB_SECONDS = Histogram(
+    "byteleap_gateway_job_seconds",
+    "Billed running time of jobs that ended",
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+    registry=REGISTRY,
+)
+GATEWAY_LEASES = Counter(
+    "byteleap_gateway_leases",
+    "Lease events: created, or ended as released, expired or failed",
+    ["event"],
+    registry=REGISTRY,
 )
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from byteleap import metrics
 from byteleap.cloud.executors import ExecutionSpec
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
@@ -170,6 +171,7 @@ class Dispatcher:
                 started_at=self.clock(),
                 price_per_s=price_per_s,
             )
+        metrics.GATEWAY_JOB_START_SECONDS.observe(max(0.0, self.clock() - job.created_at))
         log.info("job running", extra={"job": job.id, "worker": worker_id})
         return True
 
@@ -245,4 +247,7 @@ class Dispatcher:
         self.cost_shown.pop(job.id, None)
         async with self.store.session() as s:
             charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
-            return await advance_job(s, job.id, state, at=now, cost=charged, **fields)
+            ended = await advance_job(s, job.id, state, at=now, cost=charged, **fields)
+        metrics.GATEWAY_JOBS.labels(state.value).inc()
+        metrics.GATEWAY_JOB_SECONDS.observe(seconds)
+        return ended

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from byteleap import metrics
 from byteleap.cloud.gateway.errors import Conflict, NoCapacity, NotFound, PaymentRequired
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import LeaseSpec, LeaseState, LeaseView
@@ -145,6 +146,7 @@ class LeaseDesk:
             raise NoCapacity(f"the worker could not be reserved: {exc.reason}") from None
         async with self.store.session() as s:
             await insert_lease(s, record)
+        metrics.GATEWAY_LEASES.labels("created").inc()
         log.info("lease started", extra={"lease": record.id, "worker": offer.worker_id})
         return view_of(record)
 
@@ -197,7 +199,9 @@ class LeaseDesk:
         except MinerCallError as exc:
             log.warning("release not delivered", extra={"lease": lease.id, "why": exc.reason})
         async with self.store.session() as s:
-            return await end_lease(s, lease.id, state, at=now)
+            ended = await end_lease(s, lease.id, state, at=now)
+        metrics.GATEWAY_LEASES.labels(state.value).inc()
+        return ended
 
     async def bill_once(self) -> None:
         """Bill every active lease's finished periods; end the ones whose time is up."""
@@ -238,6 +242,7 @@ class LeaseDesk:
             log.warning("receipt refused; lease failed", extra={"lease": lease.id, "why": exc})
             async with self.store.session() as s:
                 await end_lease(s, lease.id, LeaseState.FAILED, at=self.clock())
+            metrics.GATEWAY_LEASES.labels(LeaseState.FAILED.value).inc()
             return False
         amount = countersigned.amount_micro / MICRO
         async with self.store.session() as s:

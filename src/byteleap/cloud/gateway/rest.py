@@ -8,7 +8,8 @@ calls one port method and lets the error handlers map what it raises:
 - a body over ``max_body_bytes`` → 413, checked before anything parses it;
 - unknown routes and methods → 404/405 in the same shape.
 
-Authentication: ``Authorization: Bearer <api key>`` on every route but ``/v1/health``.
+Authentication: ``Authorization: Bearer <api key>`` on every route but ``/v1/health``, the
+public ``/v1/network/*`` view, ``/dashboard`` and ``/metrics`` (Prometheus).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from byteleap import metrics
+from byteleap.cloud.gateway.dashboard import dashboard_router
 from byteleap.cloud.gateway.errors import CloudError, InvalidSpec, Unauthorized
 from byteleap.cloud.gateway.models import (
     MAX_LEASE_S,
@@ -35,7 +38,9 @@ from byteleap.cloud.gateway.models import (
     LeaseView,
     LogEntry,
 )
+from byteleap.cloud.gateway.network import NetworkView, network_router
 from byteleap.cloud.gateway.port import CloudService, Tenant
+from byteleap.cloud.gateway.request_metrics import RequestMetrics
 from byteleap.cloud.gateway.sse import log_stream
 
 log = logging.getLogger(__name__)
@@ -76,19 +81,30 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def error_response(status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     body = ErrorBody(error=reason, detail=detail, field=field)
+    metrics.GATEWAY_ERRORS.labels(reason).inc()
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def create_rest_app(
-    service: CloudService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service: CloudService,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    network: NetworkView | None = None,
 ) -> FastAPI:
+    """The gateway's app; with a ``network`` view it also serves the public
+    ``/v1/network/*`` API and the ``/dashboard`` page drawn from it."""
     app = FastAPI(title="byteleap gateway", version="1", openapi_url="/openapi.json")
     app.state.cloud_service = service
     app.include_router(_health_router())
     app.include_router(_jobs_router(service))
     app.include_router(_leases_router(service))
+    if network is not None:
+        app.include_router(network_router(network))
+        app.include_router(dashboard_router())
+    app.mount("/metrics", metrics.asgi_app())  # type: ignore[arg-type]
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestMetrics)
     return app
 
 

@@ -12,6 +12,7 @@ from byteleap.chain import open_chain
 from byteleap.cloud.gateway.grpc_api import serve_grpc
 from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
 from byteleap.cloud.gateway.miners import MinerPool, Supply
+from byteleap.cloud.gateway.network import NetworkView
 from byteleap.cloud.gateway.rest import create_rest_app
 from byteleap.cloud.gateway.service import GatewayService
 from byteleap.cloud.gateway.trust import VerifiedSupply
@@ -40,9 +41,10 @@ async def run_gateway(settings: GatewaySettings) -> None:
         bill_period_s=settings.bill_period_s,
     )
     service = GatewayService(store, pool, settings, leasing=desk)
+    network = NetworkView(store, metagraph=chain.metagraph, params=settings.scoring)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_rest_app(service),
+            create_rest_app(service, network=network),
             host=settings.host,
             port=settings.port,
             log_level="warning",
