@@ -216,6 +216,15 @@ class GatewaySettings(RoleSettings):
     bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
     # Offer customers only workers that passed a challenge in this window and never cheated.
     verified_window_s: float | None = Field(default=3 * 3600.0, gt=0)  # None: offer all
+    # Job artifacts kept by the gateway (None: <home>/gateway/artifacts), and at most this
+    # many bytes of them per job; files past the limit are rejected with the reason.
+    artifacts_dir: Path | None = None
+    max_job_artifact_bytes: int = Field(default=256 << 20, ge=0)
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifacts_dir or self.home / "gateway" / "artifacts"
+
     # The validator's scoring params, for the scores the public network view recomputes.
     scoring: ScoringParams = ScoringParams()
 

@@ -11,8 +11,10 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from byteleap.miner.artifacts import ArtifactSpool
 from byteleap.miner.errors import JobConflict, UnknownJob
 from byteleap.net.messages import (
+    ArtifactChunk,
     JobEnded,
     JobLogLine,
     JobLogs,
@@ -62,8 +64,9 @@ class MinerJob:
 
 
 class JobBook:
-    def __init__(self) -> None:
+    def __init__(self, artifacts: ArtifactSpool | None = None) -> None:
         self._jobs: dict[str, MinerJob] = {}
+        self.artifacts = artifacts or ArtifactSpool()
 
     def get(self, job_id: str) -> MinerJob:
         job = self._jobs.get(job_id)
@@ -97,6 +100,12 @@ class JobBook:
                 job.next_seq = line.seq + 1
         job._touch()
 
+    def artifact(self, chunk: ArtifactChunk) -> None:
+        """Spool a chunk of a running job's artifact (it arrives before the job's end)."""
+        job = self._jobs.get(chunk.job_id)
+        if job is not None and not job.state.is_terminal:
+            self.artifacts.receive(job.request, chunk)
+
     def end(self, message: JobEnded | JobRefused) -> MinerJob | None:
         job = self._jobs.get(message.job_id)
         if job is None or job.state.is_terminal:
@@ -118,6 +127,7 @@ class JobBook:
             if job.request.worker_id == worker_id and not job.state.is_terminal:
                 job.state, job.detail = JobState.LOST, why
                 job._touch()
+                self.artifacts.drop(job.request.job_id)  # the gateway runs it again
                 lost.append(job.request.job_id)
         return lost
 
@@ -138,3 +148,4 @@ class JobBook:
         finished = [k for k, j in self._jobs.items() if j.state.is_terminal]
         for job_id in finished[: max(0, len(finished) - MAX_FINISHED_JOBS)]:
             del self._jobs[job_id]
+            self.artifacts.drop(job_id)

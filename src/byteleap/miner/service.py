@@ -40,6 +40,8 @@ from byteleap.miner.node import MinerNode
 from byteleap.net.auth import AuthRejected, RequestVerifier, sign_response
 from byteleap.net.messages import (
     MAX_HTTP_BODY_BYTES,
+    ArtifactChunk,
+    ArtifactRead,
     AuthNonce,
     ChallengeAborted,
     CommitmentReply,
@@ -129,6 +131,7 @@ def create_app(miner: MinerApp) -> FastAPI:
         expiry.cancel()
         for worker_id in list(node.links):
             await node.detach(worker_id, "miner shutting down")
+        node.jobs.artifacts.close()
 
     app = FastAPI(title="byteleap miner", lifespan=lifespan)
     app.mount("/metrics", metrics.asgi_app())  # type: ignore[arg-type]
@@ -196,6 +199,21 @@ def create_app(miner: MinerApp) -> FastAPI:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.changed.wait(), min(wait_s, MAX_LOG_WAIT_S))
         return miner.reply(request, caller, node.jobs.logs(job_id, max(0, after)))
+
+    @app.post("/v1/jobs/{job_id}/artifacts/read")
+    async def read_artifact(job_id: str, request: Request) -> Response:
+        caller, body = await miner.authenticate(request)
+        read = _parse(ArtifactRead, body)
+        node.jobs.get(job_id)  # 404 unknown_job first
+        piece = node.jobs.artifacts.read(job_id, read.path, read.offset, read.length)
+        return miner.reply(request, caller, piece)
+
+    @app.post("/v1/jobs/{job_id}/artifacts/drop")
+    async def drop_artifacts(job_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        job = node.jobs.get(job_id)
+        node.jobs.artifacts.drop(job_id)
+        return miner.reply(request, caller, job.status())
 
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, request: Request) -> Response:
@@ -299,11 +317,14 @@ async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> 
                 return "revoked"
         elif isinstance(message, Committed | Revealed | ChallengeAborted):
             link.deliver(message)
-        elif isinstance(message, JobOutput | JobEnded | JobRefused):
-            if message.job_id in {j.request.job_id for j in node.jobs.running_on(worker_id)}:
-                node.on_job_message(message)
-            else:  # a worker may only speak for its own jobs
+        elif isinstance(message, JobOutput | JobEnded | JobRefused | ArtifactChunk):
+            if message.job_id not in {j.request.job_id for j in node.jobs.running_on(worker_id)}:
+                # a worker may only speak for its own jobs
                 log.warning("job message for another worker's job", extra={"worker": worker_id})
+            elif isinstance(message, ArtifactChunk):
+                node.jobs.artifact(message)
+            else:
+                node.on_job_message(message)
         else:
             log.warning("unexpected worker message", extra={"worker": worker_id})
 

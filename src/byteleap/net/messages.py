@@ -17,6 +17,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from byteleap.cloud.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
 from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
@@ -26,6 +27,14 @@ PROTOCOL_VERSION = 1
 # A reveal at the largest n is ~1.1 MB per row; 8 rows plus proofs stay far below this.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_HTTP_BODY_BYTES = 1024 * 1024
+
+MAX_ARTIFACT_PATH = MAX_PATH_CHARS
+MAX_ARTIFACT_READ = 4 * CHUNK_BYTES
+Base64Bytes = Annotated[bytes, Field(max_length=MAX_ARTIFACT_READ)]
+# Models carrying raw bytes send them base64-encoded in JSON.
+_BYTES_AS_BASE64 = ConfigDict(
+    frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+)
 
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
@@ -67,6 +76,8 @@ class JobRequest(_Msg):
     spec: ExecutionSpec
     # Run on the caller's leased worker (the miner-side, anonymous lease id).
     lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    # Send the artifacts the job leaves, up to this many bytes (None: send none).
+    artifact_limit_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
 
 
 class JobLogLine(BaseModel):
@@ -194,6 +205,19 @@ class JobEnded(_Msg):
     result: ExecutionResult
 
 
+class ArtifactChunk(_Msg):
+    """A piece of one artifact of a job that ended, sent before its `JobEnded`; the
+    pieces of a file come in order, ``last`` on its final one (see ``cloud.artifacts``)."""
+
+    model_config = _BYTES_AS_BASE64
+    type: Literal["artifact_chunk"] = "artifact_chunk"
+    job_id: JobId
+    path: str = Field(min_length=1, max_length=MAX_ARTIFACT_PATH)
+    offset: int = Field(ge=0)
+    data: Base64Bytes
+    last: bool
+
+
 class JobRefused(_Msg):
     """The worker could not start the job (bad spec, unavailable executor, …)."""
 
@@ -212,7 +236,8 @@ WorkerToMiner = Annotated[
     | ChallengeAborted
     | JobOutput
     | JobEnded
-    | JobRefused,
+    | JobRefused
+    | ArtifactChunk,
     Field(discriminator="type"),
 ]
 
@@ -291,6 +316,24 @@ class StartChallenge(_Msg):
 class CommitmentReply(_Msg):
     type: Literal["commitment_reply"] = "commitment_reply"
     commitment: Commitment
+
+
+class ArtifactRead(_Msg):
+    """Read ``length`` bytes of a job's artifact from ``offset`` (gateway → miner)."""
+
+    type: Literal["artifact_read"] = "artifact_read"
+    path: str = Field(min_length=1, max_length=MAX_ARTIFACT_PATH)
+    offset: int = Field(ge=0)
+    length: int = Field(ge=1, le=MAX_ARTIFACT_READ)
+
+
+class ArtifactPiece(_Msg):
+    model_config = _BYTES_AS_BASE64
+    type: Literal["artifact_piece"] = "artifact_piece"
+    path: str
+    offset: int = Field(ge=0)
+    data: Base64Bytes
+    eof: bool
 
 
 class Pong(_Msg):

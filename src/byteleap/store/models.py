@@ -338,3 +338,19 @@ class Lease(Base):
     cost: Mapped[float] = mapped_column(sa.Float)
     receipts: Mapped[int] = mapped_column(sa.Integer)
     settled: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class JobArtifact(Base):
+    """A file a job left in its artifacts dir: stored by the gateway (``rejected`` NULL, the
+    bytes under the gateway's artifacts directory by their sha256) or rejected, with why."""
+
+    __tablename__ = "job_artifacts"
+
+    job_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(sa.String(1024), primary_key=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    rejected: Mapped[str | None] = mapped_column(sa.Text)
+    recorded_at: Mapped[float] = mapped_column(sa.Float)

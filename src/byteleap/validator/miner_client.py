@@ -17,10 +17,13 @@ from bittensor.signing import WalletLike, resolve_signer
 from pydantic import BaseModel, ValidationError
 
 from byteleap.chain.port import NeuronInfo
+from byteleap.cloud.artifacts import CHUNK_BYTES
 from byteleap.cloud.receipts import LeaseReceipt
 from byteleap.errors import ByteleapError
 from byteleap.net.auth import AuthRejected, sign_request, verify_response
 from byteleap.net.messages import (
+    ArtifactPiece,
+    ArtifactRead,
     CommitmentReply,
     JobLogs,
     JobRequest,
@@ -174,6 +177,19 @@ class MinerClient:
         """Log lines numbered ``after`` and up; with ``wait_s``, waits for new ones."""
         path = f"/v1/jobs/{job_id}/logs?after={after}&wait_s={wait_s:g}"
         return await self._call("GET", path, None, JobLogs, timeout_s=wait_s + self.timeout_s)
+
+    async def read_artifact(
+        self, job_id: str, path: str, *, offset: int = 0, length: int = CHUNK_BYTES
+    ) -> ArtifactPiece:
+        """Up to ``length`` bytes of an artifact the job's worker sent (base64 on the wire)."""
+        body = ArtifactRead(path=path, offset=offset, length=length)
+        limit = length * 4 // 3 + 4096 + 2 * len(path)
+        url = f"/v1/jobs/{job_id}/artifacts/read"
+        return await self._call("POST", url, body, ArtifactPiece, max_bytes=limit)
+
+    async def drop_artifacts(self, job_id: str) -> JobStatus:
+        """Let the miner forget the job's artifacts (the gateway has them now)."""
+        return await self._call("POST", f"/v1/jobs/{job_id}/artifacts/drop", None, JobStatus)
 
     async def cancel_job(self, job_id: str) -> JobStatus:
         return await self._call("POST", f"/v1/jobs/{job_id}/cancel", None, JobStatus)

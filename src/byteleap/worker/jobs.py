@@ -30,6 +30,7 @@ from byteleap.net.messages import (
     JobRefused,
     JobRequest,
 )
+from byteleap.worker.artifacts import send_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class JobRunner:
             result = await execution.wait()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(forward, timeout=5)
+            # Before the end: the miner reports the job ended only once its files are in.
+            await send_artifacts(job, result, workdir, send)
             await send(JobEnded(job_id=job.job_id, result=result).model_dump_json())
         finally:
             self.running.pop(job.job_id, None)

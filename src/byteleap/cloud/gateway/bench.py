@@ -23,7 +23,14 @@ from byteleap.cloud.gateway.service import GatewayService, create_tenant_with_ke
 from byteleap.cloud.receipts import LeaseReceipt
 from byteleap.cloud.scheduler import WorkerOffer, WorkerState
 from byteleap.config import GatewaySettings
-from byteleap.net.messages import JobLogs, JobRequest, JobStatus, LeaseRequest, LeaseStatus
+from byteleap.net.messages import (
+    ArtifactPiece,
+    JobLogs,
+    JobRequest,
+    JobStatus,
+    LeaseRequest,
+    LeaseStatus,
+)
 from byteleap.net.messages import JobState as MinerJobState
 from byteleap.store import open_store, upgrade
 from byteleap.store.cloud import list_jobs
@@ -78,6 +85,14 @@ class SimulatedMiner:
     async def cancel_job(self, job_id: str) -> JobStatus:
         _, execution = self.runs[job_id]
         await execution.cancel()
+        return await self.job_status(job_id)
+
+    async def read_artifact(
+        self, job_id: str, path: str, *, offset: int = 0, length: int = 1 << 20
+    ) -> ArtifactPiece:
+        raise SimulatedMinerError("the gateway benchmark keeps no artifacts")
+
+    async def drop_artifacts(self, job_id: str) -> JobStatus:
         return await self.job_status(job_id)
 
     async def start_lease(self, request: LeaseRequest) -> LeaseStatus:

@@ -19,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from byteleap import metrics
+from byteleap.cloud.artifacts import RejectedArtifact
 from byteleap.cloud.executors import ExecutionSpec
+from byteleap.cloud.executors.base import ArtifactInfo
+from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobState
@@ -40,6 +43,17 @@ _FINAL_OF_MINER = {
     MinerJobState.TIMED_OUT: JobState.TIMED_OUT,
     MinerJobState.CANCELLED: JobState.CANCELLED,
 }
+
+
+def _with_rejections(error: str | None, rejected: list[RejectedArtifact]) -> str | None:
+    """The job's error, noting the artifacts the gateway did not keep (listed in full at
+    ``GET /v1/jobs/{id}/artifacts``)."""
+    if not rejected:
+        return error
+    first = rejected[0]
+    more = f" and {len(rejected) - 1} more" if len(rejected) > 1 else ""
+    note = f"artifacts rejected: {first.path} ({first.reason}){more}"
+    return f"{error}; {note}" if error else note
 
 
 def miner_job_id(job: JobRecord) -> str:
@@ -66,6 +80,8 @@ class Dispatcher:
     settings: GatewaySettings
     leasing: LeaseDesk | None = None
     clock: Callable[[], float] = time.time
+    # keeps finished jobs' artifacts; None: the workers send none
+    vault: ArtifactVault | None = None
     # job id -> workers it already failed on (never placed there again)
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     # job id -> when its running cost was last written
@@ -145,6 +161,7 @@ class Dispatcher:
             attempt=attempt,
             worker_id=worker_id,
             lease_id=lease,
+            artifact_limit_bytes=self.vault.limit_bytes if self.vault else None,
             executor="container" if spec.image else "process",
             image=spec.image,
             spec=ExecutionSpec(
@@ -219,14 +236,27 @@ class Dispatcher:
             await self._retry_or_fail(job, f"{status.state.value}: {status.detail}")
             return
         result = status.result
+        error = (result.detail or None) if result else status.detail
+        if result is not None and result.artifacts and self.vault is not None:
+            # Kept and recorded before the job is reported finished.
+            error = _with_rejections(error, await self._collect(job, result.artifacts))
         await self.finish(
             job,
             _FINAL_OF_MINER[status.state],
             exit_code=result.exit_code if result else None,
             stdout_tail=result.stdout_tail if result else "",
             stderr_tail=result.stderr_tail if result else "",
-            error=(result.detail or None) if result else status.detail,
+            error=error,
         )
+
+    async def _collect(self, job: JobRecord, listing: list[ArtifactInfo]) -> list[RejectedArtifact]:
+        assert self.vault is not None and job.miner_hotkey is not None
+        try:
+            client = await self.pool.client(job.miner_hotkey)
+        except MinerCallError as exc:
+            why = f"miner unreachable: {exc.reason}"
+            return [RejectedArtifact(path=a.path, size=a.size, reason=why) for a in listing]
+        return await self.vault.collect(self.store, client, job.id, miner_job_id(job), listing)
 
     async def _retry_or_fail(self, job: JobRecord, why: str) -> None:
         spec = JobSpec.model_validate_json(job.spec_json)

@@ -22,8 +22,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from byteleap.cloud.artifacts import (
+    ArtifactListing,
+    ArtifactView,
+    RejectedArtifact,
+    check_artifact_path,
+)
 from byteleap.cloud.gateway.errors import (
     Conflict,
+    InvalidSpec,
     NoCapacity,
     NotFound,
     PaymentRequired,
@@ -46,6 +53,10 @@ Stream = Literal["stdout", "stderr"]
 TAIL_CHARS = 4096
 
 
+def _artifact_view(path: str, data: bytes) -> ArtifactView:
+    return ArtifactView(path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
 def _key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
@@ -55,6 +66,8 @@ class _Job:
     tenant_id: int
     view: JobView
     logs: list[LogEntry] = field(default_factory=list)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    rejected: list[RejectedArtifact] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +146,13 @@ class InMemoryCloudService:
             stdout_tail=self._tail(job, "stdout"),
             stderr_tail=self._tail(job, "stderr"),
         )
+
+    def add_artifact(self, job_id: str, path: str, data: bytes) -> None:
+        """Keep ``data`` as the job's artifact ``path``, as if the gateway had collected it."""
+        self._jobs[job_id].artifacts[check_artifact_path(path)] = data
+
+    def reject_artifact(self, job_id: str, path: str, size: int, reason: str) -> None:
+        self._jobs[job_id].rejected.append(RejectedArtifact(path=path, size=size, reason=reason))
 
     def tenant(self, tenant_id: int) -> Tenant:
         """The tenant as it is now (its balance goes down as leases end)."""
@@ -307,6 +327,31 @@ class InMemoryCloudService:
     def _billed_to(view: LeaseView, until: float) -> dict[str, float]:
         until = max(until, view.created_at)
         return {"billed_until": until, "cost": (until - view.created_at) * view.price_per_s}
+
+    async def list_artifacts(self, tenant: Tenant, job_id: str) -> ArtifactListing:
+        job = self._owned(tenant, job_id)
+        return ArtifactListing(
+            job_id=job_id,
+            artifacts=[_artifact_view(path, data) for path, data in sorted(job.artifacts.items())],
+            rejected=list(job.rejected),
+        )
+
+    async def open_artifact(
+        self, tenant: Tenant, job_id: str, path: str
+    ) -> tuple[ArtifactView, AsyncIterator[bytes]]:
+        job = self._owned(tenant, job_id)
+        try:
+            check_artifact_path(path)
+        except ValueError as exc:
+            raise InvalidSpec(str(exc), field="path") from None
+        data = job.artifacts.get(path)
+        if data is None:
+            raise NotFound(f"no artifact {path!r} of job {job_id}")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return _artifact_view(path, data), chunks()
 
     def _owned(self, tenant: Tenant, job_id: str) -> _Job:
         job = self._jobs.get(job_id)

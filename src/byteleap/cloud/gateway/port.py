@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from byteleap.cloud.artifacts import ArtifactListing, ArtifactView
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 
 
@@ -43,6 +44,17 @@ class CloudService(Protocol):
         self, tenant: Tenant, job_id: str, *, after: int = 0, follow: bool = False
     ) -> AsyncIterator[LogEntry]:
         """Lines numbered ``after`` and up; with ``follow``, until the job ends."""
+        ...
+
+    async def list_artifacts(self, tenant: Tenant, job_id: str) -> ArtifactListing:
+        """The job's stored artifacts (path, size, sha256) and the rejected ones with why."""
+        ...
+
+    async def open_artifact(
+        self, tenant: Tenant, job_id: str, path: str
+    ) -> tuple[ArtifactView, AsyncIterator[bytes]]:
+        """One stored artifact and its bytes; `NotFound` when there is none, `InvalidSpec`
+        (field ``path``) for a path that leaves the artifacts dir."""
         ...
 
     async def create_lease(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:

@@ -98,6 +98,7 @@ def create_rest_app(
     app.include_router(_health_router())
     app.include_router(_jobs_router(service))
     app.include_router(_leases_router(service))
+    _include_artifacts_and_access(app, service)
     if network is not None:
         app.include_router(network_router(network))
         app.include_router(dashboard_router())
@@ -106,6 +107,13 @@ def create_rest_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app
+
+
+def _include_artifacts_and_access(app: FastAPI, service: CloudService) -> None:
+    # Imported here: those modules build on this one's tenant dependency and error body.
+    from byteleap.cloud.gateway.rest_artifacts import artifacts_router
+
+    app.include_router(artifacts_router(service))
 
 
 def _health_router() -> APIRouter:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from byteleap.cloud.artifacts import ArtifactListing, ArtifactView
+from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.dispatch import Dispatcher, miner_job_id
 from byteleap.cloud.gateway.errors import (
     Conflict,
@@ -116,12 +118,23 @@ class GatewayService:
     clock: Callable[[], float] = time.time
     # leases need the gateway's signing key; without one the service offers jobs only
     leasing: LeaseDesk | None = None
+    # where finished jobs' artifacts are kept (None: from the settings)
+    vault: ArtifactVault | None = None
     dispatcher: Dispatcher = field(init=False)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        if self.vault is None:
+            self.vault = ArtifactVault(
+                self.settings.artifacts_path, self.settings.max_job_artifact_bytes
+            )
         self.dispatcher = Dispatcher(
-            self.store, self.pool, self.settings, leasing=self.leasing, clock=self.clock
+            self.store,
+            self.pool,
+            self.settings,
+            leasing=self.leasing,
+            clock=self.clock,
+            vault=self.vault,
         )
 
     # -- the port -----------------------------------------------------------------------
@@ -228,6 +241,20 @@ class GatewayService:
                 return
             await asyncio.sleep(0.2)
             job = await self._own_job(tenant, job_id)
+
+    # -- artifacts (see artifacts.py) ------------------------------------------------------
+
+    async def list_artifacts(self, tenant: Tenant, job_id: str) -> ArtifactListing:
+        await self._own_job(tenant, job_id)
+        assert self.vault is not None
+        return await self.vault.listing(self.store, job_id)
+
+    async def open_artifact(
+        self, tenant: Tenant, job_id: str, path: str
+    ) -> tuple[ArtifactView, AsyncIterator[bytes]]:
+        await self._own_job(tenant, job_id)
+        assert self.vault is not None
+        return await self.vault.open(self.store, job_id, path)
 
     # -- leases (see leasing.py) ------------------------------------------------------------
 

@@ -244,11 +244,17 @@ class NetworkView:
 
         now = self.clock()
         metagraph = await self._metagraph() or await self._metagraph_from_store(now)
+        async with self.store.session() as s:
+            miners = {m.hotkey for m in await list_miners(s)}
+        # Validators are on the metagraph too; unless they also mine, they are no line here.
+        validators = {n.hotkey for n in metagraph.validators()} - miners
         step = span_s / max(1, points - 1)
         snapshots = []
         for i in range(points):
             at = now - (points - 1 - i) * step
-            result = await compute_scores(self.store, metagraph, now=at, params=self.params)
+            result = await compute_scores(
+                self.store, metagraph, now=at, params=self.params, exclude=validators
+            )
             snapshots.append(
                 ScoreSnapshot(
                     at=at,
