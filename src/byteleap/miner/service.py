@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -138,10 +139,12 @@ def create_app(miner: MinerApp) -> FastAPI:
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
         response: Response = await call_next(request)
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
         metrics.MINER_REQUESTS.labels(name, str(response.status_code)).inc()
+        metrics.MINER_REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
         states = Counter(e.state.value for e in node.registry.entries())
         for state in WorkerState:
             metrics.WORKERS.labels(state.value).set(states.get(state.value, 0))

@@ -270,6 +270,8 @@ class RoundRunner:
                 throughput=result.throughput,
             )
         metrics.CHALLENGES.labels(result.status.value).inc()
+        elapsed = max(0.0, self.clock() - spec.issued_at)
+        metrics.CHALLENGE_SECONDS.labels(result.status.value).observe(elapsed)
         return ChallengeOutcome(
             neuron.hotkey, worker.worker_id, result.status, result.reason, result.throughput
         )
