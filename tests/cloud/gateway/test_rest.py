@@ -247,6 +247,8 @@ async def test_openapi_documents_the_routes(api: httpx.AsyncClient) -> None:
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/logs",
+        "/v1/jobs/{job_id}/artifacts",
+        "/v1/jobs/{job_id}/artifacts/{path}",
         "/v1/leases",
         "/v1/leases/{lease_id}",
         "/v1/leases/{lease_id}/extend",
