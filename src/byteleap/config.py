@@ -198,6 +198,20 @@ class WorkerSettings(RoleSettings):
         return value
 
 
+class ServiceSettings(BaseModel):
+    """(params) How the gateway runs inference services (see cloud/gateway/services.py)."""
+
+    interval_s: float = Field(default=1.0, gt=0)  # one reconcile pass: status, probes, scale
+    health_timeout_s: float = Field(default=2.0, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)  # one proxied request, end to end
+    max_request_bytes: int = Field(default=8 << 20, ge=0)
+    max_response_bytes: int = Field(default=32 << 20, ge=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)  # in-flight requests get this long
+    load_window_s: float = Field(default=10.0, gt=0)  # the autoscaler averages over this
+    lease_horizon_s: float = Field(default=600.0, ge=60)  # a replica's worker is held ahead
+    max_replicas_per_tenant: int = Field(default=16, ge=1)
+
+
 class GatewaySettings(RoleSettings):
     role: ClassVar[str] = "gateway"
     wallet: WalletSettings = WalletSettings()
@@ -216,6 +230,7 @@ class GatewaySettings(RoleSettings):
     bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
     # Offer customers only workers that passed a challenge in this window and never cheated.
     verified_window_s: float | None = Field(default=3 * 3600.0, gt=0)  # None: offer all
+    services: ServiceSettings = ServiceSettings()
     # Job artifacts kept by the gateway (None: <home>/gateway/artifacts), and at most this
     # many bytes of them per job; files past the limit are rejected with the reason.
     artifacts_dir: Path | None = None

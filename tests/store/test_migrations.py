@@ -15,6 +15,7 @@ from byteleap.store.models import Base
 TABLES = {
     "miners", "workers", "gpus", "availability_spans", "worker_ips", "challenges",
     "weight_sets", "weight_entries", "chain_events", "lease_receipts",
+    "services", "service_replicas",
     "tenants", "api_keys", "jobs", "tenant_ledger", "leases", "job_artifacts",
 }  # fmt: skip
 

@@ -45,6 +45,7 @@ class MinerJob:
     lines: deque[JobLogLine] = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     next_seq: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    endpoint: str | None = None  # a service replica's host:port
 
     def status(self) -> JobStatus:
         return JobStatus(
@@ -55,6 +56,7 @@ class MinerJob:
             result=self.result.result if self.result else None,
             detail=self.detail,
             log_lines=self.next_seq,
+            endpoint=self.endpoint,
         )
 
     def _touch(self) -> None:
@@ -105,6 +107,12 @@ class JobBook:
         job = self._jobs.get(chunk.job_id)
         if job is not None and not job.state.is_terminal:
             self.artifacts.receive(job.request, chunk)
+
+    def serving(self, job_id: str, endpoint: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None and not job.state.is_terminal and job.request.serve:
+            job.endpoint = endpoint
+            job._touch()
 
     def end(self, message: JobEnded | JobRefused) -> MinerJob | None:
         job = self._jobs.get(message.job_id)

@@ -36,6 +36,7 @@ from byteleap.net.messages import (
     JobOutput,
     JobRefused,
     JobRequest,
+    JobServing,
     JobStatus,
     LeaseRequest,
     LeaseStatus,
@@ -288,6 +289,16 @@ class MinerNode:
             if self.registry.get(worker_id).state is WorkerState.BUSY:
                 self.registry.transition(worker_id, WorkerState.IDLE)
             log.info("job ended", extra={"job": message.job_id, "state": job.state.value})
+
+    def on_serving(self, worker_id: str, message: JobServing) -> None:
+        """A replica's port: reachable at the worker's address as this miner sees it."""
+        job = self.jobs.find(message.job_id)
+        if job is None or job.request.worker_id != worker_id:
+            log.warning("serving report for another worker's job", extra={"worker": worker_id})
+            return
+        ip = self.registry.get(worker_id).ip or "127.0.0.1"
+        host = f"[{ip}]" if ":" in ip else ip
+        self.jobs.serving(message.job_id, f"{host}:{message.port}")
 
     def _release(self, worker_id: str) -> None:
         entry = self.registry.get(worker_id)

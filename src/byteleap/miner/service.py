@@ -54,6 +54,7 @@ from byteleap.net.messages import (
     JobOutput,
     JobRefused,
     JobRequest,
+    JobServing,
     LeaseExtension,
     LeaseRequest,
     MessageError,
@@ -320,6 +321,8 @@ async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> 
                 return "revoked"
         elif isinstance(message, Committed | Revealed | ChallengeAborted):
             link.deliver(message)
+        elif isinstance(message, JobServing):
+            node.on_serving(worker_id, message)
         elif isinstance(message, JobOutput | JobEnded | JobRefused | ArtifactChunk):
             if message.job_id not in {j.request.job_id for j in node.jobs.running_on(worker_id)}:
                 # a worker may only speak for its own jobs

@@ -76,6 +76,8 @@ class JobRequest(_Msg):
     spec: ExecutionSpec
     # Run on the caller's leased worker (the miner-side, anonymous lease id).
     lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    # A service replica: the worker sets PORT to a free port and reports it (`JobServing`).
+    serve: bool = False
     # Send the artifacts the job leaves, up to this many bytes (None: send none).
     artifact_limit_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
 
@@ -112,6 +114,7 @@ class JobStatus(_Msg):
     result: ExecutionResult | None = None
     detail: str = ""
     log_lines: int = 0
+    endpoint: str | None = None  # host:port of a service replica, once the worker reported it
 
 
 class JobLogs(_Msg):
@@ -218,6 +221,14 @@ class ArtifactChunk(_Msg):
     last: bool
 
 
+class JobServing(_Msg):
+    """A service replica was started with ``PORT`` set to ``port`` on the worker's host."""
+
+    type: Literal["job_serving"] = "job_serving"
+    job_id: JobId
+    port: int = Field(ge=1, le=65535)
+
+
 class JobRefused(_Msg):
     """The worker could not start the job (bad spec, unavailable executor, …)."""
 
@@ -235,6 +246,7 @@ WorkerToMiner = Annotated[
     | Revealed
     | ChallengeAborted
     | JobOutput
+    | JobServing
     | JobEnded
     | JobRefused
     | ArtifactChunk,

@@ -40,7 +40,7 @@ from byteleap.proof.messages import (
     parse_reveal,
     reveal_size_limit,
 )
-from byteleap.proof.profiles import Profile, max_n, value_bound
+from byteleap.proof.profiles import Profile, StreamBounds, max_n, value_bounds
 from byteleap.proof.verify import ReplayGuard, SignatureCheck, verify
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "RevealedRow",
     "SignatureCheck",
     "Solution",
+    "StreamBounds",
     "TreeKeys",
     "Verdict",
     "VerdictReason",
@@ -84,6 +85,6 @@ __all__ = [
     "rows_of_a",
     "signing_payload",
     "solve",
-    "value_bound",
+    "value_bounds",
     "verify",
 ]

@@ -18,7 +18,7 @@ from byteleap.proof.messages import (
     RevealedRow,
     RevealRequest,
 )
-from byteleap.proof.profiles import Profile, value_bound
+from byteleap.proof.profiles import Profile, value_bounds
 
 COMMITMENT_DOMAIN = b"byteleap/proof/v1/commitment\x00"
 DEFAULT_ROWS = 8  # s
@@ -27,7 +27,7 @@ DEFAULT_COLS = 32  # t
 
 def issue_challenge(n: int, profile: Profile, *, now: float, ttl_s: float) -> ChallengeSpec:
     """A fresh challenge with a 256-bit CSPRNG seed; refuses n the profile cannot make exact."""
-    value_bound(profile, n)
+    value_bounds(profile, n)
     return ChallengeSpec(
         challenge_id=secrets.token_hex(16),
         seed=secrets.token_bytes(32),

@@ -4,8 +4,9 @@ Each matrix is one Philox-4×64 stream: the key is the first 128 bits of the 256
 counter's upper two words hold the other 128 bits and its second word names the matrix, so all
 256 seed bits select the stream. Block b of a stream is the Philox output for the counter
 (b + 1, matrix, seed[16:24], seed[24:32]). Every 64-bit draw is split into four little-endian
-16-bit words u, and entry = floor(u·(2v+1) / 2¹⁶) − v, an integer in [-v, v]. Entry k of a
-stream lies in block k // 16, so any slice starts in O(1) by setting the counter.
+16-bit words u, and entry = floor(u·(2v+1) / 2¹⁶) − v, an integer in [-v, v], where v is the
+matrix's own bound (``profiles.value_bounds``: A and B may differ). Entry k of a stream lies in
+block k // 16, so any slice starts in O(1) by setting the counter.
 
 A is stored row-major (entry k = A[k // n, k % n]); B is stored column-major
 (entry k = B[k % n, k // n]), so one row of A and one column of B are each one contiguous
@@ -20,97 +21,126 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
-from byteleap.proof.profiles import Profile, value_bound
+from byteleap.proof.profiles import Profile, value_bounds
 
 SEED_BYTES = 32
 STREAM_A = 0xA
 STREAM_B = 0xB
 _VALUES_PER_BLOCK = 16  # one Philox block = 4 × uint64 = 16 × uint16
+# Entries per Philox call: the raw words stay in cache until the transform reads them.
+_CHUNK = 1 << 15
 # Below this many entries a second thread costs more than it saves.
 _PARALLEL_MIN = 1 << 20
 
 F64Array = npt.NDArray[np.float64]
 
 
-def _philox(seed: bytes, stream: int, block: int) -> np.random.Philox:
-    if len(seed) != SEED_BYTES:
-        raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
-    words = np.frombuffer(seed, dtype="<u8").astype(np.uint64)
-    # Built as uint64 explicitly: a Python list with words ≥ 2^63 would go through float64.
-    counter = np.array([block, stream, 0, 0], dtype=np.uint64)
-    counter[2:] = words[2:]
-    return np.random.Philox(key=words[:2].copy(), counter=counter)
+class _Stream:
+    """One matrix stream of one seed: a Philox generator re-pointed for every slice.
+
+    Re-pointing (assigning the state) costs a fraction of building a generator, which matters
+    when the validator generates 40 short slices. Not thread-safe: one per thread.
+    """
+
+    def __init__(self, seed: bytes, stream: int) -> None:
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"seed must be {SEED_BYTES} bytes, got {len(seed)}")
+        words = np.frombuffer(seed, dtype="<u8").astype(np.uint64)
+        # Built as uint64 explicitly: a Python list with words ≥ 2^63 would go through float64.
+        counter = np.array([0, stream, 0, 0], dtype=np.uint64)
+        counter[2:] = words[2:]
+        self._bitgen = np.random.Philox(key=words[:2].copy(), counter=counter)
+        # The fresh state (empty output buffer) as a template: only the counter changes.
+        self._state = self._bitgen.state
+
+    def halves(self, first: int, count: int) -> npt.NDArray[np.uint16]:
+        """The 16-bit draws for entries [first, first + count)."""
+        block, skip = divmod(first, _VALUES_PER_BLOCK)
+        blocks = -(-(skip + count) // _VALUES_PER_BLOCK)
+        # numpy's Philox emits counter + 1 first: stream block b is the block of counter b + 1.
+        self._state["state"]["counter"][0] = block
+        self._bitgen.state = self._state
+        raw = self._bitgen.random_raw(blocks * 4).astype("<u8", copy=False)
+        return raw.view("<u2")[skip : skip + count]
 
 
-def _fill_stream(out: F64Array, seed: bytes, stream: int, start: int, v: int) -> None:
+def _fill_stream(out: F64Array, stream: _Stream, start: int, v: int) -> None:
     """Write entries [start, start + out.size) of ``stream`` into the flat array ``out``."""
-    block, skip = divmod(start, _VALUES_PER_BLOCK)
-    blocks = -(-(skip + out.size) // _VALUES_PER_BLOCK)
-    # numpy's Philox emits counter + 1 first: stream block b is the block of counter b + 1.
-    bitgen = _philox(seed, stream, block)
-    raw = bitgen.random_raw(blocks * 4).astype("<u8", copy=False)
-    halves = raw.view("<u2")[skip : skip + out.size]
-    # u·(2v+1) < 2^32 and the scale is a power of two: every float step below is exact.
-    np.multiply(halves, (2 * v + 1) / 65536.0, out=out)
-    np.floor(out, out=out)
-    out -= v
+    scale = 2 * v + 1
+    scratch = np.empty(min(out.size, _CHUNK), dtype=np.uint32)
+    for pos in range(0, out.size, _CHUNK):
+        count = min(_CHUNK, out.size - pos)
+        tmp = scratch[:count]
+        # u·(2v+1) < 2^32: the integer product and shift are floor(u·(2v+1) / 2^16) exactly.
+        np.multiply(stream.halves(start + pos, count), scale, out=tmp, dtype=np.uint32)
+        np.right_shift(tmp, 16, out=tmp)
+        signed = tmp.view(np.int32)
+        signed -= v
+        out[pos : pos + count] = signed
 
 
 def stream_slice(seed: bytes, stream: int, start: int, count: int, v: int) -> F64Array:
     """Entries [start, start + count) of one matrix stream, as float64 integers."""
     out = np.empty(count, dtype=np.float64)
-    _fill_stream(out, seed, stream, start, v)
+    _fill_stream(out, _Stream(seed, stream), start, v)
     return out
 
 
-def _stream_slices(
-    seed: bytes, stream: int, n: int, profile: Profile, lines: Sequence[int]
-) -> F64Array:
-    v = value_bound(profile, n)
-    out = np.empty((len(lines), n), dtype=np.float64)
-    for k, line in enumerate(lines):
+def _stream_slices(seed: bytes, stream: int, n: int, v: int, lines: Sequence[int]) -> F64Array:
+    for line in lines:
         if not 0 <= line < n:
             raise IndexError(f"index {line} outside 0..{n - 1}")
-        _fill_stream(out[k], seed, stream, line * n, v)
+    out = np.empty((len(lines), n), dtype=np.float64)
+    gen = _Stream(seed, stream)
+    for k, line in enumerate(lines):
+        _fill_stream(out[k], gen, line * n, v)
     return out
 
 
 def rows_of_a(seed: bytes, n: int, profile: Profile, rows: Sequence[int]) -> F64Array:
     """Rows ``rows`` of A, shape (len(rows), n)."""
-    return _stream_slices(seed, STREAM_A, n, profile, rows)
+    return _stream_slices(seed, STREAM_A, n, value_bounds(profile, n).a, rows)
 
 
 def cols_of_b(seed: bytes, n: int, profile: Profile, cols: Sequence[int]) -> F64Array:
     """Columns ``cols`` of B, one per row of the result: shape (len(cols), n)."""
-    return _stream_slices(seed, STREAM_B, n, profile, cols)
+    return _stream_slices(seed, STREAM_B, n, value_bounds(profile, n).b, cols)
 
 
-def _full_stream(seed: bytes, stream: int, n: int, profile: Profile) -> F64Array:
-    v = value_bound(profile, n)
-    flat = np.empty(n * n, dtype=np.float64)
+def block_of_a(seed: bytes, n: int, profile: Profile, start: int, stop: int) -> F64Array:
+    """Rows start..stop-1 of A (one contiguous slice of the stream), shape (stop - start, n)."""
+    if not 0 <= start <= stop <= n:
+        raise IndexError(f"rows {start}..{stop} outside 0..{n}")
+    out = np.empty((stop - start) * n, dtype=np.float64)
+    _fill_parallel(out, seed, STREAM_A, start * n, value_bounds(profile, n).a)
+    return out.reshape(stop - start, n)
+
+
+def _fill_parallel(flat: F64Array, seed: bytes, stream: int, start: int, v: int) -> None:
     if flat.size < _PARALLEL_MIN:
-        _fill_stream(flat, seed, stream, 0, v)
-        return flat.reshape(n, n)
+        _fill_stream(flat, _Stream(seed, stream), start, v)
+        return
     # Philox and the ufuncs release the GIL: two halves fill in parallel.
-    half = (flat.size // 2) // _VALUES_PER_BLOCK * _VALUES_PER_BLOCK
+    half = flat.size // 2
     with ThreadPoolExecutor(max_workers=2) as pool:
         parts = [
-            pool.submit(_fill_stream, flat[:half], seed, stream, 0, v),
-            pool.submit(_fill_stream, flat[half:], seed, stream, half, v),
+            pool.submit(_fill_stream, flat[:half], _Stream(seed, stream), start, v),
+            pool.submit(_fill_stream, flat[half:], _Stream(seed, stream), start + half, v),
         ]
         for part in parts:
             part.result()
-    return flat.reshape(n, n)
 
 
 def full_a(seed: bytes, n: int, profile: Profile) -> F64Array:
     """All of A, row-major, shape (n, n)."""
-    return _full_stream(seed, STREAM_A, n, profile)
+    return block_of_a(seed, n, profile, 0, n)
 
 
 def full_b_columns(seed: bytes, n: int, profile: Profile) -> F64Array:
     """Bᵀ: row j is column j of B (so ``full_b_columns(...).T`` is B, Fortran-ordered)."""
-    return _full_stream(seed, STREAM_B, n, profile)
+    flat = np.empty(n * n, dtype=np.float64)
+    _fill_parallel(flat, seed, STREAM_B, 0, value_bounds(profile, n).b)
+    return flat.reshape(n, n)
 
 
 def full_b(seed: bytes, n: int, profile: Profile) -> F64Array:

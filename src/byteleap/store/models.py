@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from byteleap.cloud.gateway.models import JobState, LeaseState
+from byteleap.cloud.services.spec import ReplicaState, ServiceState
 from byteleap.store.states import ChallengeStatus, WorkerState
 
 NAMING = {
@@ -338,6 +339,53 @@ class Lease(Base):
     cost: Mapped[float] = mapped_column(sa.Float)
     receipts: Mapped[int] = mapped_column(sa.Integer)
     settled: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class Service(Base):
+    """A tenant's inference service: its current spec and revision, and how many replicas
+    the autoscaler wants (``desired``)."""
+
+    __tablename__ = "services"
+    __table_args__ = (sa.Index("ix_services_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(sa.String(64))
+    state: Mapped[ServiceState] = mapped_column(EnumText(ServiceState), index=True)
+    spec_json: Mapped[str] = mapped_column(sa.Text)
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    desired: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    updated_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class ServiceReplica(Base):
+    """One replica of a service on one worker, billed per second like a lease
+    (``billed_until``, ``cost``, ``receipts``)."""
+
+    __tablename__ = "service_replicas"
+    __table_args__ = (
+        sa.CheckConstraint("cost >= 0 AND receipts >= 0", name="billing"),
+        sa.Index("ix_service_replicas_service_created", "service_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(sa.ForeignKey("services.id"))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    state: Mapped[ReplicaState] = mapped_column(EnumText(ReplicaState), index=True)
+    worker_id: Mapped[str] = mapped_column(sa.String(128))
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    endpoint: Mapped[str | None] = mapped_column(sa.String(300))
+    gpu_model: Mapped[str] = mapped_column(sa.String(128))
+    gpu_count: Mapped[int] = mapped_column(sa.Integer)
+    price_per_s: Mapped[float] = mapped_column(sa.Float)
+    unit_price_micro: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    ended_at: Mapped[float | None] = mapped_column(sa.Float)
+    billed_until: Mapped[float] = mapped_column(sa.Float)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    receipts: Mapped[int] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class JobArtifact(Base):

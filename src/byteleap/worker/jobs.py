@@ -30,6 +30,7 @@ from byteleap.net.messages import (
     JobRefused,
     JobRequest,
 )
+from byteleap.worker.serving import serving_message, with_free_port
 from byteleap.worker.artifacts import send_artifacts
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class JobRunner:
 
     async def run(self, job: JobRequest, send: Send) -> None:
         workdir = self.home / "jobs" / f"{job.job_id}-{job.attempt}"
+        job, port = with_free_port(job)
         try:
             execution = await self._start(job, workdir)
         except ExecutorError as exc:
@@ -54,6 +56,8 @@ class JobRunner:
             )
             return
         self.running[job.job_id] = execution
+        if port is not None:
+            await send(serving_message(job, port))
         try:
             forward = asyncio.create_task(self._forward_logs(job.job_id, execution, send))
             result = await execution.wait()

@@ -14,7 +14,9 @@ from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
 from byteleap.cloud.gateway.miners import MinerPool, Supply
 from byteleap.cloud.gateway.network import NetworkView
 from byteleap.cloud.gateway.rest import create_rest_app
+from byteleap.cloud.gateway.rest_services import mount_services
 from byteleap.cloud.gateway.service import GatewayService
+from byteleap.cloud.gateway.services import ServiceDesk
 from byteleap.cloud.gateway.trust import VerifiedSupply
 from byteleap.config import GatewaySettings
 from byteleap.keys import load_wallet
@@ -52,6 +54,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
         )
     )
     dispatcher = asyncio.create_task(service.run(), name="dispatch")
+    services = ServiceDesk(store, pool, settings, leasing=desk)
+    mount_services(server.config.app, services)
+    service_loop = asyncio.create_task(services.run(), name="services")
     grpc_server = (
         await serve_grpc(service, settings.host, settings.grpc_port) if settings.grpc_port else None
     )
@@ -60,6 +65,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
     finally:
         if grpc_server is not None:
             await grpc_server.stop(5)
+        service_loop.cancel()
+        await asyncio.gather(service_loop, return_exceptions=True)
+        await services.close()
         dispatcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await dispatcher
