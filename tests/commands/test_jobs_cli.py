@@ -133,3 +133,21 @@ def test_unreachable_gateway_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["list"], env=env)
     assert result.exit_code == 1
     assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1
+
+
+def test_result_download_saves_the_artifacts_and_names_the_rejected(
+    live: LiveGateway, tmp_path: Path
+) -> None:
+    job_id = jobs(live, "submit", "--", "make").stdout.strip()
+    live.call(live.service.finish, job_id, 0, ["built"])
+    live.call(live.service.add_artifact, job_id, "bin/app", b"\x7fELF...")
+    live.call(live.service.add_artifact, job_id, "log.txt", b"ok\n")
+    live.call(live.service.reject_artifact, job_id, "core", 1 << 30, "over the limit")
+    out = tmp_path / "out"
+    result = jobs(live, "result", job_id, "--download", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "bin" / "app").read_bytes() == b"\x7fELF..."
+    assert (out / "log.txt").read_bytes() == b"ok\n"
+    assert "rejected core: over the limit" in result.stderr
+    assert sorted(p.name for p in out.rglob("*")) == ["app", "bin", "log.txt"]
+    assert jobs(live, "result", job_id, "--download", str(out), key=BOB_KEY).exit_code == 1

@@ -7,6 +7,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,10 +41,11 @@ async def alice(live: LiveGateway) -> AsyncIterator[AsyncClient]:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(sdk.__all__) == [
-        "ApiError", "AsyncClient", "BadResponse", "Client", "Conflict", "GatewayUnreachable",
-        "InputFile", "InvalidRequest", "JobSpec", "JobState", "JobView", "LeaseSpec",
-        "LeaseState", "LeaseView", "LogEntry", "NotFound", "PayloadTooLarge", "PaymentRequired",
-        "QuotaExceeded", "Resources", "SdkError", "Unauthorized", "Unavailable", "WaitTimedOut",
+        "ApiError", "ArtifactListing", "ArtifactView", "AsyncClient", "BadResponse", "Client",
+        "Conflict", "GatewayUnreachable", "InputFile", "InvalidRequest", "JobSpec", "JobState",
+        "JobView", "LeaseSpec", "LeaseState", "LeaseView", "LogEntry", "NotFound",
+        "PayloadTooLarge", "PaymentRequired", "QuotaExceeded", "RejectedArtifact", "Resources",
+        "SdkError", "Unauthorized", "Unavailable", "WaitTimedOut",
     ]  # fmt: skip
     for name in sdk.__all__:
         assert getattr(sdk, name) is not None
@@ -218,3 +220,23 @@ def _silent_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
+
+
+async def test_artifacts_are_listed_and_downloaded_with_their_sha256_checked(
+    live: LiveGateway, alice: AsyncClient, tmp_path: Path
+) -> None:
+    job = await alice.submit({"command": ["train"]})
+    live.call(live.service.finish, job.id, 0)
+    live.call(live.service.add_artifact, job.id, "ckpt/model.pt", b"weights" * 1000)
+    listing = await alice.artifacts(job.id)
+    assert [(a.path, a.size) for a in listing.artifacts] == [("ckpt/model.pt", 7000)]
+    (saved,) = await alice.download_artifacts(job.id, tmp_path)
+    assert saved == tmp_path / "ckpt" / "model.pt" and saved.read_bytes() == b"weights" * 1000
+    assert sorted(p.name for p in await asyncio.to_thread(tmp_path.rglob, "*")) == [
+        "ckpt", "model.pt"
+    ]  # fmt: skip
+    with pytest.raises(sdk.BadResponse):  # never written outside the directory
+        await alice.download_artifact(job.id, "../escape", tmp_path)
+    async with AsyncClient(live.url, BOB_KEY, timeout=10) as bob:
+        with pytest.raises(sdk.NotFound):
+            await bob.artifacts(job.id)

@@ -155,11 +155,26 @@ def cancel(
 
 @app.command("result")
 def result(
-    job_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+    job_id: str,
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            "--download", help="Save the job's artifacts under this directory.", file_okay=False
+        ),
+    ] = None,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
 ) -> None:
-    """Print a finished job's output tails and exit with its exit code."""
+    """Print a finished job's output tails and exit with its exit code (with --download,
+    save its artifacts first and say which the gateway rejected)."""
     with gateway_client(gateway, api_key) as client:
         job = client.get(job_id)
+        if download is not None and job.state.is_terminal:
+            listing = client.artifacts(job_id)
+            for saved in client.download_artifacts(job_id, download):
+                typer.echo(f"saved {saved}", err=True)
+            for rejected in listing.rejected:
+                typer.echo(f"rejected {rejected.path}: {rejected.reason}", err=True)
     _print_result(job)
 
 

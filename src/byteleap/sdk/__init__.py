@@ -15,6 +15,7 @@ lease workers by the second.
 Errors are the `SdkError` tree (see ``byteleap.sdk.errors``).
 """
 
+from byteleap.cloud.artifacts import ArtifactListing, ArtifactView, RejectedArtifact
 from byteleap.cloud.executors.base import InputFile
 from byteleap.cloud.gateway.models import (
     JobSpec,
@@ -46,6 +47,8 @@ from byteleap.sdk.sync import Client
 
 __all__ = [
     "ApiError",
+    "ArtifactListing",
+    "ArtifactView",
     "AsyncClient",
     "BadResponse",
     "Client",
@@ -64,6 +67,7 @@ __all__ = [
     "PayloadTooLarge",
     "PaymentRequired",
     "QuotaExceeded",
+    "RejectedArtifact",
     "Resources",
     "SdkError",
     "Unauthorized",

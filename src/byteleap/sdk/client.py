@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import time
 from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -17,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from byteleap.cloud.artifacts import ArtifactListing, check_artifact_path
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
 from byteleap.sdk.sse import parse_events
@@ -140,6 +143,42 @@ class AsyncClient:
                 )
             await asyncio.sleep(min(poll_s, left))
 
+    async def artifacts(self, job_id: str) -> ArtifactListing:
+        """The files the gateway kept for a finished job (path, size, sha256), and those it
+        rejected with why."""
+        return _parse(ArtifactListing, await self._request("GET", f"{_job(job_id)}/artifacts"))
+
+    async def download_artifact(self, job_id: str, path: str, directory: Path) -> Path:
+        """Save one artifact as ``directory/path`` (its sha256 checked); returns the file."""
+        target = _inside(directory, path)
+        url = f"{_job(job_id)}/artifacts/{quote(path, safe='/')}"
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.is_error:
+                    await response.aread()
+                    _raise_for(response)
+                await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".partial")
+                digest = hashlib.sha256()
+                with await asyncio.to_thread(open, partial, "wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        digest.update(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"download of {path} broke: {exc!r}") from exc
+        expected = response.headers.get("x-sha256")
+        if expected != digest.hexdigest():
+            partial.unlink(missing_ok=True)
+            got = digest.hexdigest()
+            raise BadResponse(f"{path}: sha256 {got} is not the announced {expected}")
+        partial.replace(target)
+        return target
+
+    async def download_artifacts(self, job_id: str, directory: Path) -> builtins.list[Path]:
+        """Save every artifact of the job under ``directory``; returns the files."""
+        listing = await self.artifacts(job_id)
+        return [await self.download_artifact(job_id, a.path, directory) for a in listing.artifacts]
+
     async def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
         """Reserve a worker now and start paying for it; `Unavailable` when none fits.
         A dict goes to the gateway as-is, as in `submit`."""
@@ -171,6 +210,15 @@ class AsyncClient:
             raise GatewayUnreachable(f"{method} {self._http.base_url}{path}: {exc!r}") from exc
         _raise_for(response)
         return response
+
+
+def _inside(directory: Path, path: str) -> Path:
+    """``directory/path``, refusing a path that would land outside ``directory``."""
+    try:
+        check_artifact_path(path)
+    except ValueError as exc:
+        raise BadResponse(f"refusing artifact path {path!r}: {exc}") from None
+    return directory / path
 
 
 def _job(job_id: str) -> str:

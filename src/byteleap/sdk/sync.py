@@ -11,11 +11,13 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
 
+from byteleap.cloud.artifacts import ArtifactListing
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.client import AsyncClient
 
@@ -99,6 +101,15 @@ class Client:
 
     def wait(self, job_id: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> JobView:
         return self._loop.run(self._client.wait(job_id, timeout_s, poll_s))
+
+    def artifacts(self, job_id: str) -> ArtifactListing:
+        return self._loop.run(self._client.artifacts(job_id))
+
+    def download_artifact(self, job_id: str, path: str, directory: Path) -> Path:
+        return self._loop.run(self._client.download_artifact(job_id, path, directory))
+
+    def download_artifacts(self, job_id: str, directory: Path) -> builtins.list[Path]:
+        return self._loop.run(self._client.download_artifacts(job_id, directory))
 
     def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
         return self._loop.run(self._client.create_lease(spec))
