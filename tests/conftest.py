@@ -15,6 +15,7 @@ pytest_plugins = ["network_fixtures", "store_fixtures"]
 _REQUIRED_IN_CI = {
     "postgres": "BYTELEAP_REQUIRE_POSTGRES",
     "container": "BYTELEAP_REQUIRE_CONTAINER",
+    "netns": "BYTELEAP_REQUIRE_NETNS",
     "browser": "BYTELEAP_REQUIRE_BROWSER",
 }
 

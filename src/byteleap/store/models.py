@@ -402,3 +402,53 @@ class JobArtifact(Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     rejected: Mapped[str | None] = mapped_column(sa.Text)
     recorded_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class TenantNetwork(Base):
+    """A tenant's private WireGuard network: its /24 and the epoch of its last peer sets.
+
+    ``epoch`` grows with every peer set issued for the network (members refuse anything not
+    newer than what they applied); bumping it first also serialises membership changes.
+    """
+
+    __tablename__ = "tenant_networks"
+    __table_args__ = (sa.CheckConstraint("epoch >= 0", name="epoch"),)
+
+    # No cascade: the network outlives nothing of the tenant's billing history.
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"), primary_key=True)
+    subnet: Mapped[str] = mapped_column(sa.String(18), unique=True)
+    epoch: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class TenantNetworkMember(Base):
+    """A lease in its tenant's network; kept after it left (``left_at``) so its public key
+    can never be used again."""
+
+    __tablename__ = "tenant_network_members"
+    __table_args__ = (sa.Index("ix_tenant_network_members_tenant_left", "tenant_id", "left_at"),)
+
+    lease_id: Mapped[str] = mapped_column(sa.ForeignKey("leases.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenant_networks.tenant_id"))
+    wire_id: Mapped[str] = mapped_column(sa.String(64))  # the lease id its miner knows
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    public_key: Mapped[str] = mapped_column(sa.String(44), unique=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(64))
+    address: Mapped[str] = mapped_column(sa.String(15))
+    joined_at: Mapped[float] = mapped_column(sa.Float)
+    left_at: Mapped[float | None] = mapped_column(sa.Float)
+
+
+class TenantNetworkRejection(Base):
+    """A refused join request, with who signed it, what it claimed and why it was refused."""
+
+    __tablename__ = "tenant_network_rejections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[float] = mapped_column(sa.Float, index=True)
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    # What the request claimed, unverified: no foreign keys.
+    tenant_id: Mapped[int | None] = mapped_column(sa.Integer)
+    lease_id: Mapped[str | None] = mapped_column(sa.String(64))
+    caller_hotkey: Mapped[str | None] = mapped_column(sa.String(64))
+    detail: Mapped[str] = mapped_column(sa.String(500))
