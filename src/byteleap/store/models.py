@@ -404,6 +404,77 @@ class JobArtifact(Base):
     recorded_at: Mapped[float] = mapped_column(sa.Float)
 
 
+class OutputValidation(Base):
+    """A deterministic job the gateway re-executes elsewhere to check its result.
+
+    ``state``: pending → match | mismatch, or abandoned (no other miner could run it).
+    """
+
+    __tablename__ = "output_validations"
+
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
+    requested: Mapped[bool] = mapped_column(sa.Boolean)  # by the customer, else sampled
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    decided_at: Mapped[float | None] = mapped_column(sa.Float)
+    majority_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    refunded: Mapped[float] = mapped_column(sa.Float)
+    detail: Mapped[str] = mapped_column(sa.Text)
+
+
+class ValidationRun(Base):
+    """One run of a validated job: index 0 is the customer's own, later ones re-executions
+    (unbilled). ``faulty`` marks a miner whose digest disagreed with the majority."""
+
+    __tablename__ = "validation_runs"
+    __table_args__ = (sa.Index("ix_validation_runs_faulty_miner", "faulty", "miner_hotkey"),)
+
+    job_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("output_validations.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    run: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(64))
+    worker_id: Mapped[str] = mapped_column(sa.String(128))
+    state: Mapped[str] = mapped_column(sa.String(16))  # running | done | no_result
+    digest: Mapped[str | None] = mapped_column(sa.String(64))
+    exit_code: Mapped[int | None] = mapped_column(sa.Integer)
+    stdout_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    artifacts: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    started_at: Mapped[float] = mapped_column(sa.Float)
+    finished_at: Mapped[float | None] = mapped_column(sa.Float)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    faulty: Mapped[bool] = mapped_column(sa.Boolean)
+    decided_at: Mapped[float | None] = mapped_column(sa.Float)  # of the verdict, for scoring
+
+
+class LeaseHealth(Base):
+    """How a lease answers its liveness probes: billing never passes ``last_ok_at``, and a
+    degraded lease is billed no further."""
+
+    __tablename__ = "lease_health"
+
+    lease_id: Mapped[str] = mapped_column(sa.ForeignKey("leases.id"), primary_key=True)
+    last_ok_at: Mapped[float] = mapped_column(sa.Float)
+    degraded_at: Mapped[float | None] = mapped_column(sa.Float)
+    reason: Mapped[str | None] = mapped_column(sa.String(32))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class LeaseProbeFailure(Base):
+    """One liveness probe of a lease that failed, with why."""
+
+    __tablename__ = "lease_probe_failures"
+    __table_args__ = (sa.Index("ix_lease_probe_failures_lease_at", "lease_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lease_id: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[float] = mapped_column(sa.Float)
+    target: Mapped[str] = mapped_column(sa.String(16))  # workload | access
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[str] = mapped_column(sa.Text)
+
+
 class TenantNetwork(Base):
     """A tenant's private WireGuard network: its /24 and the epoch of its last peer sets.
 
