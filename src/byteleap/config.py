@@ -187,7 +187,13 @@ class WorkerSettings(RoleSettings):
     backend: Literal["numpy", "torch"] = "numpy"
     # Anything but honest is for tests and `devnet --cheaters`.
     behaviour: Literal[
-        "honest", "hang", "lazy", "partial-compute", "low-precision", "sparse-error"
+        "honest",
+        "hang",
+        "lazy",
+        "partial-compute",
+        "low-precision",
+        "sparse-error",
+        "wrong-output",
     ] = "honest"
 
     @field_validator("miner_url")
@@ -231,6 +237,14 @@ class GatewaySettings(RoleSettings):
     # Offer customers only workers that passed a challenge in this window and never cheated.
     verified_window_s: float | None = Field(default=3 * 3600.0, gt=0)  # None: offer all
     services: ServiceSettings = ServiceSettings()
+    # (param) output validation: the share of deterministic jobs re-executed on another
+    # miner unasked, and how long a validation may wait for other miners before it is dropped
+    validation_fraction: float = Field(default=0.05, ge=0, le=1)
+    validation_timeout_s: float = Field(default=3600.0, gt=0)
+    # (param) lease liveness: how often every active lease is probed, and how long a probe
+    # may take before the lease counts as hung
+    lease_probe_interval_s: float = Field(default=15.0, gt=0)
+    lease_probe_timeout_s: float = Field(default=5.0, gt=0, le=10)
     # Job artifacts kept by the gateway (None: <home>/gateway/artifacts), and at most this
     # many bytes of them per job; files past the limit are rejected with the reason.
     artifacts_dir: Path | None = None

@@ -8,11 +8,21 @@ receipt can never cover time in which the worker was gone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import secrets
 from dataclasses import dataclass
 
 from byteleap.cloud.receipts import LeaseReceipt
-from byteleap.miner.errors import LeaseRefused, UnknownLease
-from byteleap.net.messages import LeaseRequest, LeaseStatus
+from byteleap.miner.errors import LeaseRefused, UnknownLease, WorkerLost, WorkerTimeout
+from byteleap.miner.links import WorkerLink
+from byteleap.net.messages import (
+    LeaseLiveness,
+    LeaseProbed,
+    LeaseRequest,
+    LeaseStatus,
+    ProbeLease,
+)
 
 # Clocks of gateway and miner differ a little; a period may start or end this much outside.
 SKEW_S = 5.0
@@ -42,9 +52,57 @@ class MinerLease:
         )
 
 
+class LeaseProbes:
+    """Liveness round trips to leased workers, each waiting on its own future with its own
+    timeout, so a hung worker delays only the probe addressed to it."""
+
+    def __init__(self) -> None:
+        # probe id -> (worker asked, its answer)
+        self._pending: dict[str, tuple[str, asyncio.Future[LeaseProbed]]] = {}
+
+    async def ask(
+        self, lease: MinerLease, link: WorkerLink | None, timeout_s: float
+    ) -> LeaseLiveness:
+        def answer(alive: bool, reason: str, detail: str = "") -> LeaseLiveness:
+            fields = {"lease_id": lease.request.lease_id, "alive": alive, "reason": reason}
+            return LeaseLiveness.model_validate({**fields, "detail": detail[:2000]})
+
+        if not lease.active:
+            return answer(False, "ended", lease.detail or "the lease has ended")
+        if link is None or link.closed:
+            return answer(False, "closed", "the worker is not connected")
+        probe_id = secrets.token_hex(16)
+        future: asyncio.Future[LeaseProbed] = asyncio.get_running_loop().create_future()
+        self._pending[probe_id] = (lease.request.worker_id, future)
+        try:
+            link.post(
+                ProbeLease(probe_id=probe_id, lease_id=lease.request.lease_id).model_dump_json()
+            )
+            probed = await asyncio.wait_for(future, timeout_s)
+        except (WorkerLost, WorkerTimeout) as exc:  # gone, or its outbox is full
+            return answer(False, "closed", str(exc))
+        except TimeoutError:
+            return answer(False, "timeout", f"no answer within {timeout_s:.1f}s")
+        finally:
+            self._pending.pop(probe_id, None)
+        if not probed.alive:
+            return answer(False, "refused", probed.detail or "the worker says it is not alive")
+        return answer(True, "ok", probed.detail)
+
+    def deliver(self, worker_id: str, message: LeaseProbed) -> bool:
+        """Hand a worker's answer to its probe; a worker may answer only its own."""
+        pending = self._pending.get(message.probe_id)
+        if pending is None or pending[0] != worker_id:
+            return False
+        with contextlib.suppress(asyncio.InvalidStateError):
+            pending[1].set_result(message)
+        return True
+
+
 class LeaseBook:
     def __init__(self) -> None:
         self._leases: dict[str, MinerLease] = {}
+        self.probes = LeaseProbes()
 
     def get(self, lease_id: str, gateway: str) -> MinerLease:
         lease = self._leases.get(lease_id)

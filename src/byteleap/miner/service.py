@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections import Counter
@@ -56,6 +57,7 @@ from byteleap.net.messages import (
     JobRequest,
     JobServing,
     LeaseExtension,
+    LeaseProbed,
     LeaseRequest,
     MessageError,
     Pong,
@@ -88,6 +90,7 @@ M = TypeVar("M", bound=BaseModel)
 HELLO_TIMEOUT_S = 10.0
 WS_CLOSE_SILENT = 4408  # missed heartbeats
 MAX_LOG_WAIT_S = 25.0
+MAX_PROBE_WAIT_S = 10.0
 REVEAL_TIMEOUT_S = 30.0
 
 
@@ -234,6 +237,15 @@ def create_app(miner: MinerApp) -> FastAPI:
         caller, _ = await miner.authenticate(request)
         return miner.reply(request, caller, node.leases.get(lease_id, caller).status())
 
+    @app.get("/v1/leases/{lease_id}/alive")
+    async def lease_alive(lease_id: str, request: Request, timeout_s: float = 5.0) -> Response:
+        """Ask the leased worker whether the lease's workload is alive, within the timeout."""
+        caller, _ = await miner.authenticate(request)
+        lease = node.leases.get(lease_id, caller)
+        wait = min(max(timeout_s, 0.05), MAX_PROBE_WAIT_S) if math.isfinite(timeout_s) else 5.0
+        link = node.links.get(lease.request.worker_id)
+        return miner.reply(request, caller, await node.leases.probes.ask(lease, link, wait))
+
     @app.post("/v1/leases/{lease_id}/extend")
     async def extend_lease(lease_id: str, request: Request) -> Response:
         caller, body = await miner.authenticate(request)
@@ -321,6 +333,9 @@ async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> 
                 return "revoked"
         elif isinstance(message, Committed | Revealed | ChallengeAborted):
             link.deliver(message)
+        elif isinstance(message, LeaseProbed):
+            if not node.leases.probes.deliver(worker_id, message):
+                log.warning("answer to no probe of this worker", extra={"worker": worker_id})
         elif isinstance(message, JobServing):
             node.on_serving(worker_id, message)
         elif isinstance(message, JobOutput | JobEnded | JobRefused | ArtifactChunk):

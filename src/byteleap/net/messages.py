@@ -141,6 +141,36 @@ class LeaseExtension(_Msg):
     ends_at: float = Field(gt=0, allow_inf_nan=False)
 
 
+ProbeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class ProbeLease(_Msg):
+    """Miner → worker: is the leased workload alive? Answer with `LeaseProbed`."""
+
+    type: Literal["probe_lease"] = "probe_lease"
+    probe_id: ProbeId
+    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class LeaseProbed(_Msg):
+    """Worker → miner: the answer to one `ProbeLease`."""
+
+    type: Literal["lease_probed"] = "lease_probed"
+    probe_id: ProbeId
+    alive: bool
+    detail: str = Field(default="", max_length=500)
+
+
+class LeaseLiveness(_Msg):
+    """Miner → gateway: how a lease's workload answered a probe (``ok`` only when alive)."""
+
+    type: Literal["lease_liveness"] = "lease_liveness"
+    lease_id: str
+    alive: bool
+    reason: Literal["ok", "ended", "closed", "timeout", "refused"]
+    detail: str = Field(default="", max_length=2000)
+
+
 class LeaseStatus(_Msg):
     type: Literal["lease_status"] = "lease_status"
     lease_id: str
@@ -249,7 +279,8 @@ WorkerToMiner = Annotated[
     | JobServing
     | JobEnded
     | JobRefused
-    | ArtifactChunk,
+    | ArtifactChunk
+    | LeaseProbed,
     Field(discriminator="type"),
 ]
 
@@ -294,7 +325,14 @@ class CancelJob(_Msg):
 
 
 MinerToWorker = Annotated[
-    AuthNonce | Welcome | Refused | RunChallenge | AskReveal | RunJob | CancelJob,
+    AuthNonce
+    | Welcome
+    | Refused
+    | RunChallenge
+    | AskReveal
+    | RunJob
+    | CancelJob
+    | ProbeLease,
     Field(discriminator="type"),
 ]
 

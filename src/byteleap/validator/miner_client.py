@@ -29,6 +29,7 @@ from byteleap.net.messages import (
     JobRequest,
     JobStatus,
     LeaseExtension,
+    LeaseLiveness,
     LeaseRequest,
     LeaseStatus,
     Pong,
@@ -199,6 +200,11 @@ class MinerClient:
 
     async def lease_status(self, lease_id: str) -> LeaseStatus:
         return await self._call("GET", f"/v1/leases/{lease_id}", None, LeaseStatus)
+
+    async def lease_alive(self, lease_id: str, *, timeout_s: float) -> LeaseLiveness:
+        """Have the miner ask the leased worker whether the lease's workload is alive."""
+        path = f"/v1/leases/{lease_id}/alive?timeout_s={timeout_s:.3f}"
+        return await self._call("GET", path, None, LeaseLiveness, timeout_s=timeout_s + 2.0)
 
     async def extend_lease(self, lease_id: str, ends_at: float) -> LeaseStatus:
         body = LeaseExtension(ends_at=ends_at)

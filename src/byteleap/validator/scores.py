@@ -37,6 +37,7 @@ from byteleap.store import (
     online_buckets,
 )
 from byteleap.store.receipts import ReceiptRecord, receipts_in_window
+from byteleap.store.validations import penalised_miners
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ async def compute_scores(
         workers = await list_workers(s)
         miners = {m.id: m.hotkey for m in await list_miners(s)}
         receipts = await receipts_in_window(s, int(now - params.lease_window_min * 60.0), int(now))
+        # A miner whose worker returned a wrong result for a re-executed job loses its
+        # lease revenue for the lease window (see cloud.validation).
+        wrong_output = await penalised_miners(
+            s, since=now - params.lease_window_min * 60.0, until=now
+        )
     keys: list[WorkerKey] = [(miners[w.miner_id], w.worker_key) for w in workers]
     index = {w.id: i for i, w in enumerate(workers)}
     columns = summaries_to_columns(summaries, index, inside=now - 1.0)
@@ -145,7 +151,11 @@ async def compute_scores(
     changes = np.array([max(0, stretches.get(w.id, 0) - 1) for w in workers], dtype=np.int64)
     skip = exclude or set()
     hotkeys = [n.hotkey for n in metagraph.neurons if n.hotkey not in skip]
-    leases = verified_revenue(receipts, metagraph, now=now, params=params)
+    leases = [
+        r
+        for r in verified_revenue(receipts, metagraph, now=now, params=params)
+        if r.miner_hotkey not in wrong_output
+    ]
     board = score_columns(
         keys, columns, online_counts, changes, leases, now=now, params=params, miners=hotkeys
     )

@@ -33,12 +33,16 @@ from byteleap.net.messages import (
     Enroll,
     Heartbeat,
     Hello,
+    JobEnded,
+    LeaseProbed,
+    ProbeLease,
     Refused,
     Revealed,
     RunChallenge,
     RunJob,
     Welcome,
     parse_miner_message,
+    parse_worker_message,
 )
 from byteleap.net.tls import pinned_context_for
 from byteleap.proof import (
@@ -52,7 +56,7 @@ from byteleap.proof import (
 )
 from byteleap.worker.hardware import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
-from byteleap.worker.jobs import JobRunner
+from byteleap.worker.jobs import JobRunner, Send
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +68,34 @@ class Behaviour(StrEnum):
     `devnet --cheaters`, so everyone can watch cheats fail (see `proof.cheats`)."""
 
     HONEST = "honest"
-    HANG = "hang"  # accepts challenges and never answers
+    HANG = "hang"  # accepts challenges and lease probes and never answers
+    # Honest at challenges, but returns a different result for every job it ran (a worker
+    # that fakes work): the worker cannot tell which jobs are deterministic or re-executed,
+    # so a real cheat would have to lie on all of them — output validation catches it.
+    WRONG_OUTPUT = "wrong-output"
     LAZY = Cheat.LAZY.value
     PARTIAL = Cheat.PARTIAL.value
     LOW_PRECISION = Cheat.LOW_PRECISION.value
     SPARSE_ERROR = Cheat.SPARSE_ERROR.value
 
     def solve(self, spec: ChallengeSpec, backend: str) -> Solution:
-        if self is Behaviour.HONEST:
+        if self in (Behaviour.HONEST, Behaviour.WRONG_OUTPUT):
             return solve(spec, backend)
         return cheat_solution(Cheat(self.value), spec, random.Random())
+
+
+def _wrong_results(send: Send) -> Send:
+    """``send`` with every job result altered (stdout changed, as a faked run would)."""
+
+    async def tampered(raw: str) -> None:
+        message = parse_worker_message(raw)
+        if isinstance(message, JobEnded):
+            result = message.result
+            wrong = result.model_copy(update={"stdout_tail": result.stdout_tail + "0\n"})
+            raw = message.model_copy(update={"result": wrong}).model_dump_json()
+        await send(raw)
+
+    return tampered
 
 
 class Refusal(Exception):
@@ -181,12 +203,26 @@ class WorkerNode:
             if isinstance(message, RunChallenge | AskReveal):
                 task = asyncio.create_task(self._answer(socket, message))
             elif isinstance(message, RunJob):
-                task = asyncio.create_task(self.jobs.run(message.job, socket.send))
+                send = socket.send
+                if self.behaviour is Behaviour.WRONG_OUTPUT:
+                    send = _wrong_results(socket.send)
+                task = asyncio.create_task(self.jobs.run(message.job, send))
+            elif isinstance(message, ProbeLease):
+                task = asyncio.create_task(self._answer_probe(socket, message))
             elif isinstance(message, CancelJob):
                 task = asyncio.create_task(self.jobs.cancel(message.job_id))
             if task is not None:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+
+    async def _answer_probe(self, socket: websockets.ClientConnection, probe: ProbeLease) -> None:
+        """Answering at all shows this worker's loop and link work; the jobs it runs on the
+        lease are named so the gateway can see them."""
+        if self.behaviour is Behaviour.HANG:
+            return
+        running = len(self.jobs.running)
+        answer = LeaseProbed(probe_id=probe.probe_id, alive=True, detail=f"{running} jobs running")
+        await socket.send(answer.model_dump_json())
 
     async def _answer(
         self, socket: websockets.ClientConnection, message: RunChallenge | AskReveal

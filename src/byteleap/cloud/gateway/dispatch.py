@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from byteleap import metrics
 from byteleap.cloud.artifacts import RejectedArtifact
 from byteleap.cloud.executors import ExecutionSpec
-from byteleap.cloud.executors.base import ArtifactInfo
+from byteleap.cloud.executors.base import ArtifactInfo, ExecutionResult
 from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
@@ -82,6 +82,8 @@ class Dispatcher:
     clock: Callable[[], float] = time.time
     # keeps finished jobs' artifacts; None: the workers send none
     vault: ArtifactVault | None = None
+    # told of every job that ended with a result (output validation, see validation.py)
+    on_finished: Callable[[JobRecord, ExecutionResult], Awaitable[object]] | None = None
     # job id -> workers it already failed on (never placed there again)
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     # job id -> when its running cost was last written
@@ -240,7 +242,7 @@ class Dispatcher:
         if result is not None and result.artifacts and self.vault is not None:
             # Kept and recorded before the job is reported finished.
             error = _with_rejections(error, await self._collect(job, result.artifacts))
-        await self.finish(
+        ended = await self.finish(
             job,
             _FINAL_OF_MINER[status.state],
             exit_code=result.exit_code if result else None,
@@ -248,6 +250,8 @@ class Dispatcher:
             stderr_tail=result.stderr_tail if result else "",
             error=error,
         )
+        if self.on_finished is not None and result is not None:
+            await self.on_finished(ended, result)
 
     async def _collect(self, job: JobRecord, listing: list[ArtifactInfo]) -> list[RejectedArtifact]:
         assert self.vault is not None and job.miner_hotkey is not None

@@ -12,9 +12,10 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from byteleap import metrics
 from byteleap.cloud.gateway.errors import Conflict, NoCapacity, NotFound, PaymentRequired
@@ -80,6 +81,13 @@ def view_of(lease: LeaseRecord) -> LeaseView:
     )
 
 
+class LeaseHealthGate(Protocol):
+    """Liveness (see liveness.py): how far a lease may be billed, and its health shown."""
+
+    async def billable_until(self, lease: LeaseRecord) -> float: ...
+    async def with_health(self, views: Sequence[LeaseView]) -> list[LeaseView]: ...
+
+
 @dataclass
 class LeaseDesk:
     store: Store
@@ -90,6 +98,16 @@ class LeaseDesk:
     secret: bytes
     bill_period_s: float = 60.0
     clock: Callable[[], float] = time.time
+    # None: every lease is billed up to now (no liveness probes)
+    liveness: LeaseHealthGate | None = None
+
+    async def _shown(self, views: list[LeaseView]) -> list[LeaseView]:
+        return views if self.liveness is None else await self.liveness.with_health(views)
+
+    async def _billable(self, lease: LeaseRecord, until: float) -> float:
+        if self.liveness is None:
+            return until
+        return min(until, await self.liveness.billable_until(lease))
 
     def anonymous_id(self, lease_id: str) -> str:
         return anonymous_lease_id(lease_id, self.secret)
@@ -158,12 +176,12 @@ class LeaseDesk:
             raise NotFound(f"no lease {lease_id}") from None
 
     async def get(self, tenant: Tenant, lease_id: str) -> LeaseView:
-        return view_of(await self._own(tenant, lease_id))
+        return (await self._shown([view_of(await self._own(tenant, lease_id))]))[0]
 
     async def list(self, tenant: Tenant, *, limit: int = 100) -> list[LeaseView]:
         async with self.store.session() as s:
             leases = await list_leases(s, tenant_id=tenant.id, limit=max(1, min(limit, 1000)))
-        return [view_of(x) for x in leases]
+        return await self._shown([view_of(x) for x in leases])
 
     async def extend(self, tenant: Tenant, lease_id: str, seconds: float) -> LeaseView:
         lease = await self._own(tenant, lease_id)
@@ -186,11 +204,15 @@ class LeaseDesk:
         lease = await self._own(tenant, lease_id)
         if lease.state.is_terminal:
             raise Conflict(f"lease {lease_id} already ended ({lease.state.value})")
-        return view_of(await self._end(lease, LeaseState.RELEASED))
+        return (await self._shown([view_of(await self._end(lease, LeaseState.RELEASED))]))[0]
+
+    async def fail(self, lease: LeaseRecord) -> LeaseRecord:
+        """End a lease its worker can no longer serve (billed only as far as it may be)."""
+        return await self._end(lease, LeaseState.FAILED)
 
     async def _end(self, lease: LeaseRecord, state: LeaseState) -> LeaseRecord:
         now = self.clock()
-        if not await self._bill(lease, until=min(now, lease.ends_at)):
+        if not await self._bill(lease, until=await self._billable(lease, min(now, lease.ends_at))):
             async with self.store.session() as s:
                 return await get_lease(s, lease.id)  # it failed on the way out
         try:
@@ -212,7 +234,9 @@ class LeaseDesk:
             if now >= lease.ends_at:
                 await self._end(lease, LeaseState.EXPIRED)
             elif now - lease.billed_until >= self.bill_period_s:
-                await self._bill(lease, until=now)
+                until = await self._billable(lease, now)
+                if until - lease.billed_until >= self.bill_period_s:
+                    await self._bill(lease, until=until)
 
     async def _bill(self, lease: LeaseRecord, *, until: float) -> bool:
         """Bill ``[billed_until, until)``; False when the miner refused and the lease failed."""

@@ -71,11 +71,20 @@ class JobSpec(BaseModel):
     max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     deterministic: bool = False
+    # Have the result re-executed on another miner's worker and compared (needs
+    # ``deterministic``); deterministic jobs are also sampled without being asked.
+    validate_output: bool = False
     # Run on this lease's worker (the tenant's own, already billed) instead of a new one.
     lease_id: str | None = Field(default=None, pattern=r"^lease_[0-9a-f]{24}$")
     # None: the executor's default — no network in a container; a bare process (no image)
     # cannot be cut off from the network, so asking for "none" needs an image.
     network: Literal["none", "host"] | None = None
+
+    @model_validator(mode="after")
+    def _validation_needs_determinism(self) -> JobSpec:
+        if self.validate_output and not self.deterministic:
+            raise ValueError("validate_output needs deterministic: only then must runs agree")
+        return self
 
     @model_validator(mode="after")
     def _isolation_needs_a_container(self) -> JobSpec:
@@ -108,6 +117,8 @@ class JobView(BaseModel):
     stderr_tail: str = ""
     error: str | None = None
     cost: float = 0.0  # billed so far, per second of running
+    # Output validation: None when not re-executed (see cloud.validation).
+    validated: Literal["match", "mismatch", "pending"] | None = None
 
 
 class LogEntry(BaseModel):
@@ -156,3 +167,9 @@ class LeaseView(BaseModel):
     billed_until: float
     cost: float = 0.0
     receipts: int = 0
+    # Liveness (see gateway.liveness): a degraded lease stopped answering its probes, is
+    # billed no further, and is offered a replacement the tenant may create.
+    health: Literal["ok", "degraded"] = "ok"
+    degraded_reason: str | None = None
+    degraded_at: float | None = None
+    replacement_offer: LeaseSpec | None = None

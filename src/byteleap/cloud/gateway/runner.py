@@ -11,6 +11,7 @@ import uvicorn
 from byteleap.chain import open_chain
 from byteleap.cloud.gateway.grpc_api import serve_grpc
 from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
+from byteleap.cloud.gateway.liveness import LeaseWatch
 from byteleap.cloud.gateway.miners import MinerPool, Supply
 from byteleap.cloud.gateway.network import NetworkView
 from byteleap.cloud.gateway.rest import create_rest_app
@@ -18,6 +19,7 @@ from byteleap.cloud.gateway.rest_services import mount_services
 from byteleap.cloud.gateway.service import GatewayService
 from byteleap.cloud.gateway.services import ServiceDesk
 from byteleap.cloud.gateway.trust import VerifiedSupply
+from byteleap.cloud.gateway.validation import OutputValidator
 from byteleap.config import GatewaySettings
 from byteleap.keys import load_wallet
 from byteleap.store import open_store, upgrade
@@ -42,7 +44,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
         secret=lease_secret(settings.home / "gateway"),
         bill_period_s=settings.bill_period_s,
     )
-    service = GatewayService(store, pool, settings, leasing=desk)
+    desk.liveness = watch = LeaseWatch(store, pool, settings, desk)
+    validator = OutputValidator(store, pool, settings)
+    service = GatewayService(store, pool, settings, leasing=desk, validator=validator, watch=watch)
     network = NetworkView(store, metagraph=chain.metagraph, params=settings.scoring)
     server = uvicorn.Server(
         uvicorn.Config(

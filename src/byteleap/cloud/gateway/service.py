@@ -30,6 +30,7 @@ from byteleap.cloud.gateway.errors import (
     Unauthorized,
 )
 from byteleap.cloud.gateway.leasing import LeaseDesk
+from byteleap.cloud.gateway.liveness import LeaseWatch
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import (
     JobSpec,
@@ -40,6 +41,7 @@ from byteleap.cloud.gateway.models import (
     LogEntry,
 )
 from byteleap.cloud.gateway.port import Tenant
+from byteleap.cloud.gateway.validation import OutputValidator, with_validation
 from byteleap.config import GatewaySettings
 from byteleap.store import RecordNotFound, Store
 from byteleap.store.cloud import (
@@ -120,6 +122,10 @@ class GatewayService:
     leasing: LeaseDesk | None = None
     # where finished jobs' artifacts are kept (None: from the settings)
     vault: ArtifactVault | None = None
+    # re-executes deterministic jobs on other miners (None: no output validation)
+    validator: OutputValidator | None = None
+    # probes every lease (None: leases are billed without liveness probes)
+    watch: LeaseWatch | None = None
     dispatcher: Dispatcher = field(init=False)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -136,6 +142,8 @@ class GatewayService:
             clock=self.clock,
             vault=self.vault,
         )
+        if self.validator is not None:
+            self.dispatcher.on_finished = self.validator.on_job_finished
 
     # -- the port -----------------------------------------------------------------------
 
@@ -197,12 +205,13 @@ class GatewayService:
             raise NotFound(f"no job {job_id}") from None
 
     async def get_job(self, tenant: Tenant, job_id: str) -> JobView:
-        return view_of(await self._own_job(tenant, job_id))
+        view = view_of(await self._own_job(tenant, job_id))
+        return (await with_validation(self.store, [view]))[0]
 
     async def list_jobs(self, tenant: Tenant, *, limit: int = 100) -> list[JobView]:
         async with self.store.session() as s:
             jobs = await list_jobs(s, tenant_id=tenant.id, limit=max(1, min(limit, 1000)))
-        return [view_of(j) for j in jobs]
+        return await with_validation(self.store, [view_of(j) for j in jobs])
 
     async def cancel_job(self, tenant: Tenant, job_id: str) -> JobView:
         job = await self._own_job(tenant, job_id)
@@ -283,14 +292,24 @@ class GatewayService:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Dispatch, monitor and bill until cancelled or stopped."""
-        while not self._stopping.is_set():
-            try:
-                await self.dispatcher.monitor_once()
-                await self.dispatcher.dispatch_once()
-                if self.leasing is not None:
-                    await self.leasing.bill_once()
-            except Exception:  # one bad pass must not stop the gateway
-                log.exception("dispatch pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.dispatch_interval_s)
+        """Dispatch, monitor, validate and bill until cancelled or stopped; probe leases
+        alongside, on their own interval."""
+        probing = asyncio.create_task(self.watch.run(self._stopping)) if self.watch else None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.dispatcher.monitor_once()
+                    await self.dispatcher.dispatch_once()
+                    if self.validator is not None:
+                        await self.validator.run_once()
+                    if self.leasing is not None:
+                        await self.leasing.bill_once()
+                except Exception:  # one bad pass must not stop the gateway
+                    log.exception("dispatch pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.dispatch_interval_s)
+        finally:
+            if probing is not None:
+                probing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probing
