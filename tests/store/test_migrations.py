@@ -17,8 +17,8 @@ TABLES = {
     "weight_sets", "weight_entries", "chain_events", "lease_receipts",
     "services", "service_replicas",
     "tenants", "api_keys", "jobs", "tenant_ledger", "leases", "job_artifacts",
-    "tenant_networks", "tenant_network_members", "tenant_network_rejections",
     "output_validations", "validation_runs", "lease_health", "lease_probe_failures",
+    "tenant_networks", "tenant_network_members", "tenant_network_rejections",
 }  # fmt: skip
 
 

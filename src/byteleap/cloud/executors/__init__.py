@@ -80,7 +80,7 @@ AVAILABLE: dict[str, Callable[[], Executor]] = {
 
 #: Adapters the design names but this build does not have yet, with why.
 UNAVAILABLE: dict[str, str] = {
-    "vm": "the VM adapter is not implemented yet; use 'process'",
+    "vm": "a VM is a lease, not a job executor: see byteleap.cloud.vm (VmHost)",
 }
 
 

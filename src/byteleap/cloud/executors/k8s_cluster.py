@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from byteleap.cloud.executors.errors import UnavailableExecutorError
 from byteleap.cloud.executors.k8s_settings import CONTAINER_NAME, KubernetesSettings, Manifest
@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 _WATCH_WINDOW_S = 10  # a watch call ends after this and is reopened
 _RETRY_S = 1.0
+_LOG_IDLE_S = 300
 
 
 def load_api_client(settings: KubernetesSettings) -> Any:
@@ -139,26 +140,37 @@ class KubernetesCluster:
                     if stop.is_set():
                         stream.stop()
             except Exception as exc:  # a broken watch is reopened, never fatal
-                logger.warning("pod watch broke; reopening", extra={"error": repr(exc)})
+                logger.warning("pod watch broke (%r); reopening", exc)
                 stop.wait(_RETRY_S)
 
     def follow_log(
         self, pod: str, on_bytes: Callable[[bytes], None], stop: threading.Event
     ) -> None:
-        """Blocking: the container's log from its start until it ends (or ``stop``)."""
-        response: Any = self.core.read_namespaced_pod_log(
-            pod,
-            self.settings.namespace,
-            container=CONTAINER_NAME,
-            follow=True,
-            _preload_content=False,
-            # connect bounded, read not: a job may print nothing for hours
-            _request_timeout=cast(Any, (self.settings.request_timeout_s, None)),
-        )
-        try:
-            for chunk in response.stream(64 << 10):
-                on_bytes(chunk)
-                if stop.is_set():
-                    return
-        finally:
-            response.release_conn()
+        """Blocking: the container's log from its start until it ends (or ``stop``).
+
+        A read that waits ``_LOG_IDLE_S`` without a byte ends the request; the follow is
+        reopened from that many seconds back, a window in which the program printed nothing,
+        so no line is lost or repeated however long a job stays silent."""
+        from urllib3.exceptions import ReadTimeoutError
+
+        since: int | None = None
+        while not stop.is_set():
+            response: Any = self.core.read_namespaced_pod_log(
+                pod,
+                self.settings.namespace,
+                container=CONTAINER_NAME,
+                follow=True,
+                since_seconds=since,
+                _preload_content=False,
+                _request_timeout=(self.settings.request_timeout_s, _LOG_IDLE_S),
+            )
+            try:
+                for chunk in response.stream(64 << 10):
+                    on_bytes(chunk)
+                    if stop.is_set():
+                        return
+                return
+            except ReadTimeoutError:
+                since = _LOG_IDLE_S
+            finally:
+                response.release_conn()

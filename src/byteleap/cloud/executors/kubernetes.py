@@ -266,7 +266,7 @@ class KubernetesExecution:
             try:
                 self.cluster.follow_log(pod, feed, stop)
             except Exception as exc:  # the result still comes from the pod
-                logger.warning("log follow ended", extra={"job": self.name, "error": repr(exc)})
+                logger.warning("log follow of %s ended: %r", self.name, exc)
             finally:
                 finish()
 
