@@ -26,7 +26,7 @@ from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobState
-from byteleap.cloud.scheduler import FairQueue, NoPlacement, Requirements, place
+from byteleap.cloud.scheduler import FairQueue, NoPlacement, PlacementPass, Requirements
 from byteleap.config import GatewaySettings
 from byteleap.net.messages import JobRequest, JobStatus
 from byteleap.net.messages import JobState as MinerJobState
@@ -105,22 +105,19 @@ class Dispatcher:
                 fair.enqueue(str(job.tenant_id), job.id, job)
         if not len(fair):
             return placed
-        idle = {o.key: o for o in await self.pool.offers() if o.state == "idle"}
-        while idle and len(fair):
+        # One snapshot of idle workers per pass; each pick takes its worker out of it.
+        idle = PlacementPass([o for o in await self.pool.offers() if o.state == "idle"])
+        while idle.available and len(fair):
             entry = fair.dequeue()
             if entry is None:
                 break
             job = entry.item
             spec = JobSpec.model_validate_json(job.spec_json)
-            choice = place(
-                requirements_of(spec),
-                list(idle.values()),
-                exclude=self.failed_on.get(job.id, set()),
-            )
+            choice = idle.place(requirements_of(spec), exclude=self.failed_on.get(job.id, set()))
             if isinstance(choice, NoPlacement):
                 continue
-            offer = idle.pop(choice.worker.key)
-            if await self._start_attempt(job, spec, offer.key, choice.price_per_s):
+            idle.take(choice.key)
+            if await self._start_attempt(job, spec, choice.key, choice.price_per_s):
                 placed += 1
         return placed
 

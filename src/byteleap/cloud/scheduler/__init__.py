@@ -7,6 +7,7 @@ No I/O, no database, no network: the gateway's job, lease and service code hands
   model and VRAM, CPU, RAM, a price, max price), then a documented score over price,
   verified throughput per unit price, latency, spreading across miners and load. No fit gives
   a ``NoPlacement`` with one ``Rejection`` (every failed filter, with details) per offer.
+  ``PlacementPass`` gives ``place``'s answers for many jobs over one snapshot, fast.
 - ``FairQueue`` (``queue``): per-tenant FIFO queues served by weighted round robin, bounded
   per tenant (``QueueFull``), ``next_placeable`` so an unplaceable job blocks no one.
 - ``AttemptLedger`` / ``reschedule`` (``failover``): attempt ids per placement; a lost worker's
@@ -42,6 +43,7 @@ from byteleap.cloud.scheduler.placement import (
     place_many,
     rank,
 )
+from byteleap.cloud.scheduler.placement_pass import PlacementPass
 from byteleap.cloud.scheduler.queue import FairQueue, QueuedJob
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "GpuSpec",
     "NoPlacement",
     "Placement",
+    "PlacementPass",
     "PlacementPlan",
     "PlacementRefused",
     "PlacementWeights",
