@@ -37,6 +37,8 @@ async def step_gateway(state: DevnetState) -> None:
         f"[gateway]\nport = {port}\ngrpc_port = {free_port()}\n"
         "dispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
         f'bill_period_s = 1\nhome = "{state.options.home.resolve()}"\n'
+        # The dashboard recomputes scores: with the validator's round interval, not the default.
+        f"[gateway.scoring]\nround_interval_s = {state.options.round_interval_s}\n"
         f'[gateway.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
         f'[gateway.chain]\nurl = "{state.chain_url}"\n'
         f'[gateway.store]\nurl = "{state.store_url}"\n'
@@ -54,6 +56,8 @@ async def step_gateway(state: DevnetState) -> None:
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get(f"{state.gateway_url}/v1/health")).status_code == 200:
+                    dashboard = f"{state.gateway_url}/dashboard"
+                    state.console.print(f"  dashboard: {dashboard}", soft_wrap=True)
                     return
             check_children(state)
             if time.monotonic() > deadline:

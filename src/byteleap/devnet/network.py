@@ -177,10 +177,12 @@ async def step_validator(state: DevnetState) -> None:
     options = state.options
     state.store_url = f"sqlite+aiosqlite:///{(options.home / 'validator.db').resolve()}"
     config = options.home / "validator.toml"
+    state.validator_metrics_port = free_port()
     config.write_text(
         f"[validator]\nround_interval_s = {options.round_interval_s}\n"
         "weights_interval_s = 2\nweights_every_blocks = 4\n"
         f"challenge_n = {options.challenge_n}\nchallenge_ttl_s = 20\n"
+        f"metrics_port = {state.validator_metrics_port}\n"
         f'[validator.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
         f'[validator.chain]\nurl = "{state.chain_url}"\n'
         f'[validator.store]\nurl = "{state.store_url}"\n'

@@ -71,6 +71,7 @@ class DevnetState:
     gateway_url: str = ""
     weights_after: int = 0  # only weights computed after this count (unix seconds)
     api_key: str = ""
+    validator_metrics_port: int = 0
     view: LiveView | None = None
 
     def progress(self, text: str) -> None:
