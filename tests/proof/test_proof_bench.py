@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from byteleap.proof.bench import run_challenge_bench
+from byteleap.proof import Profile
+from byteleap.proof.bench import bench_profile, run_challenge_bench
 
 FIELDS = {
     "n",
@@ -34,3 +35,9 @@ def test_bench_reports_every_field(verify_only: bool) -> None:
 def test_bench_emulates_gpu_profiles_on_cpu() -> None:
     result = run_challenge_bench(64, "cuda-i8", repeats=1)
     assert result["verify_ok"] is True and result["emulated_on_cpu"] is True
+
+
+def test_auto_profile_follows_cpu_f64_size_limit() -> None:
+    assert bench_profile(2000, "auto") is Profile.CPU_F64
+    assert bench_profile(32768, "auto") is Profile.CUDA_F16
+    assert bench_profile(64, "cuda-i8") is Profile.CUDA_I8

@@ -33,7 +33,10 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
 @app.command("challenge")
 def challenge(
     n: Annotated[int, typer.Option(min=2, help="Matrix size.")] = 2000,
-    profile: Annotated[str, typer.Option(help="cpu-f64 | cuda-f16 | cuda-i8")] = "cpu-f64",
+    profile: Annotated[
+        str,
+        typer.Option(help="auto | cpu-f64 | cuda-f16 | cuda-i8 (auto: cpu-f64 up to its n)"),
+    ] = "auto",
     verify_only: Annotated[
         bool, typer.Option("--verify-only", help="Measure verification alone.")
     ] = False,

@@ -1,15 +1,18 @@
 """Worker compute backends: multiply the challenge matrices and digest every result row.
 
 numpy: float64 BLAS (integer matmul has no BLAS path and is ~100× slower; float64 is exact
-here because every profile keeps n·v² < 2³¹). torch: float64 on CPU; on CUDA the profile's
+here because every profile keeps n·a·b < 2³¹), pipelined in row blocks so generating A and
+hashing rows overlap the product. torch: float64 on CPU; on CUDA the profile's
 own arithmetic (fp16 in / fp32 accumulate, int8 in / int32 accumulate) with rows digested on
 the device, so the n×n product never crosses to the host.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -18,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from byteleap.proof.errors import BackendError
-from byteleap.proof.matrices import full_a, full_b, full_b_columns
-from byteleap.proof.merkle import MerkleTree, TreeKeys, row_digest
+from byteleap.proof.matrices import block_of_a, full_a, full_b, full_b_columns
+from byteleap.proof.merkle import MerkleTree, TreeKeys, leaf_hash, row_digest
 from byteleap.proof.messages import ChallengeSpec
 from byteleap.proof.profiles import Profile
 
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
+#: Row blocks of the pipelined CPU product (fewer when n is small).
+PIPELINE_BLOCKS = 4
+_MIN_BLOCK_ROWS = 64
 
 
 class Backend(StrEnum):
@@ -57,11 +64,42 @@ def tree_of_rows(keys: TreeKeys, rows: npt.NDArray[np.int32]) -> MerkleTree:
     )
 
 
+def _leaves(keys: TreeKeys, rows: npt.NDArray[np.int32], start: int) -> list[bytes]:
+    return [
+        leaf_hash(keys, start + k, row_digest(memoryview(row).cast("B")))
+        for k, row in enumerate(rows)
+    ]
+
+
+def _row_blocks(n: int) -> list[tuple[int, int]]:
+    count = max(1, min(PIPELINE_BLOCKS, n // _MIN_BLOCK_ROWS))
+    edges = [n * k // count for k in range(count + 1)]
+    return list(itertools.pairwise(edges))
+
+
 def _numpy_product(spec: ChallengeSpec, keys: TreeKeys) -> Product:
-    a = full_a(spec.seed, spec.n, spec.profile)
-    b = full_b(spec.seed, spec.n, spec.profile)
-    rows = encode_rows(a @ b)
-    return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
+    """C = A·B in row blocks. One helper thread generates the next block of A and hashes the
+    previous block of C while BLAS multiplies the current one (BLAS releases the GIL), so the
+    single-threaded work overlaps the multi-threaded product instead of following it."""
+    n, seed, profile = spec.n, spec.seed, spec.profile
+    blocks = _row_blocks(n)
+    rows = np.empty((n, n), dtype="<i4")
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        next_a = helper.submit(block_of_a, seed, n, profile, *blocks[0], threads=1)
+        b = full_b(seed, n, profile)
+        product = np.empty((max(hi - lo for lo, hi in blocks), n), dtype=np.float64)
+        hashed = []
+        for k, (lo, hi) in enumerate(blocks):
+            a = next_a.result()
+            if k + 1 < len(blocks):
+                next_a = helper.submit(block_of_a, seed, n, profile, *blocks[k + 1], threads=1)
+            out = product[: hi - lo]
+            np.matmul(a, b, out=out)
+            # The profile bound makes an honest product fit int32 by construction.
+            np.copyto(rows[lo:hi], out, casting="unsafe")
+            hashed.append(helper.submit(_leaves, keys, rows[lo:hi], lo))
+        leaves = [leaf for part in hashed for leaf in part.result()]
+    return Product(MerkleTree.from_leaves(keys, leaves), lambda i: rows[i].tobytes())
 
 
 def _torch_product(spec: ChallengeSpec, keys: TreeKeys, device: str) -> Product:

@@ -32,13 +32,14 @@ from byteleap.proof.messages import (
     parse_reveal,
     reveal_size_limit,
 )
-from byteleap.proof.profiles import Profile
+from byteleap.proof.profiles import Profile, max_n
 from byteleap.proof.verify import ReplayGuard, verify
 
 # Above this n the int64 recompute is timed at this size and scaled by n³.
 _FULL_RECOMPUTE_MAX_N = 2048
 _FULL_RECOMPUTE_SAMPLE_N = 512
 _HMAC_KEY = os.urandom(32)
+AUTO_PROFILE = "auto"
 
 
 def _sign(payload: bytes) -> bytes:
@@ -111,11 +112,19 @@ def _worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], 
     )
 
 
+def bench_profile(n: int, profile: str) -> Profile:
+    """``auto``: cpu-f64 where it accepts n, else cuda-f16 (GPU sizes; the validator's
+    verification is the same float64 CPU work for every profile)."""
+    if profile != AUTO_PROFILE:
+        return Profile(profile)
+    return Profile.CPU_F64 if n <= max_n(Profile.CPU_F64) else Profile.CUDA_F16
+
+
 def run_challenge_bench(
-    n: int, profile: str, verify_only: bool = False, repeats: int = 3
+    n: int, profile: str = AUTO_PROFILE, verify_only: bool = False, repeats: int = 3
 ) -> dict[str, object]:
     """Measure one challenge size; returns the JSON object ``byteleap bench challenge`` prints."""
-    spec = issue_challenge(n, Profile(profile), now=time.time(), ttl_s=3600.0)
+    spec = issue_challenge(n, bench_profile(n, profile), now=time.time(), ttl_s=3600.0)
     result: dict[str, object] = {
         "n": n,
         "profile": str(spec.profile),

@@ -107,12 +107,18 @@ def cols_of_b(seed: bytes, n: int, profile: Profile, cols: Sequence[int]) -> F64
     return _stream_slices(seed, STREAM_B, n, value_bounds(profile, n).b, cols)
 
 
-def block_of_a(seed: bytes, n: int, profile: Profile, start: int, stop: int) -> F64Array:
+def block_of_a(
+    seed: bytes, n: int, profile: Profile, start: int, stop: int, *, threads: int = 2
+) -> F64Array:
     """Rows start..stop-1 of A (one contiguous slice of the stream), shape (stop - start, n)."""
     if not 0 <= start <= stop <= n:
         raise IndexError(f"rows {start}..{stop} outside 0..{n}")
     out = np.empty((stop - start) * n, dtype=np.float64)
-    _fill_parallel(out, seed, STREAM_A, start * n, value_bounds(profile, n).a)
+    v = value_bounds(profile, n).a
+    if threads > 1:
+        _fill_parallel(out, seed, STREAM_A, start * n, v)
+    else:
+        _fill_stream(out, _Stream(seed, STREAM_A), start * n, v)
     return out.reshape(stop - start, n)
 
 
