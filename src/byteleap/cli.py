@@ -17,6 +17,7 @@ from byteleap.commands import (
     keys,
     leases,
     miner,
+    services,
     status,
     validator,
     worker,
@@ -50,6 +51,7 @@ app.add_typer(worker.app, name="worker", help="Run a worker (one per GPU, or a C
 app.add_typer(gateway.app, name="gateway", help="Run the customer gateway; manage tenants.")
 app.add_typer(jobs.app, name="jobs", help="Submit and follow jobs on a gateway.")
 app.add_typer(leases.app, name="leases", help="Lease workers by the second.")
+app.add_typer(services.app, name="services", help="Deploy and scale inference services.")
 app.command("status", help="Summarise a running network from a gateway.")(status.status)
 
 

@@ -45,7 +45,8 @@ def test_public_api_is_pinned() -> None:
         "Conflict", "GatewayUnreachable", "InputFile", "InvalidRequest", "JobSpec", "JobState",
         "JobView", "LeaseSpec", "LeaseState", "LeaseView", "LogEntry", "NotFound",
         "PayloadTooLarge", "PaymentRequired", "QuotaExceeded", "RejectedArtifact", "Resources",
-        "SdkError", "Unauthorized", "Unavailable", "WaitTimedOut",
+        "SdkError", "ServiceSpec", "ServiceState", "ServiceView", "Unauthorized", "Unavailable",
+        "WaitTimedOut",
     ]  # fmt: skip
     for name in sdk.__all__:
         assert getattr(sdk, name) is not None

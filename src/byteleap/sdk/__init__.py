@@ -27,6 +27,7 @@ from byteleap.cloud.gateway.models import (
     LogEntry,
     Resources,
 )
+from byteleap.cloud.services.spec import ServiceSpec, ServiceState, ServiceView
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.errors import (
     ApiError,
@@ -70,6 +71,9 @@ __all__ = [
     "RejectedArtifact",
     "Resources",
     "SdkError",
+    "ServiceSpec",
+    "ServiceState",
+    "ServiceView",
     "Unauthorized",
     "Unavailable",
     "WaitTimedOut",

@@ -22,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from byteleap.cloud.artifacts import ArtifactListing, check_artifact_path
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
+from byteleap.sdk.services import ServicesApi
 from byteleap.sdk.sse import parse_events
 
 LOG_PAGE = 1000
@@ -35,7 +36,7 @@ class _LogPage(BaseModel):
     next: int
 
 
-class AsyncClient:
+class AsyncClient(ServicesApi):
     """An API-key client for one gateway (``base_url`` such as ``http://host:8080``).
 
     ``transport`` replaces the network (an ``httpx.AsyncBaseTransport``, e.g.

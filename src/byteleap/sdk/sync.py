@@ -20,6 +20,7 @@ import httpx
 from byteleap.cloud.artifacts import ArtifactListing
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.sdk.client import AsyncClient
+from byteleap.sdk.services import SyncServicesApi
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ class _LoopThread:
         self._loop.close()
 
 
-class Client:
+class Client(SyncServicesApi):
     """The blocking twin of `AsyncClient`; same arguments (``transport`` is still an
     ``httpx.AsyncBaseTransport``), same methods, same errors."""
 

@@ -22,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
 from byteleap.chain.local.client import LocalChain
+from byteleap.cli import app
 from byteleap.cloud.executors.base import InputFile
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import MinerPool
@@ -33,6 +35,7 @@ from byteleap.cloud.gateway.service import GatewayService, create_tenant_with_ke
 from byteleap.cloud.gateway.services import ServiceDesk
 from byteleap.cloud.services.spec import ServiceView
 from byteleap.config import GatewaySettings, ServiceSettings
+from byteleap.sdk import AsyncClient
 from byteleap.store import open_store, upgrade
 from byteleap.store.receipts import receipts_in_window
 from byteleap.validator.miner_client import MinerClient
@@ -195,7 +198,10 @@ async def ready(http: httpx.AsyncClient, service_id: str, count: int, revision: 
 
 async def delete(http: httpx.AsyncClient, service_id: str) -> None:
     assert (await http.delete(f"/v1/services/{service_id}")).status_code == 200
+    await delete_done(http, service_id)
 
+
+async def delete_done(http: httpx.AsyncClient, service_id: str) -> None:
     async def gone() -> bool:
         return (await view(http, service_id)).state.value == "deleted"
 
@@ -234,22 +240,32 @@ async def test_a_rolling_update_fails_no_request_and_replicas_are_billed(gateway
 
 
 async def test_load_scales_out_and_its_absence_scales_in(gateway: Gateway) -> None:
-    async with gateway.client() as http:
-        svc = await deploy(
-            http, "elastic",
-            autoscale={
-                "min_replicas": 1, "max_replicas": 3, "target_in_flight": 1,
-                "scale_out_cooldown_s": 0, "scale_in_cooldown_s": 2,
-            },
+    async with AsyncClient(gateway.url, gateway.api_key) as sdk, gateway.client() as http:
+        svc = await sdk.create_service(
+            {
+                "name": "elastic", "command": [sys.executable, "server.py"],
+                "inputs": {"server.py": {"content": SERVER.read_text()}},
+                "autoscale": {"min_replicas": 1, "max_replicas": 1, "target_in_flight": 1,
+                              "scale_out_cooldown_s": 0, "scale_in_cooldown_s": 2},
+            }
         )  # fmt: skip
         await ready(http, svc.id, 1)
+        assert (await sdk.invoke(svc.id, "GET", "/hello")).json()["version"] == "1"
+        svc = await sdk.scale_service(svc.id, {"max_replicas": 3})
+        assert svc.spec.autoscale.max_replicas == 3
         with SteadyLoad(http, f"/v1/services/{svc.id}/invoke/slow?ms=300", clients=6) as load:
             await ready(http, svc.id, 3)
             assert (await view(http, svc.id)).desired_replicas == 3
         assert load.failed == []
         await ready(http, svc.id, 1)
         assert (await view(http, svc.id)).desired_replicas == 1
-        await delete(http, svc.id)
+        cli = [svc.id, "--gateway", gateway.url, "--api-key", gateway.api_key, "--json"]
+        shown = await asyncio.to_thread(CliRunner().invoke, app, ["services", "get", *cli])
+        assert shown.exit_code == 0, shown.output
+        assert ServiceView.model_validate_json(shown.output).desired_replicas == 1
+        gone = await asyncio.to_thread(CliRunner().invoke, app, ["services", "delete", *cli])
+        assert gone.exit_code == 0 and '"deleting"' in gone.output, gone.output
+        await delete_done(http, svc.id)
 
 
 async def test_a_killed_worker_moves_traffic_and_its_replica_is_replaced(
@@ -274,7 +290,7 @@ async def test_a_killed_worker_moves_traffic_and_its_replica_is_replaced(
                 return len(fresh) == 1 and v.ready_replicas == 2
 
             await until("a replacement replica is ready", replaced)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(max(1.0, killed_at + 4.0 - time.monotonic()))
         after_kill = [pid for t, pid, _ in load.ok if t > killed_at + 3.0]
         survivors = {pid for t, pid, _ in load.ok if t < killed_at}
         assert after_kill and len(survivors) == 2

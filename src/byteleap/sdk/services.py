@@ -1,0 +1,126 @@
+"""The SDK's inference-service methods, mixed into `AsyncClient` and (blocking) `Client`.
+
+svc = client.create_service({"name": "echo", "command": ["python", "serve.py"],
+                             "autoscale": {"min_replicas": 2, "max_replicas": 4}})
+client.invoke(svc.id, "GET", "/hello")          # an httpx.Response from a replica
+client.update_service(svc.id, {"env": {"MODEL": "v2"}})   # rolling update
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from byteleap.cloud.services.spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
+
+if TYPE_CHECKING:
+    from byteleap.sdk.client import AsyncClient
+
+T = TypeVar("T")
+_SERVICE_LIST = TypeAdapter(list[ServiceView])
+
+
+def _service(service_id: str) -> str:
+    return f"/services/{quote(service_id, safe='')}"
+
+
+def _body(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    return dict(value)
+
+
+class _Requests(Protocol):
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response: ...
+
+
+class ServicesApi:
+    async def create_service(self: _Requests, spec: ServiceSpec | Mapping[str, Any]) -> ServiceView:
+        """Deploy a service; its replicas start in the background."""
+        response = await self._request("POST", "/services", json=_body(spec))
+        return ServiceView.model_validate_json(response.text)
+
+    async def get_service(self: _Requests, service_id: str) -> ServiceView:
+        return ServiceView.model_validate_json(
+            (await self._request("GET", _service(service_id))).text
+        )
+
+    async def list_services(self: _Requests, limit: int = 100) -> builtins.list[ServiceView]:
+        response = await self._request("GET", "/services", params={"limit": limit})
+        return _SERVICE_LIST.validate_json(response.text)
+
+    async def scale_service(
+        self: _Requests, service_id: str, change: ServiceScale | Mapping[str, Any]
+    ) -> ServiceView:
+        """New min/max replicas or autoscaling targets."""
+        path = f"{_service(service_id)}/scale"
+        return ServiceView.model_validate_json(
+            (await self._request("POST", path, json=_body(change))).text
+        )
+
+    async def update_service(
+        self: _Requests, service_id: str, change: ServiceUpdate | Mapping[str, Any]
+    ) -> ServiceView:
+        """A new revision (image, command, env …); replicas roll over to it."""
+        path = f"{_service(service_id)}/update"
+        return ServiceView.model_validate_json(
+            (await self._request("POST", path, json=_body(change))).text
+        )
+
+    async def delete_service(self: _Requests, service_id: str) -> ServiceView:
+        """Drain and stop every replica; `Conflict` once it is deleted."""
+        return ServiceView.model_validate_json(
+            (await self._request("DELETE", _service(service_id))).text
+        )
+
+    async def invoke(
+        self: _Requests, service_id: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request to the service (``kwargs`` as for httpx: content, json, params…)."""
+        target = f"{_service(service_id)}/invoke/{path.lstrip('/')}"
+        return await self._request(method, target, **kwargs)
+
+
+class _Loop(Protocol):
+    def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+
+class _Blocking(Protocol):
+    _client: AsyncClient
+    _loop: _Loop
+
+
+class SyncServicesApi:
+    """The blocking twins, one line each."""
+
+    def create_service(self: _Blocking, spec: ServiceSpec | Mapping[str, Any]) -> ServiceView:
+        return self._loop.run(self._client.create_service(spec))
+
+    def get_service(self: _Blocking, service_id: str) -> ServiceView:
+        return self._loop.run(self._client.get_service(service_id))
+
+    def list_services(self: _Blocking, limit: int = 100) -> builtins.list[ServiceView]:
+        return self._loop.run(self._client.list_services(limit))
+
+    def scale_service(
+        self: _Blocking, service_id: str, change: ServiceScale | Mapping[str, Any]
+    ) -> ServiceView:
+        return self._loop.run(self._client.scale_service(service_id, change))
+
+    def update_service(
+        self: _Blocking, service_id: str, change: ServiceUpdate | Mapping[str, Any]
+    ) -> ServiceView:
+        return self._loop.run(self._client.update_service(service_id, change))
+
+    def delete_service(self: _Blocking, service_id: str) -> ServiceView:
+        return self._loop.run(self._client.delete_service(service_id))
+
+    def invoke(
+        self: _Blocking, service_id: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        return self._loop.run(self._client.invoke(service_id, method, path, **kwargs))
