@@ -19,6 +19,7 @@ from byteleap.commands.customer import (
     JsonFlag,
     gateway_client,
 )
+from byteleap.commands.lease_access import exec_command, shell_command
 from byteleap.sdk import LeaseView
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -130,3 +131,7 @@ def _size(lease: LeaseView) -> str:
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+app.command("exec")(exec_command)
+app.command("shell")(shell_command)

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from byteleap import metrics
 from byteleap.cloud.receipts import LeaseReceipt, ReceiptError, countersign_as_miner
 from byteleap.errors import ByteleapError
+from byteleap.miner.access import ExecSessions
 from byteleap.miner.errors import (
     IllegalTransition,
     JobConflict,
@@ -39,6 +40,7 @@ from byteleap.miner.errors import (
 )
 from byteleap.miner.links import WorkerLink
 from byteleap.miner.node import MinerNode
+from byteleap.net.access import ExecExited, ExecOutput
 from byteleap.net.auth import AuthRejected, RequestVerifier, sign_response
 from byteleap.net.messages import (
     MAX_HTTP_BODY_BYTES,
@@ -128,6 +130,7 @@ def _error_response(exc: ByteleapError) -> JSONResponse:
 
 def create_app(miner: MinerApp) -> FastAPI:
     node = miner.node
+    sessions = ExecSessions()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -270,7 +273,24 @@ def create_app(miner: MinerApp) -> FastAPI:
 
     @app.websocket("/v1/worker")
     async def worker_socket(socket: WebSocket) -> None:
-        await serve_worker(node, socket)
+        await serve_worker(node, socket, sessions)
+
+    @app.websocket("/v1/leases/{lease_id}/exec")
+    async def lease_exec(socket: WebSocket, lease_id: str) -> None:
+        try:
+            caller = await miner.verifier.verify(
+                socket.headers, b"", method="GET", path=socket.url.path
+            )
+            lease = node.leases.get(lease_id, caller)
+            link = node.links.get(lease.request.worker_id)
+            if not lease.active or link is None:
+                raise UnknownLease("the lease has ended or its worker is offline")
+        except ByteleapError as exc:
+            log.info("exec refused", extra={"lease": lease_id, "why": exc.reason})
+            await socket.close(code=4403 if isinstance(exc, AuthRejected) else 4404)
+            return
+        await socket.accept()
+        await sessions.relay(socket, lease, link)
 
     return app
 
@@ -282,7 +302,9 @@ def _parse(kind: type[M], body: bytes) -> M:
         raise MessageError(f"malformed {kind.__name__}: {str(exc).splitlines()[0]}") from None
 
 
-async def serve_worker(node: MinerNode, socket: WebSocket) -> None:
+async def serve_worker(
+    node: MinerNode, socket: WebSocket, sessions: ExecSessions | None = None
+) -> None:
     await socket.accept()
     ip = socket.client.host if socket.client else "unknown"
     nonce = secrets.token_hex(32)
@@ -309,14 +331,16 @@ async def serve_worker(node: MinerNode, socket: WebSocket) -> None:
     )
     why = "disconnected"
     try:
-        why = await _read_worker(node, socket, link)
+        why = await _read_worker(node, socket, link, sessions or ExecSessions())
     except WebSocketDisconnect:
         pass
     finally:
         await node.detach(entry.worker_id, why)
 
 
-async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> str:
+async def _read_worker(
+    node: MinerNode, socket: WebSocket, link: WorkerLink, sessions: ExecSessions
+) -> str:
     worker_id = link.worker_id
     while True:
         raw = await socket.receive_text()
@@ -333,6 +357,8 @@ async def _read_worker(node: MinerNode, socket: WebSocket, link: WorkerLink) -> 
                 return "revoked"
         elif isinstance(message, Committed | Revealed | ChallengeAborted):
             link.deliver(message)
+        elif isinstance(message, ExecOutput | ExecExited):
+            sessions.deliver(worker_id, message)
         elif isinstance(message, LeaseProbed):
             if not node.leases.probes.deliver(worker_id, message):
                 log.warning("answer to no probe of this worker", extra={"worker": worker_id})

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from byteleap.cloud.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
 from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
+from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, ExecStop
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory
 
@@ -280,7 +281,9 @@ WorkerToMiner = Annotated[
     | JobEnded
     | JobRefused
     | ArtifactChunk
-    | LeaseProbed,
+    | LeaseProbed
+    | ExecOutput
+    | ExecExited,
     Field(discriminator="type"),
 ]
 
@@ -332,7 +335,10 @@ MinerToWorker = Annotated[
     | AskReveal
     | RunJob
     | CancelJob
-    | ProbeLease,
+    | ProbeLease
+    | ExecStart
+    | ExecStdin
+    | ExecStop,
     Field(discriminator="type"),
 ]
 

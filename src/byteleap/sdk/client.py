@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from byteleap.cloud.artifacts import ArtifactListing, check_artifact_path
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
+from byteleap.sdk.access import ExecResult, ExecSession, open_exec
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
 from byteleap.sdk.services import ServicesApi
 from byteleap.sdk.sse import parse_events
@@ -51,6 +52,7 @@ class AsyncClient(ServicesApi):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
+        self._base_url, self._api_key = base_url, api_key
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/v1",
             headers={"Authorization": f"Bearer {api_key}"},
@@ -179,6 +181,28 @@ class AsyncClient(ServicesApi):
         """Save every artifact of the job under ``directory``; returns the files."""
         listing = await self.artifacts(job_id)
         return [await self.download_artifact(job_id, a.path, directory) for a in listing.artifacts]
+
+    async def open_exec(
+        self,
+        lease_id: str,
+        command: builtins.list[str] | None = None,
+        *,
+        tty: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> ExecSession:
+        """An exec session on the lease's worker: ``command``, or an interactive shell."""
+        return await open_exec(
+            self._base_url, self._api_key, lease_id, command, tty=tty, env=env,
+            open_timeout_s=self._timeout,
+        )  # fmt: skip
+
+    async def exec(
+        self, lease_id: str, command: builtins.list[str], stdin: bytes = b""
+    ) -> ExecResult:
+        """Run ``command`` on the lease's worker with ``stdin``; its output and exit code."""
+        async with await self.open_exec(lease_id, command) as session:
+            await session.send(stdin, eof=True)
+            return await session.collect()
 
     async def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
         """Reserve a worker now and start paying for it; `Unavailable` when none fits.

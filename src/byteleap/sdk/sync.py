@@ -19,6 +19,8 @@ import httpx
 
 from byteleap.cloud.artifacts import ArtifactListing
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
+from byteleap.net.access import ExecExited, ExecOutput
+from byteleap.sdk.access import ExecResult, ExecSession
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.services import SyncServicesApi
 
@@ -52,6 +54,37 @@ class _LoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+class SyncExecSession:
+    """The blocking twin of `ExecSession`."""
+
+    def __init__(self, loop: _LoopThread, session: ExecSession) -> None:
+        self._loop = loop
+        self._session = session
+
+    def send(self, data: bytes = b"", *, eof: bool = False) -> None:
+        self._loop.run(self._session.send(data, eof=eof))
+
+    def recv(self) -> ExecOutput | ExecExited:
+        return self._loop.run(self._session.recv())
+
+    def collect(self) -> ExecResult:
+        return self._loop.run(self._session.collect())
+
+    def stop(self) -> None:
+        self._loop.run(self._session.stop())
+
+    def close(self) -> None:
+        self._loop.run(self._session.close())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class Client(SyncServicesApi):
@@ -111,6 +144,20 @@ class Client(SyncServicesApi):
 
     def download_artifacts(self, job_id: str, directory: Path) -> builtins.list[Path]:
         return self._loop.run(self._client.download_artifacts(job_id, directory))
+
+    def open_exec(
+        self,
+        lease_id: str,
+        command: builtins.list[str] | None = None,
+        *,
+        tty: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> SyncExecSession:
+        session = self._loop.run(self._client.open_exec(lease_id, command, tty=tty, env=env))
+        return SyncExecSession(self._loop, session)
+
+    def exec(self, lease_id: str, command: builtins.list[str], stdin: bytes = b"") -> ExecResult:
+        return self._loop.run(self._client.exec(lease_id, command, stdin))
 
     def create_lease(self, spec: LeaseSpec | Mapping[str, Any]) -> LeaseView:
         return self._loop.run(self._client.create_lease(spec))

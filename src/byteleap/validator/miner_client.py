@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import httpx
+import websockets
 from bittensor.signing import WalletLike, resolve_signer
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +21,7 @@ from byteleap.chain.port import NeuronInfo
 from byteleap.cloud.artifacts import CHUNK_BYTES
 from byteleap.cloud.receipts import LeaseReceipt
 from byteleap.errors import ByteleapError
+from byteleap.net.access import MAX_EXEC_FRAME
 from byteleap.net.auth import AuthRejected, sign_request, verify_response
 from byteleap.net.messages import (
     ArtifactPiece,
@@ -76,6 +78,7 @@ class MinerClient:
             )
         except ByteleapError as exc:
             raise MinerCallError(str(exc), reason=exc.reason) from None
+        self._tls = context
         self._client = httpx.AsyncClient(
             base_url=self.base_url, verify=context, timeout=self.timeout_s
         )
@@ -191,6 +194,31 @@ class MinerClient:
     async def drop_artifacts(self, job_id: str) -> JobStatus:
         """Let the miner forget the job's artifacts (the gateway has them now)."""
         return await self._call("POST", f"/v1/jobs/{job_id}/artifacts/drop", None, JobStatus)
+
+    async def open_exec(self, lease_id: str) -> websockets.ClientConnection:
+        """A WebSocket to a lease's exec session on the miner (frames: ``net.access``); the
+        handshake is signed, the TLS key pinned."""
+        assert self._client is not None, "use MinerClient as an async context manager"
+        path = f"/v1/leases/{lease_id}/exec"
+        headers = sign_request(
+            self.wallet, method="GET", path=path, body=b"", receiver=self.miner.hotkey
+        )
+        url = f"wss://{self.miner.axon_ip}:{self.miner.axon_port}{path}"
+        try:
+            return await websockets.connect(
+                url,
+                ssl=self._tls,
+                additional_headers=headers,
+                max_size=MAX_EXEC_FRAME,
+                open_timeout=self.timeout_s,
+            )
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            raise MinerCallError(
+                f"miner refused the exec session ({status})", reason="exec_refused", status=status
+            ) from None
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            raise MinerCallError(f"exec session: {exc!r}", reason="unreachable") from None
 
     async def cancel_job(self, job_id: str) -> JobStatus:
         return await self._call("POST", f"/v1/jobs/{job_id}/cancel", None, JobStatus)

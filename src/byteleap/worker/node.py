@@ -22,6 +22,7 @@ import websockets
 
 from byteleap.miner.ledger import EnrollmentToken
 from byteleap.miner.node import hello_payload
+from byteleap.net.access import ExecStart, ExecStdin, ExecStop
 from byteleap.net.errors import NetError, PinMismatch
 from byteleap.net.messages import (
     MAX_WS_MESSAGE_BYTES,
@@ -54,6 +55,7 @@ from byteleap.proof import (
     commit,
     solve,
 )
+from byteleap.worker.access import ExecRunner
 from byteleap.worker.hardware import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
 from byteleap.worker.jobs import JobRunner, Send
@@ -113,10 +115,12 @@ class WorkerNode:
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
     jobs: JobRunner = field(init=False)
+    access: ExecRunner = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = load_or_create_key(self.home)
         self.jobs = JobRunner(self.home)
+        self.access = ExecRunner(self.home)
 
     def _pin(self) -> str:
         enrollment = Enrollment.load(self.home)
@@ -194,6 +198,12 @@ class WorkerNode:
             await asyncio.sleep(every_s)
 
     async def _serve(self, socket: websockets.ClientConnection) -> None:
+        try:
+            await self._serve_messages(socket)
+        finally:  # nobody is left to see a lease session's output
+            await self.access.stop_all()
+
+    async def _serve_messages(self, socket: websockets.ClientConnection) -> None:
         tasks: set[asyncio.Task[None]] = set()
         async for raw in socket:
             message = parse_miner_message(raw)
@@ -211,6 +221,13 @@ class WorkerNode:
                 task = asyncio.create_task(self._answer_probe(socket, message))
             elif isinstance(message, CancelJob):
                 task = asyncio.create_task(self.jobs.cancel(message.job_id))
+            elif isinstance(message, ExecStart):
+                self.access.begin(message)  # its stdin may come before the program is up
+                task = asyncio.create_task(self.access.start(message, socket.send))
+            elif isinstance(message, ExecStdin):
+                self.access.stdin(message)
+            elif isinstance(message, ExecStop):
+                task = asyncio.create_task(self.access.stop(message.session or ""))
             if task is not None:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from byteleap.cloud.artifacts import (
     ArtifactListing,
@@ -48,6 +48,9 @@ from byteleap.cloud.gateway.models import (
     LogEntry,
 )
 from byteleap.cloud.gateway.port import Tenant
+
+if TYPE_CHECKING:
+    from byteleap.cloud.gateway.access import ExecChannel
 
 Stream = Literal["stdout", "stderr"]
 TAIL_CHARS = 4096
@@ -352,6 +355,12 @@ class InMemoryCloudService:
             yield data
 
         return _artifact_view(path, data), chunks()
+
+    async def open_lease_exec(self, tenant: Tenant, lease_id: str) -> ExecChannel:
+        lease = self._owned_lease(tenant, lease_id)
+        if lease.view.state.is_terminal:
+            raise Conflict(f"lease {lease_id} already ended ({lease.view.state})")
+        raise NoCapacity("the in-memory service runs no programs")
 
     def _owned(self, tenant: Tenant, job_id: str) -> _Job:
         job = self._jobs.get(job_id)

@@ -7,9 +7,12 @@ Every method takes the authenticated `Tenant`; a tenant never sees another's wor
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from byteleap.cloud.gateway.access import ExecChannel
 
 from byteleap.cloud.artifacts import ArtifactListing, ArtifactView
 from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
@@ -55,6 +58,11 @@ class CloudService(Protocol):
     ) -> tuple[ArtifactView, AsyncIterator[bytes]]:
         """One stored artifact and its bytes; `NotFound` when there is none, `InvalidSpec`
         (field ``path``) for a path that leaves the artifacts dir."""
+        ...
+
+    async def open_lease_exec(self, tenant: Tenant, lease_id: str) -> ExecChannel:
+        """A session channel to the lease's worker (frames: ``net.access``); `NotFound` for
+        another tenant's lease, `Conflict` once it ended."""
         ...
 
     async def create_lease(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:

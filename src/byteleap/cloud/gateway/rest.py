@@ -111,9 +111,11 @@ def create_rest_app(
 
 def _include_artifacts_and_access(app: FastAPI, service: CloudService) -> None:
     # Imported here: those modules build on this one's tenant dependency and error body.
+    from byteleap.cloud.gateway.access import access_router
     from byteleap.cloud.gateway.rest_artifacts import artifacts_router
 
     app.include_router(artifacts_router(service))
+    app.include_router(access_router(service))
 
 
 def _health_router() -> APIRouter:

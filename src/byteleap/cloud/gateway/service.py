@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from byteleap.cloud.artifacts import ArtifactListing, ArtifactView
+from byteleap.cloud.gateway.access import ExecChannel
 from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.dispatch import Dispatcher, miner_job_id
 from byteleap.cloud.gateway.errors import (
@@ -56,7 +57,7 @@ from byteleap.store.cloud import (
     tenant_by_key_hash,
 )
 from byteleap.store.leases import get_lease
-from byteleap.validator.miner_client import MinerCallError
+from byteleap.validator.miner_client import MinerCallError, MinerClient
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,18 @@ class GatewayService:
         await self._own_job(tenant, job_id)
         assert self.vault is not None
         return await self.vault.open(self.store, job_id, path)
+
+    async def open_lease_exec(self, tenant: Tenant, lease_id: str) -> ExecChannel:
+        lease = await self._desk()._own(tenant, lease_id)
+        if lease.state.is_terminal:
+            raise Conflict(f"lease {lease_id} already ended ({lease.state.value})")
+        try:
+            client = await self.pool.client(lease.miner_hotkey)
+            if not isinstance(client, MinerClient):
+                raise NoCapacity("this supply's miners offer no exec sessions")
+            return await client.open_exec(self._desk().anonymous_id(lease.id))
+        except MinerCallError as exc:
+            raise NoCapacity(f"the lease's miner did not open a session: {exc.reason}") from None
 
     # -- leases (see leasing.py) ------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""`byteleap leases exec | shell`: a command or a shell on a leased worker, through the
+gateway's exec WebSocket. Output streams as it comes; the exit status is the program's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from byteleap.commands.customer import (
+    DEFAULT_GATEWAY,
+    EXIT_ERROR,
+    ApiKeyOption,
+    GatewayOption,
+    fail,
+)
+from byteleap.net.access import ExecExited
+from byteleap.sdk import AsyncClient, SdkError
+from byteleap.sdk.access import ExecSession
+
+
+async def _forward_stdin(session: ExecSession) -> None:
+    """Send what arrives on our stdin (line by line on a terminal), then end of input."""
+    while data := await asyncio.to_thread(os.read, sys.stdin.fileno(), 65536):
+        await session.send(data)
+    await session.send(eof=True)
+
+
+async def _session(
+    gateway: str, api_key: str, lease_id: str, command: list[str] | None, tty: bool
+) -> int:
+    async with AsyncClient(gateway, api_key) as client:
+        session = await client.open_exec(lease_id, command, tty=tty)
+        async with session:
+            feeder = asyncio.create_task(_forward_stdin(session))
+            try:
+                while True:
+                    frame = await session.recv()
+                    if isinstance(frame, ExecExited):
+                        if frame.exit_code is None:
+                            typer.echo(f"session ended: {frame.reason}", err=True)
+                            return EXIT_ERROR
+                        return frame.exit_code if 0 <= frame.exit_code <= 255 else EXIT_ERROR
+                    out = sys.stdout if frame.stream == "stdout" else sys.stderr
+                    out.buffer.write(frame.data)
+                    out.flush()
+            finally:
+                feeder.cancel()
+
+
+def _run(gateway: str, api_key: str, lease_id: str, command: list[str] | None, tty: bool) -> None:
+    if not api_key:
+        raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
+    try:
+        code = asyncio.run(_session(gateway, api_key, lease_id, command, tty))
+    except SdkError as exc:
+        raise fail(f"error: {exc}") from exc
+    raise typer.Exit(code)
+
+
+def exec_command(
+    lease_id: str,
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Run a command on the lease's worker (stdin is passed on) and exit with its status."""
+    _run(gateway, api_key, lease_id, command, tty=False)
+
+
+def shell_command(
+    lease_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+) -> None:
+    """An interactive shell on the lease's worker."""
+    _run(gateway, api_key, lease_id, None, tty=True)

@@ -1,0 +1,118 @@
+"""Exec sessions on a lease: a command (or a shell) on the leased worker, over the gateway's
+``/v1/leases/{id}/exec`` WebSocket (frames: ``byteleap.net.access``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+import websockets
+
+from byteleap.net.access import (
+    MAX_EXEC_DATA,
+    MAX_EXEC_FRAME,
+    ExecExited,
+    ExecFrameError,
+    ExecOutput,
+    ExecStart,
+    ExecStdin,
+    ExecStop,
+    parse_exec_frame,
+)
+from byteleap.sdk.errors import BadResponse, GatewayUnreachable, error_for_status
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None  # None: the session ended without one (``reason`` says why)
+    stdout: bytes
+    stderr: bytes
+    reason: str = ""
+
+
+class ExecSession:
+    """One open session: `send` input, `recv` output frames until an `ExecExited`."""
+
+    def __init__(self, socket: websockets.ClientConnection) -> None:
+        self._socket = socket
+
+    async def send(self, data: bytes = b"", *, eof: bool = False) -> None:
+        for start in range(0, max(len(data), 1), MAX_EXEC_DATA):
+            last = start + MAX_EXEC_DATA >= len(data)
+            chunk = data[start : start + MAX_EXEC_DATA]
+            await self._socket.send(ExecStdin(data=chunk, eof=eof and last).model_dump_json())
+
+    async def recv(self) -> ExecOutput | ExecExited:
+        try:
+            frame = parse_exec_frame(await self._socket.recv())
+        except websockets.ConnectionClosed:
+            return ExecExited(reason="the gateway closed the session")
+        except ExecFrameError as exc:
+            raise BadResponse(f"unexpected frame from the gateway: {exc}") from exc
+        if not isinstance(frame, ExecOutput | ExecExited):
+            raise BadResponse(f"unexpected frame from the gateway: {frame.type}")
+        return frame
+
+    async def stop(self) -> None:
+        await self._socket.send(ExecStop().model_dump_json())
+
+    async def close(self) -> None:
+        await self._socket.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def collect(self) -> ExecResult:
+        """Read until the end: everything the program wrote, and its exit code."""
+        out: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        while True:
+            frame = await self.recv()
+            if isinstance(frame, ExecExited):
+                return ExecResult(frame.exit_code, bytes(out["stdout"]), bytes(out["stderr"]),
+                                  frame.reason)  # fmt: skip
+            out[frame.stream] += frame.data
+
+
+async def open_exec(
+    base_url: str,
+    api_key: str,
+    lease_id: str,
+    command: list[str] | None = None,
+    *,
+    tty: bool = False,
+    env: dict[str, str] | None = None,
+    open_timeout_s: float = 30.0,
+) -> ExecSession:
+    """Start ``command`` (none: a shell) on the lease's worker and return its session."""
+    url = (
+        base_url.rstrip("/").replace("http", "ws", 1)
+        + f"/v1/leases/{quote(lease_id, safe='')}/exec"
+    )
+    try:
+        socket = await websockets.connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {api_key}"},
+            max_size=MAX_EXEC_FRAME,
+            open_timeout=open_timeout_s,
+        )
+    except websockets.InvalidStatus as exc:
+        response = exc.response
+        try:
+            body = json.loads(response.body or b"")
+            reason, detail = str(body["error"]), str(body.get("detail", ""))
+        except (ValueError, KeyError, TypeError):
+            reason, detail = "http_error", ""
+        raise error_for_status(response.status_code, reason, detail, None) from None
+    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+        raise GatewayUnreachable(f"{url}: {exc!r}") from exc
+    start = ExecStart(command=command, tty=tty, env=env or {})
+    await socket.send(start.model_dump_json())
+    return ExecSession(socket)

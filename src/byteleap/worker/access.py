@@ -1,0 +1,196 @@
+"""The worker's side of lease exec sessions: run a command (or a shell) for the renter.
+
+Process leases get a process in the lease's own work dir (``<home>/leases/<lease id>``, kept
+for the lease's life so files persist between sessions) with a clean environment, as the
+process executor gives jobs (PATH, HOME = the work dir, LANG, and what the session asks
+for) — never the worker's own. Each program leads its own session, so stopping it (the
+renter hung up, the lease ended, the link dropped) kills everything it started. Output goes
+back in frames of at most ``MAX_EXEC_DATA`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pty
+import shutil
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from byteleap.net.access import MAX_EXEC_DATA, ExecExited, ExecOutput, ExecStart, ExecStdin
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+KILL_GRACE_S = 2.0
+
+
+STDIN_BACKLOG = 256  # frames waiting for a program that does not read its input
+
+
+@dataclass
+class _Session:
+    process: asyncio.subprocess.Process
+    stdin_fd: int | None  # the pty master, or None when stdin is a pipe
+    inbox: asyncio.Queue[ExecStdin] = field(default_factory=lambda: asyncio.Queue(STDIN_BACKLOG))
+
+
+@dataclass
+class ExecRunner:
+    home: Path
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    # stdin waiting for each session, from the moment its start arrived (its input may
+    # arrive before the program is up)
+    inboxes: dict[str, asyncio.Queue[ExecStdin]] = field(default_factory=dict)
+
+    def begin(self, frame: ExecStart) -> None:
+        """Take a session's input from now on; call before `start`, in arrival order."""
+        if frame.session is not None:
+            self.inboxes.setdefault(frame.session, asyncio.Queue(STDIN_BACKLOG))
+
+    async def start(self, frame: ExecStart, send: Send) -> None:
+        session = frame.session
+        assert session is not None and frame.lease_id is not None
+        self.begin(frame)
+        try:
+            await self._run(session, frame, send)
+        finally:
+            self.inboxes.pop(session, None)
+
+    async def _run(self, session: str, frame: ExecStart, send: Send) -> None:
+        assert frame.lease_id is not None
+        workdir = self.home / "leases" / frame.lease_id
+        try:
+            await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+            argv = frame.command or [shutil.which("bash") or "/bin/sh", "-i"]
+            env = {"PATH": DEFAULT_PATH, "HOME": str(workdir.resolve()), "LANG": "C.UTF-8"}
+            env |= {"TERM": "xterm"} if frame.tty else {}
+            env |= frame.env
+            running = await self._spawn(argv, workdir, env, frame.tty)
+        except OSError as exc:
+            await send(ExecExited(session=session, reason=f"cannot start: {exc}").model_dump_json())
+            return
+        self.sessions[session] = running
+        # Stdin is written by one task per session, so frames keep their order and a
+        # program that does not read its input holds up only itself.
+        writer = asyncio.create_task(self._write_stdin(running, self.inboxes[session]))
+        try:
+            await self._pump(session, running, send)
+        finally:
+            self.sessions.pop(session, None)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _spawn(self, argv: list[str], cwd: Path, env: dict[str, str], tty: bool) -> _Session:
+        if not tty:
+            process = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=env, start_new_session=True,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            return _Session(process, None)
+        master, replica = pty.openpty()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=env, start_new_session=True,
+                stdin=replica, stdout=replica, stderr=replica,
+            )  # fmt: skip
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(replica)
+        return _Session(process, master)
+
+    async def _pump(self, session: str, running: _Session, send: Send) -> None:
+        process = running.process
+
+        async def forward(read: Callable[[], Awaitable[bytes]], stream: str) -> None:
+            while data := await read():
+                frame = ExecOutput(session=session, stream=stream, data=data)  # type: ignore[arg-type]
+                await send(frame.model_dump_json())
+
+        if running.stdin_fd is None:
+            assert process.stdout is not None and process.stderr is not None
+            out, err = process.stdout, process.stderr
+            readers = [
+                forward(lambda: out.read(MAX_EXEC_DATA), "stdout"),
+                forward(lambda: err.read(MAX_EXEC_DATA), "stderr"),
+            ]
+        else:
+            fd = running.stdin_fd
+            readers = [forward(lambda: asyncio.to_thread(_read_pty, fd), "stdout")]
+        try:
+            await asyncio.gather(*readers)
+            code = await process.wait()
+        finally:
+            if running.stdin_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(running.stdin_fd)
+        await send(ExecExited(session=session, exit_code=code).model_dump_json())
+
+    def stdin(self, frame: ExecStdin) -> None:
+        inbox = self.inboxes.get(frame.session or "")
+        if inbox is None:
+            return  # the session is over
+        try:
+            inbox.put_nowait(frame)
+        except asyncio.QueueFull:  # bounded: the program is not reading; end the session
+            log.warning("stdin backlog full; stopping the session")
+            running = self.sessions.get(frame.session or "")
+            if running is not None:
+                asyncio.get_running_loop().create_task(_kill(running.process))
+
+    async def _write_stdin(self, running: _Session, inbox: asyncio.Queue[ExecStdin]) -> None:
+        while True:
+            await self._write(running, await inbox.get())
+
+    async def _write(self, running: _Session, frame: ExecStdin) -> None:
+        try:
+            if running.stdin_fd is not None:
+                if frame.data:
+                    await asyncio.to_thread(os.write, running.stdin_fd, frame.data)
+                if frame.eof:
+                    await asyncio.to_thread(os.write, running.stdin_fd, b"\x04")
+                return
+            pipe = running.process.stdin
+            assert pipe is not None
+            if frame.data:
+                pipe.write(frame.data)
+                await pipe.drain()
+            if frame.eof:
+                pipe.close()
+        except (OSError, ConnectionError) as exc:  # the program closed its stdin
+            log.debug("stdin not delivered", extra={"why": repr(exc)})
+
+    async def stop(self, session: str) -> None:
+        running = self.sessions.get(session)
+        if running is not None:
+            await _kill(running.process)
+
+    async def stop_all(self) -> None:
+        for running in list(self.sessions.values()):
+            await _kill(running.process)
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, MAX_EXEC_DATA)
+    except OSError:  # EIO: every holder of the terminal is gone
+        return b""
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the program's whole session, then SIGKILL it after a grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), KILL_GRACE_S)
+            return

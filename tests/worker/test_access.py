@@ -1,0 +1,98 @@
+"""The worker's exec sessions with real processes: pipes, a terminal, stop, clean env."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, parse_exec_frame
+from byteleap.worker.access import ExecRunner
+
+SESSION = "ab" * 16
+LEASE = "cd" * 16
+
+
+class Frames:
+    def __init__(self) -> None:
+        self.frames: list[ExecOutput | ExecExited] = []
+        self.ended = asyncio.Event()
+
+    async def send(self, text: str) -> None:
+        frame = parse_exec_frame(text)
+        assert isinstance(frame, ExecOutput | ExecExited) and frame.session == SESSION
+        self.frames.append(frame)
+        if isinstance(frame, ExecExited):
+            self.ended.set()
+
+    def output(self, stream: str = "stdout") -> bytes:
+        return b"".join(
+            f.data for f in self.frames if isinstance(f, ExecOutput) and f.stream == stream
+        )
+
+    @property
+    def exited(self) -> ExecExited:
+        last = self.frames[-1]
+        assert isinstance(last, ExecExited)
+        return last
+
+
+async def _run(runner: ExecRunner, start: ExecStart, *stdin: ExecStdin) -> Frames:
+    frames = Frames()
+    runner.begin(start)  # as the worker's link does: input may come before the program is up
+    for frame in stdin:
+        runner.stdin(frame)
+    await asyncio.wait_for(runner.start(start, frames.send), 20)
+    return frames
+
+
+async def test_a_command_gets_stdin_and_reports_output_and_exit(tmp_path: Path) -> None:
+    code = "import os,sys; print(os.getcwd()); print(sys.stdin.read()[::-1]); sys.exit(4)"
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=[sys.executable, "-c", code])
+    frames = await _run(
+        ExecRunner(tmp_path),
+        start,
+        ExecStdin(session=SESSION, data=b"abc"),
+        ExecStdin(session=SESSION, data=b"def", eof=True),
+    )
+    assert frames.exited.exit_code == 4
+    assert frames.output().decode().split("\n")[:2] == [str(tmp_path / "leases" / LEASE), "fedcba"]
+
+
+async def test_the_environment_is_clean(tmp_path: Path, monkeypatch: object) -> None:
+    import os
+
+    os.environ["BYTELEAP_SECRET_FOR_TEST"] = "x"
+    try:
+        start = ExecStart(session=SESSION, lease_id=LEASE, command=["env"], env={"MINE": "1"})
+        frames = await _run(ExecRunner(tmp_path), start)
+    finally:
+        del os.environ["BYTELEAP_SECRET_FOR_TEST"]
+    names = {line.split("=", 1)[0] for line in frames.output().decode().splitlines()}
+    assert "BYTELEAP_SECRET_FOR_TEST" not in names and {"MINE", "HOME", "PATH"} <= names
+
+
+async def test_a_shell_on_a_terminal(tmp_path: Path) -> None:
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["sh", "-i"], tty=True)
+    frames = await _run(
+        ExecRunner(tmp_path), start, ExecStdin(session=SESSION, data=b"echo $((6*7))\nexit 6\n")
+    )
+    assert frames.exited.exit_code == 6 and b"42" in frames.output()
+
+
+async def test_stop_kills_the_program_and_what_it_started(tmp_path: Path) -> None:
+    runner = ExecRunner(tmp_path)
+    frames = Frames()
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["sh", "-c", "sleep 300 & wait"])
+    task = asyncio.create_task(runner.start(start, frames.send))
+    while SESSION not in runner.sessions:  # noqa: ASYNC110 (polls the runner's own state)
+        await asyncio.sleep(0.01)
+    await runner.stop(SESSION)
+    await asyncio.wait_for(task, 10)
+    assert frames.exited.exit_code is not None and frames.exited.exit_code < 0
+
+
+async def test_a_program_that_cannot_start_says_why(tmp_path: Path) -> None:
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["/no/such/program"])
+    frames = await _run(ExecRunner(tmp_path), start)
+    assert frames.exited.exit_code is None and "cannot start" in frames.exited.reason
