@@ -19,7 +19,7 @@ from byteleap.cloud.gateway.miners import MinerPool
 from byteleap.cloud.gateway.models import JobSpec, JobState, JobView
 from byteleap.cloud.gateway.service import GatewayService, create_tenant_with_key
 from byteleap.config import GatewaySettings
-from byteleap.store import Store
+from byteleap.store import Store, open_store, upgrade
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,15 @@ open('artifacts/zz_big.bin', 'wb').write(b'x' * (1 << 20))
 os.symlink('/etc/hostname', 'artifacts/leak')
 print('wrote')
 """
+
+
+@pytest.fixture
+async def store(sqlite_url: str) -> AsyncIterator[Store]:
+    """SQLite only: the store's artifact records are tested on both backends in tests/store."""
+    await upgrade(sqlite_url)
+    opened = await open_store(sqlite_url)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
