@@ -39,6 +39,8 @@ def test_failed_means_verified_wrong_and_nothing_else() -> None:
         ("unreachable", ChallengeStatus.ERRORED),
         ("malformed", ChallengeStatus.ERRORED),
         ("something_new", ChallengeStatus.ERRORED),
+        # Taken by a customer between listing and challenge: counts for nobody.
+        ("illegal_transition", ChallengeStatus.ABANDONED),
     ],
 )
 def test_call_failures_never_count_as_cheating(reason: str, status: ChallengeStatus) -> None:

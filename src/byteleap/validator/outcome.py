@@ -23,6 +23,10 @@ STATUS_OF_FAILURE: dict[FailureReason, ChallengeStatus] = {
 # Transport or miner error reasons (MinerCallError.reason) with a status of their own.
 CALL_FAILURES: dict[str, ChallengeStatus] = {
     "timeout": ChallengeStatus.TIMED_OUT,
+    # The worker left the idle state between the listing and the challenge (a customer's job
+    # or lease took it): no evidence either way, so it counts for nobody. A miner refusing
+    # every challenge this way earns no passes, so it gains nothing.
+    "illegal_transition": ChallengeStatus.ABANDONED,
 }
 
 
