@@ -75,9 +75,12 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
         assert miner["workers_online"] == 2
         assert miner["hotkey"].startswith("5")
         assert miner["challenges_passed"] >= 3 and miner["challenges_failed"] == 0
-    (job,) = summary["jobs"]
+        assert miner["wrong_output"] is False
+    job, validated = summary["jobs"]
     assert job["state"] == "succeeded" and job["worker"].startswith("w-")
-    assert job["seconds"] > 0
+    assert job["seconds"] > 0 and job["validated"] is None
+    # A deterministic job re-executed on another miner's worker: the results agree.
+    assert validated["state"] == "succeeded" and validated["validated"] == "match"
     (lease,) = summary["leases"]
     assert lease["state"] == "released" and lease["receipts"] >= 3 and lease["amount"] > 0
     # The leased miner's receipts gave it the whole lease score.
@@ -117,7 +120,7 @@ async def test_a_failed_step_ends_the_run_red_and_stops_everything(tmp_path: Pat
 
 
 @pytest.mark.adversarial
-def test_devnet_cheaters_get_no_weight(tmp_path: Path) -> None:
+def test_devnet_cheaters_get_no_weight_and_wrong_outputs_are_caught(tmp_path: Path) -> None:
     home = tmp_path / "devnet"
     result = subprocess.run(
         [
@@ -129,20 +132,28 @@ def test_devnet_cheaters_get_no_weight(tmp_path: Path) -> None:
             "--home",
             str(home),
             "--miners",
-            "1",
-            "--cheaters",
             "2",
+            "--cheaters",
+            "4",
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    miners = json.loads(result.stdout)["miners"]
-    cheaters = [m for m in miners if m["cheater"] is not None]
-    assert sorted(m["cheater"] for m in cheaters) == ["lazy", "partial-compute"]
-    for cheater in cheaters:
-        assert cheater["challenges_passed"] == 0 and cheater["challenges_failed"] > 0
-        assert cheater["weight"] < 0.01
-    (honest,) = [m for m in miners if m["cheater"] is None]
-    assert honest["weight"] > 0.99
+    summary = json.loads(result.stdout)
+    miners = summary["miners"]
+    cheats = {m["cheater"]: m for m in miners if m["cheater"] is not None}
+    assert sorted(cheats) == ["lazy", "low-precision", "partial-compute", "wrong-output"]
+    for name in ("lazy", "partial-compute", "low-precision"):
+        assert cheats[name]["challenges_passed"] == 0 and cheats[name]["challenges_failed"] > 0
+        assert cheats[name]["weight"] < 0.01
+    # The output cheater passes its challenges; re-executing its jobs on other miners catches
+    # it, and it loses its lease score for the window.
+    liar = cheats["wrong-output"]
+    assert liar["wrong_output"] is True and liar["lease_score"] == 0.0
+    honest = [m for m in miners if m["cheater"] is None]
+    assert len(honest) == 2 and not any(m["wrong_output"] for m in honest)
+    validated = [j["validated"] for j in summary["jobs"] if j["validated"] is not None]
+    assert "mismatch" in validated and "match" in validated
+    assert sum(m["weight"] for m in honest) > 0.6

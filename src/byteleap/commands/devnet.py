@@ -93,6 +93,15 @@ def _print_metagraph(summary: DevnetSummary) -> None:
             f"customer lease {lease.id}: {lease.state}, {lease.receipts} receipts, "
             f"{lease.amount:g} billed"
         )
+    for service in summary.services:
+        console.print(
+            f"customer service {service.id}: scaled to {service.replicas_max} replicas under "
+            f"load and back to {service.replicas_after}; {service.requests_ok} requests served, "
+            f"{service.requests_failed} failed, {service.cost:g} billed"
+        )
     for job in summary.jobs:
-        console.print(f"customer job {job.id}: {job.state} on {job.worker} in {job.seconds}s")
+        validated = f", validated: {job.validated}" if job.validated else ""
+        console.print(
+            f"customer job {job.id}: {job.state} on {job.worker} in {job.seconds}s{validated}"
+        )
     console.print("[green]devnet ok[/]" if summary.ok else "[red]devnet failed[/]")

@@ -37,8 +37,12 @@ async def step_gateway(state: DevnetState) -> None:
         f"[gateway]\nport = {port}\ngrpc_port = {free_port()}\n"
         "dispatch_interval_s = 0.2\nmetagraph_refresh_s = 2\n"
         f'bill_period_s = 1\nhome = "{state.options.home.resolve()}"\n'
+        # Billing never passes the last good liveness probe: probe every second here.
+        "lease_probe_interval_s = 1\nlease_probe_timeout_s = 2\n"
         # The dashboard recomputes scores: with the validator's round interval, not the default.
         f"[gateway.scoring]\nround_interval_s = {state.options.round_interval_s}\n"
+        # Services reconcile and average their load fast enough to scale within the run.
+        "[gateway.services]\ninterval_s = 0.5\nload_window_s = 2\n"
         f'[gateway.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
         f'[gateway.chain]\nurl = "{state.chain_url}"\n'
         f'[gateway.store]\nurl = "{state.store_url}"\n'

@@ -33,6 +33,7 @@ from byteleap.miner.runner import ledger_for
 from byteleap.net.tls import load_or_create_identity
 from byteleap.scoring import ScoringParams
 from byteleap.store import StoreError, latest_weights, open_store
+from byteleap.store.validations import penalised_miners
 from byteleap.validator.miner_client import MinerCallError, MinerClient
 from byteleap.validator.scores import ScoreResult, compute_scores
 
@@ -263,6 +264,12 @@ async def _wait_for_permit(state: DevnetState) -> None:
 async def step_metagraph(state: DevnetState) -> None:
     metagraph = await chain_of(state).metagraph()
     state.summary.chain = ChainSummary(block=metagraph.block, neurons=len(metagraph.neurons))
+    store = await open_store(state.store_url)
+    try:
+        async with store.session() as s:
+            wrong_output = await penalised_miners(s, since=0, until=time.time())
+    finally:
+        await store.close()
     for neuron in sorted(metagraph.neurons, key=lambda n: n.uid):
         role = state.roles.get(neuron.hotkey, "unknown")
         state.summary.neurons.append(
@@ -275,7 +282,9 @@ async def step_metagraph(state: DevnetState) -> None:
             )
         )
         if role == "miner":
-            state.summary.miners.append(_miner_summary(state, neuron.uid, neuron.hotkey))
+            summary = _miner_summary(state, neuron.uid, neuron.hotkey)
+            summary.wrong_output = neuron.hotkey in wrong_output
+            state.summary.miners.append(summary)
 
 
 def _miner_summary(state: DevnetState, uid: int, hotkey: str) -> MinerSummary:

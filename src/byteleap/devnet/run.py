@@ -26,9 +26,11 @@ from byteleap.devnet.network import (
     step_weights,
     step_workers,
 )
+from byteleap.devnet.services import step_service
 from byteleap.devnet.state import DevnetOptions, DevnetState, Step
 from byteleap.devnet.summary import DevnetSummary, StepResult
 from byteleap.devnet.supervisor import Supervisor
+from byteleap.devnet.validation import step_validation
 from byteleap.devnet.view import LiveView, live_view
 from byteleap.errors import ByteleapError
 from byteleap.validator.scores import ScoreResult
@@ -47,6 +49,8 @@ STEPS: list[tuple[str, Step]] = [
     ("gateway", step_gateway),
     ("job", step_job),
     ("lease", step_lease),
+    ("validation", step_validation),
+    ("service", step_service),
     ("weights", step_weights),
     ("metagraph", step_metagraph),
 ]

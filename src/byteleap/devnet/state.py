@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 VALIDATOR_STAKE = 1000.0
 
 
-CHEATS = ("lazy", "partial-compute", "low-precision")
+# Challenge cheats first: ``--cheaters 2`` and ``3`` show them get (almost) no weight; the
+# fourth passes challenges but returns wrong job results, which output validation catches.
+CHEATS = ("lazy", "partial-compute", "low-precision", "wrong-output")
 
 
 LEASE_RECEIPTS = 3

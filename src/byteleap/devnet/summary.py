@@ -31,6 +31,8 @@ class MinerSummary(BaseModel):
     challenge_score: float = 0.0
     lease_score: float = 0.0
     weight: float = 0.0
+    # A re-executed job of one of its workers disagreed with the majority (lease score lost).
+    wrong_output: bool = False
 
 
 class JobSummary(BaseModel):
@@ -48,6 +50,15 @@ class LeaseSummary(BaseModel):
     amount: float
 
 
+class ServiceSummary(BaseModel):
+    id: str
+    replicas_max: int  # ready replicas at the peak of the load
+    replicas_after: int  # desired replicas once the load was gone
+    requests_ok: int
+    requests_failed: int
+    cost: float
+
+
 class NeuronRow(BaseModel):
     uid: int
     hotkey: str
@@ -63,4 +74,5 @@ class DevnetSummary(BaseModel):
     miners: list[MinerSummary] = Field(default_factory=list)
     jobs: list[JobSummary] = Field(default_factory=list)
     leases: list[LeaseSummary] = Field(default_factory=list)
+    services: list[ServiceSummary] = Field(default_factory=list)
     neurons: list[NeuronRow] = Field(default_factory=list)
