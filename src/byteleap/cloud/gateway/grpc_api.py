@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 from pydantic import BaseModel, ValidationError
@@ -44,6 +44,9 @@ except ModuleNotFoundError as exc:  # a checkout where the build step has not ru
     raise ImportError(
         f"the gateway's gRPC code is not generated: run `{protogen.COMMAND}` (`make venv` does it)"
     ) from exc
+
+if TYPE_CHECKING:
+    from byteleap.cloud.gateway.services import ServiceDesk
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +253,12 @@ async def serve_grpc(
     host: str = "127.0.0.1",
     port: int = 50051,
     *,
+    services: ServiceDesk | None = None,
     max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> grpc.aio.Server:
     """Start serving the gateway's gRPC API on ``host:port`` (insecure: put TLS in front, as
-    for REST); the caller stops it with ``await server.stop(grace)``."""
+    for REST), with the ``Services`` service when the gateway runs a desk (``services``); the
+    caller stops it with ``await server.stop(grace)``."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -261,6 +266,10 @@ async def serve_grpc(
         ]
     )
     pb_grpc.add_GatewayServicer_to_server(GatewayServicer(service), server)  # type: ignore[no-untyped-call]
+    if services is not None:
+        from byteleap.cloud.gateway.grpc_services import add_services  # it builds on this module
+
+        add_services(server, service, services)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     server.add_insecure_port(address)
     await server.start()

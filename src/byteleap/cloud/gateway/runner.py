@@ -62,7 +62,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
     mount_services(server.config.app, services)
     service_loop = asyncio.create_task(services.run(), name="services")
     grpc_server = (
-        await serve_grpc(service, settings.host, settings.grpc_port) if settings.grpc_port else None
+        await serve_grpc(service, settings.host, settings.grpc_port, services=services)
+        if settings.grpc_port
+        else None
     )
     try:
         await server.serve()

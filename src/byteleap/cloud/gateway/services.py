@@ -26,7 +26,15 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from byteleap.cloud.gateway.errors import Conflict, NoCapacity, NotFound, QuotaExceeded
+from pydantic import ValidationError
+
+from byteleap.cloud.gateway.errors import (
+    Conflict,
+    InvalidSpec,
+    NoCapacity,
+    NotFound,
+    QuotaExceeded,
+)
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.port import Tenant
@@ -104,6 +112,18 @@ class ServiceLoad:
         latencies = sorted(ms for _, ms in self.latency_ms)
         p90 = latencies[int(0.9 * (len(latencies) - 1))] if latencies else None
         return Load(in_flight=sum(flights) / len(flights) if flights else 0.0, latency_p90_ms=p90)
+
+
+def _revised(change: ServiceScale | ServiceUpdate, spec: ServiceSpec, whole: str) -> ServiceSpec:
+    """``spec`` with ``change`` applied; `InvalidSpec` when the result breaks a rule of the
+    whole spec that the change alone could not be checked against (min above the current max,
+    PORT in the new env, ...). ``whole`` names the field when the rule spans several."""
+    try:
+        return change.apply(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or whole
+        raise InvalidSpec(f"{where}: {first['msg']}", field=where) from None
 
 
 @dataclass
@@ -191,7 +211,7 @@ class ServiceDesk:
 
     async def scale(self, tenant: Tenant, service_id: str, change: ServiceScale) -> ServiceView:
         service = await self._own_live(tenant, service_id)
-        spec = change.apply(ServiceSpec.model_validate_json(service.spec_json))
+        spec = _revised(change, ServiceSpec.model_validate_json(service.spec_json), "autoscale")
         bounds = spec.autoscale
         desired = max(bounds.min_replicas, min(bounds.max_replicas, service.desired))
         async with self.store.session() as s:
@@ -204,7 +224,7 @@ class ServiceDesk:
     async def update(self, tenant: Tenant, service_id: str, change: ServiceUpdate) -> ServiceView:
         """A new revision; the loop rolls the replicas over to it."""
         service = await self._own_live(tenant, service_id)
-        spec = change.apply(ServiceSpec.model_validate_json(service.spec_json))
+        spec = _revised(change, ServiceSpec.model_validate_json(service.spec_json), "spec")
         async with self.store.session() as s:
             updated = await update_service(
                 s, service.id, spec_json=spec.model_dump_json(), revision=service.revision + 1,
