@@ -184,6 +184,9 @@ class WorkerSettings(RoleSettings):
     role: ClassVar[str] = "worker"
     miner_url: str = "wss://127.0.0.1:8091/v1/worker"
     token: str | None = None
+    # The address other workers reach this one's WireGuard links at, for tenants' private
+    # networks (default: the address the miner sees the worker connect from).
+    network_host: str | None = Field(default=None, max_length=45)
     backend: Literal["numpy", "torch"] = "numpy"
     # Anything but honest is for tests and `devnet --cheaters`.
     behaviour: Literal[
@@ -218,6 +221,20 @@ class ServiceSettings(BaseModel):
     max_replicas_per_tenant: int = Field(default=16, ge=1)
 
 
+class GatewayNetworkSettings(BaseModel):
+    """(params) Tenants' private WireGuard networks (net/wireguard, gateway/networks_api.py).
+    Off by default: members' workers need root and wireguard(-go)."""
+
+    enabled: bool = False
+    # Where miners send join requests (default http://<host>:<port>).
+    public_url: str | None = Field(default=None, max_length=400, pattern=r"^https?://")
+    pool: str = "10.200.0.0/13"  # the private range tenant /24s come from
+    validity_s: float = Field(default=120.0, gt=0, le=3600)  # a peer set's lifetime in transit
+    skew_s: float = Field(default=5.0, ge=0, le=300)  # gateway/worker clock difference allowed
+    keepalive_s: int = Field(default=25, ge=0, le=3600)  # towards peers (0: off)
+    sweep_interval_s: float = Field(default=10.0, gt=0)  # members of ended leases are dropped
+
+
 class GatewaySettings(RoleSettings):
     role: ClassVar[str] = "gateway"
     wallet: WalletSettings = WalletSettings()
@@ -249,6 +266,7 @@ class GatewaySettings(RoleSettings):
     # many bytes of them per job; files past the limit are rejected with the reason.
     artifacts_dir: Path | None = None
     max_job_artifact_bytes: int = Field(default=256 << 20, ge=0)
+    networks: GatewayNetworkSettings = GatewayNetworkSettings()
 
     @property
     def artifacts_path(self) -> Path:

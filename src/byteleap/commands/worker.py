@@ -44,6 +44,7 @@ def worker(
         token=settings.token,
         behaviour=Behaviour(settings.behaviour),
         backend=settings.backend,
+        network_host=settings.network_host,
     )
     try:
         asyncio.run(node.run_forever())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from byteleap.cloud.receipts import LeaseReceipt
@@ -103,6 +104,8 @@ class LeaseBook:
     def __init__(self) -> None:
         self._leases: dict[str, MinerLease] = {}
         self.probes = LeaseProbes()
+        # Told once as each lease ends, whatever ended it (miner.networks takes its link down).
+        self.on_end: list[Callable[[MinerLease], None]] = []
 
     def get(self, lease_id: str, gateway: str) -> MinerLease:
         lease = self._leases.get(lease_id)
@@ -138,6 +141,8 @@ class LeaseBook:
     def end(self, lease: MinerLease, now: float, detail: str) -> None:
         if lease.active:
             lease.ended_at, lease.detail = now, detail
+            for hook in self.on_end:
+                hook(lease)
 
     def due(self, now: float) -> list[MinerLease]:
         return [x for x in self._leases.values() if x.active and x.request.ends_at <= now]

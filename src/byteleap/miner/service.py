@@ -39,6 +39,7 @@ from byteleap.miner.errors import (
     WorkerUnavailable,
 )
 from byteleap.miner.links import WorkerLink
+from byteleap.miner.networks import LeaseNetworks, mount_lease_networks
 from byteleap.miner.node import MinerNode
 from byteleap.net.access import ExecExited, ExecOutput
 from byteleap.net.auth import AuthRejected, RequestVerifier, sign_response
@@ -62,6 +63,7 @@ from byteleap.net.messages import (
     LeaseProbed,
     LeaseRequest,
     MessageError,
+    NetworkJoin,
     Pong,
     Refused,
     Revealed,
@@ -130,6 +132,10 @@ def _error_response(exc: ByteleapError) -> JSONResponse:
 
 def create_app(miner: MinerApp) -> FastAPI:
     node = miner.node
+    networks = LeaseNetworks(
+        miner.wallet, node.hotkey, node.links, lambda worker_id: node.registry.get(worker_id).ip
+    )
+    node.leases.on_end.append(networks.lease_ended)
     sessions = ExecSessions()
 
     @contextlib.asynccontextmanager
@@ -137,11 +143,13 @@ def create_app(miner: MinerApp) -> FastAPI:
         expiry = asyncio.create_task(node.expire_forever(), name="heartbeat-expiry")
         yield
         expiry.cancel()
+        await networks.close()
         for worker_id in list(node.links):
             await node.detach(worker_id, "miner shutting down")
         node.jobs.artifacts.close()
 
     app = FastAPI(title="byteleap miner", lifespan=lifespan)
+    mount_lease_networks(app, miner, networks)
     app.mount("/metrics", metrics.asgi_app())  # type: ignore[arg-type]
 
     @app.middleware("http")
@@ -359,6 +367,10 @@ async def _read_worker(
             link.deliver(message)
         elif isinstance(message, ExecOutput | ExecExited):
             sessions.deliver(worker_id, message)
+        elif isinstance(message, NetworkJoin):
+            networks = getattr(socket.app.state, "lease_networks", None)
+            if isinstance(networks, LeaseNetworks):
+                networks.on_join(worker_id, message)
         elif isinstance(message, LeaseProbed):
             if not node.leases.probes.deliver(worker_id, message):
                 log.warning("answer to no probe of this worker", extra={"worker": worker_id})

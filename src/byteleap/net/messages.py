@@ -21,6 +21,7 @@ from byteleap.cloud.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
 from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
 from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, ExecStop
+from byteleap.net.wireguard.messages import JoinRequest, SignedPeerSet
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory
 
@@ -183,6 +184,63 @@ class LeaseStatus(_Msg):
     detail: str = ""
 
 
+# ---- tenants' private networks (net.wireguard; gateway → miner → worker and back) ---
+
+LeaseWireId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Hotkey = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class LeaseNetwork(_Msg):
+    """Gateway → miner: put the lease in its tenant's private network; the miner relays its
+    worker's join request, signed by the miner, to ``join_url``."""
+
+    type: Literal["lease_network"] = "lease_network"
+    tenant_id: int = Field(ge=1, le=2**31 - 1)
+    join_url: str = Field(max_length=500, pattern=r"^https?://[^\s]+$")
+    validity_s: float = Field(gt=0, le=3600)
+    skew_s: float = Field(ge=0, le=300)
+    keepalive_s: int = Field(ge=0, le=3600)
+
+
+class NetworkUp(_Msg):
+    """Miner → worker: bring up the lease's WireGuard link and answer with `NetworkJoin`;
+    accept peer sets signed by ``gateway_hotkey`` for ``miner_hotkey`` only."""
+
+    type: Literal["network_up"] = "network_up"
+    lease_id: LeaseWireId
+    tenant_id: int = Field(ge=1, le=2**31 - 1)
+    gateway_hotkey: Hotkey
+    miner_hotkey: Hotkey
+    # The worker's address as the miner sees it (the worker may be told to publish another).
+    underlay_host: str = Field(max_length=45)
+    validity_s: float = Field(gt=0, le=3600)
+    skew_s: float = Field(ge=0, le=300)
+    keepalive_s: int = Field(ge=0, le=3600)
+
+
+class NetworkJoin(_Msg):
+    """Worker → miner: the lease's join request, for the miner to sign and send on."""
+
+    type: Literal["network_join"] = "network_join"
+    request: JoinRequest
+
+
+class NetworkPeers(_Msg):
+    """Miner → worker: a gateway-signed peer set for the lease (the worker verifies it)."""
+
+    type: Literal["network_peers"] = "network_peers"
+    lease_id: LeaseWireId
+    peer_set: SignedPeerSet
+
+
+class NetworkDown(_Msg):
+    """Miner → worker: the lease left its network (ended, or its join was refused)."""
+
+    type: Literal["network_down"] = "network_down"
+    lease_id: LeaseWireId
+    reason: str = Field(default="", max_length=500)
+
+
 # ---- worker → miner -------------------------------------------------------------
 
 
@@ -282,6 +340,7 @@ WorkerToMiner = Annotated[
     | JobRefused
     | ArtifactChunk
     | LeaseProbed
+    | NetworkJoin
     | ExecOutput
     | ExecExited,
     Field(discriminator="type"),
@@ -336,6 +395,9 @@ MinerToWorker = Annotated[
     | RunJob
     | CancelJob
     | ProbeLease
+    | NetworkUp
+    | NetworkPeers
+    | NetworkDown
     | ExecStart
     | ExecStdin
     | ExecStop,

@@ -32,6 +32,7 @@ from byteleap.net.messages import (
     JobStatus,
     LeaseExtension,
     LeaseLiveness,
+    LeaseNetwork,
     LeaseRequest,
     LeaseStatus,
     Pong,
@@ -39,6 +40,7 @@ from byteleap.net.messages import (
     WorkerList,
 )
 from byteleap.net.tls import pinned_context_for
+from byteleap.net.wireguard.messages import SignedPeerSet
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest, reveal_size_limit
 
 M = TypeVar("M", bound=BaseModel)
@@ -240,6 +242,15 @@ class MinerClient:
 
     async def release_lease(self, lease_id: str) -> LeaseStatus:
         return await self._call("POST", f"/v1/leases/{lease_id}/release", None, LeaseStatus)
+
+    async def attach_network(self, lease_id: str, network: LeaseNetwork) -> LeaseStatus:
+        """Put the lease in its tenant's private network (the miner relays the join)."""
+        return await self._call("POST", f"/v1/leases/{lease_id}/network", network, LeaseStatus)
+
+    async def push_peer_set(self, lease_id: str, peer_set: SignedPeerSet) -> LeaseStatus:
+        """Hand the lease's worker a gateway-signed peer set (the worker verifies it)."""
+        path = f"/v1/leases/{lease_id}/network/peers"
+        return await self._call("POST", path, peer_set, LeaseStatus)
 
     async def countersign(self, receipt: LeaseReceipt) -> LeaseReceipt:
         """The miner's countersignature on a gateway-signed receipt (refused: 409)."""

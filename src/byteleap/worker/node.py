@@ -36,6 +36,9 @@ from byteleap.net.messages import (
     Hello,
     JobEnded,
     LeaseProbed,
+    NetworkDown,
+    NetworkPeers,
+    NetworkUp,
     ProbeLease,
     Refused,
     Revealed,
@@ -59,6 +62,7 @@ from byteleap.worker.access import ExecRunner
 from byteleap.worker.hardware import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
 from byteleap.worker.jobs import JobRunner, Send
+from byteleap.worker.networks import LeaseNetworkLinks
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +119,14 @@ class WorkerNode:
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
     jobs: JobRunner = field(init=False)
+    # Where other members reach this worker's private-network links (None: as the miner sees it).
+    network_host: str | None = None
+    networks: LeaseNetworkLinks = field(init=False)
     access: ExecRunner = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = load_or_create_key(self.home)
+        self.networks = LeaseNetworkLinks(public_host=self.network_host)
         self.jobs = JobRunner(self.home)
         self.access = ExecRunner(self.home)
 
@@ -165,6 +173,7 @@ class WorkerNode:
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeats
+                await self.networks.down_all()  # the miner ended every lease here
 
     async def _introduce(self, socket: websockets.ClientConnection) -> Welcome:
         nonce = parse_miner_message(await socket.recv())
@@ -221,6 +230,12 @@ class WorkerNode:
                 task = asyncio.create_task(self._answer_probe(socket, message))
             elif isinstance(message, CancelJob):
                 task = asyncio.create_task(self.jobs.cancel(message.job_id))
+            elif isinstance(message, NetworkUp):
+                task = asyncio.create_task(self.networks.up(message, socket.send))
+            elif isinstance(message, NetworkPeers):
+                task = asyncio.create_task(self.networks.apply(message))
+            elif isinstance(message, NetworkDown):
+                task = asyncio.create_task(self.networks.down(message))
             elif isinstance(message, ExecStart):
                 self.access.begin(message)  # its stdin may come before the program is up
                 task = asyncio.create_task(self.access.start(message, socket.send))

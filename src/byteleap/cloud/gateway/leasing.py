@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Protocol
 
 from byteleap import metrics
-from byteleap.cloud.gateway.errors import Conflict, NoCapacity, NotFound, PaymentRequired
+from byteleap.cloud.gateway.errors import (
+    Conflict,
+    InvalidSpec,
+    NoCapacity,
+    NotFound,
+    PaymentRequired,
+)
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import LeaseSpec, LeaseState, LeaseView
 from byteleap.cloud.gateway.port import Tenant
@@ -88,6 +94,13 @@ class LeaseHealthGate(Protocol):
     async def with_health(self, views: Sequence[LeaseView]) -> list[LeaseView]: ...
 
 
+class LeaseNetworkHooks(Protocol):
+    """Tenants' private networks (networks_api.py): told when a lease is stored and ended."""
+
+    async def started(self, lease: LeaseRecord) -> None: ...
+    async def ended(self, lease: LeaseRecord) -> None: ...
+
+
 @dataclass
 class LeaseDesk:
     store: Store
@@ -100,6 +113,8 @@ class LeaseDesk:
     clock: Callable[[], float] = time.time
     # None: every lease is billed up to now (no liveness probes)
     liveness: LeaseHealthGate | None = None
+    # None: no private networks (a lease asking for one is refused)
+    networks: LeaseNetworkHooks | None = None
 
     async def _shown(self, views: list[LeaseView]) -> list[LeaseView]:
         return views if self.liveness is None else await self.liveness.with_health(views)
@@ -113,6 +128,8 @@ class LeaseDesk:
         return anonymous_lease_id(lease_id, self.secret)
 
     async def create(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:
+        if spec.network is not None and self.networks is None:
+            raise InvalidSpec("this gateway runs no private networks", field="network")
         r = spec.resources
         requirements = Requirements(
             gpu_count=r.gpu_count,
@@ -164,6 +181,8 @@ class LeaseDesk:
             raise NoCapacity(f"the worker could not be reserved: {exc.reason}") from None
         async with self.store.session() as s:
             await insert_lease(s, record)
+        if self.networks is not None:
+            await self.networks.started(record)
         metrics.GATEWAY_LEASES.labels("created").inc()
         log.info("lease started", extra={"lease": record.id, "worker": offer.worker_id})
         return view_of(record)
@@ -222,6 +241,8 @@ class LeaseDesk:
             log.warning("release not delivered", extra={"lease": lease.id, "why": exc.reason})
         async with self.store.session() as s:
             ended = await end_lease(s, lease.id, state, at=now)
+        if self.networks is not None:
+            await self.networks.ended(ended)
         metrics.GATEWAY_LEASES.labels(state.value).inc()
         return ended
 

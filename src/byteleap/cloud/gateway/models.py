@@ -150,6 +150,9 @@ class LeaseSpec(BaseModel):
     resources: Resources = Resources()
     duration_s: float = Field(ge=10, le=MAX_LEASE_S, allow_inf_nan=False)
     max_price_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # "private": the lease joins its tenant's private WireGuard network (the tenant's other
+    # private leases reach it; nothing else does). None: no overlay network.
+    network: Literal["private"] | None = None
 
 
 class LeaseView(BaseModel):

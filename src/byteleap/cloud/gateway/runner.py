@@ -14,6 +14,7 @@ from byteleap.cloud.gateway.leasing import LeaseDesk, lease_secret
 from byteleap.cloud.gateway.liveness import LeaseWatch
 from byteleap.cloud.gateway.miners import MinerPool, Supply
 from byteleap.cloud.gateway.network import NetworkView
+from byteleap.cloud.gateway.networks_api import mount_networks, private_networks
 from byteleap.cloud.gateway.rest import create_rest_app
 from byteleap.cloud.gateway.rest_services import mount_services
 from byteleap.cloud.gateway.service import GatewayService
@@ -45,6 +46,10 @@ async def run_gateway(settings: GatewaySettings) -> None:
         bill_period_s=settings.bill_period_s,
     )
     desk.liveness = watch = LeaseWatch(store, pool, settings, desk)
+    desk.networks = networks = private_networks(
+        settings, store=store, wallet=wallet, gateway_hotkey=wallet.hotkey.ss58_address,
+        pool=pool, chain=chain, wire_id=desk.anonymous_id,
+    )  # fmt: skip
     validator = OutputValidator(store, pool, settings)
     service = GatewayService(store, pool, settings, leasing=desk, validator=validator, watch=watch)
     network = NetworkView(store, metagraph=chain.metagraph, params=settings.scoring)
@@ -61,6 +66,10 @@ async def run_gateway(settings: GatewaySettings) -> None:
     services = ServiceDesk(store, pool, settings, leasing=desk)
     mount_services(server.config.app, services)
     service_loop = asyncio.create_task(services.run(), name="services")
+    network_loop = None
+    if networks is not None:
+        mount_networks(server.config.app, networks)
+        network_loop = asyncio.create_task(networks.run(), name="private-networks")
     grpc_server = (
         await serve_grpc(service, settings.host, settings.grpc_port, services=services)
         if settings.grpc_port
@@ -71,6 +80,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
     finally:
         if grpc_server is not None:
             await grpc_server.stop(5)
+        if network_loop is not None:
+            network_loop.cancel()
+            await asyncio.gather(network_loop, return_exceptions=True)
         service_loop.cancel()
         await asyncio.gather(service_loop, return_exceptions=True)
         await services.close()
