@@ -25,10 +25,12 @@ pytestmark = pytest.mark.slow
 
 
 def _children_of_devnet(home: Path) -> list[psutil.Process]:
+    """Every process of the devnet: its roles, and what its workers ran (by working dir)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "cwd"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "byteleap.cli" in cmdline and str(home) in cmdline:
+        cwd = process.info["cwd"] or ""
+        if ("byteleap.cli" in cmdline and str(home) in cmdline) or cwd.startswith(str(home)):
             found.append(process)
     return found
 
@@ -79,12 +81,18 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
     job, validated = summary["jobs"]
     assert job["state"] == "succeeded" and job["worker"].startswith("w-")
     assert job["seconds"] > 0 and job["validated"] is None
+    assert job["artifacts"] == 1  # the file it wrote, kept by the gateway
     # A deterministic job re-executed on another miner's worker: the results agree.
     assert validated["state"] == "succeeded" and validated["validated"] == "match"
     (lease,) = summary["leases"]
     assert lease["state"] == "released" and lease["receipts"] >= 3 and lease["amount"] > 0
-    # The leased miner's receipts gave it the whole lease score.
-    assert sorted(m["lease_score"] for m in summary["miners"]) == [0.0, 0.0, 1.0]
+    assert lease["exec_ok"] is True
+    # Receipts (the lease's and the service replicas') moved lease scores; the top earner has 1.
+    assert max(m["lease_score"] for m in summary["miners"]) == 1.0
+    (service,) = summary["services"]
+    assert service["replicas_max"] >= 3 and service["replicas_after"] == 1
+    assert service["requests_ok"] > 0 and service["requests_failed"] == 0
+    assert service["cost"] > 0
     assert _children_of_devnet(home) == []
 
 

@@ -70,29 +70,46 @@ async def step_gateway(state: DevnetState) -> None:
 
 
 async def step_job(state: DevnetState) -> None:
-    """A customer submits a job through the SDK and waits for its result."""
-    code = "import platform; print('hello from', platform.node(), 'on a byteleap worker')"
+    """A customer submits a job through the SDK, waits for its result and fetches its artifact."""
+    code = (
+        "import os, platform; os.makedirs('artifacts', exist_ok=True)\n"
+        "open('artifacts/hello.txt', 'w').write('made on ' + platform.node())\n"
+        "print('hello from', platform.node(), 'on a byteleap worker')"
+    )
     async with AsyncClient(state.gateway_url, state.api_key) as client:
         job = await client.submit(
             {"command": [sys.executable, "-c", code], "timeout_s": 60, "retries": 1}
         )
         done = await client.wait(job.id, timeout_s=60, poll_s=0.2)
+        artifacts = (
+            (await client.artifacts(job.id)).artifacts if done.state.value == "succeeded" else []
+        )
     seconds = (
         round(done.finished_at - done.started_at, 3)
         if done.finished_at is not None and done.started_at is not None
         else None
     )
     state.summary.jobs.append(
-        JobSummary(id=done.id, state=done.state.value, worker=done.worker_id, seconds=seconds)
+        JobSummary(
+            id=done.id,
+            state=done.state.value,
+            worker=done.worker_id,
+            seconds=seconds,
+            artifacts=len(artifacts),
+        )
     )
     if done.state.value != "succeeded":
         raise DevnetError(f"the sample job ended {done.state.value}: {done.error}")
+    if [a.path for a in artifacts] != ["hello.txt"]:
+        raise DevnetError(f"the gateway kept {[a.path for a in artifacts]}, not hello.txt")
 
 
 async def step_lease(state: DevnetState) -> None:
     """A customer rents a worker for a short while; each billed second is receipted."""
     async with AsyncClient(state.gateway_url, state.api_key) as client:
         lease = await client.create_lease({"duration_s": 60})
+        # The lease's access endpoint: a command run on the leased worker through the gateway.
+        exec_result = await client.exec(lease.id, ["echo", "ok"])
         deadline = time.monotonic() + 30
         while (await client.get_lease(lease.id)).receipts < LEASE_RECEIPTS:
             check_children(state)
@@ -102,7 +119,11 @@ async def step_lease(state: DevnetState) -> None:
         done = await client.release_lease(lease.id)
     state.summary.leases.append(
         LeaseSummary(
-            id=done.id, state=done.state.value, receipts=done.receipts, amount=round(done.cost, 6)
+            id=done.id,
+            state=done.state.value,
+            receipts=done.receipts,
+            amount=round(done.cost, 6),
+            exec_ok=exec_result.exit_code == 0 and exec_result.stdout == b"ok\n",
         )
     )
     # Weights the validator sets from now on include this lease's revenue.

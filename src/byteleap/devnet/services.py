@@ -93,7 +93,10 @@ async def step_service(state: DevnetState) -> None:
         view = await _wait_for(
             state, client, service.id, "scale in once quiet", lambda v: v.desired_replicas == 1
         )
-        deleted = await client.delete_service(service.id)
+        await client.delete_service(service.id)
+        deleted = await _wait_for(
+            state, client, service.id, "stop after delete", lambda v: v.state.is_terminal
+        )
         state.summary.services.append(
             ServiceSummary(
                 id=service.id,

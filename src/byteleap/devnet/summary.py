@@ -40,6 +40,7 @@ class JobSummary(BaseModel):
     state: str
     worker: str | None
     seconds: float | None
+    artifacts: int | None = None  # files the gateway kept from the job's artifacts directory
     validated: str | None = None  # "match" / "mismatch" once output validation re-runs jobs
 
 
@@ -48,6 +49,7 @@ class LeaseSummary(BaseModel):
     state: str
     receipts: int
     amount: float
+    exec_ok: bool | None = None  # `echo ok` through the lease's exec endpoint answered ok
 
 
 class ServiceSummary(BaseModel):
