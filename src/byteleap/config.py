@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from byteleap.errors import ByteleapError
@@ -180,6 +180,26 @@ class MinerSettings(RoleSettings):
         return self.home / "miner"
 
 
+class WorkerVmSettings(BaseModel):
+    """VM leases on this worker (see ``cloud.vm``): off unless enabled, with a base image."""
+
+    enabled: bool = False
+    uri: str = "qemu:///system"  # the libvirt connection ("test:///default" in tests)
+    domain_type: Literal["kvm", "qemu"] = "kvm"  # qemu: hosts without KVM (slow, tests)
+    base_image: Path | None = None  # the qcow2 every VM's overlay is layered on, never written
+    disk_dir: Path | None = None  # each VM's overlay and seed; None: <home>/vm
+    network: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # libvirt's
+    username: str = Field(default="byteleap", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    default_vcpus: int = Field(default=4, ge=1, le=512)  # a lease that does not say
+    default_memory_mib: int = Field(default=16384, ge=256, le=4 << 20)
+
+    @model_validator(mode="after")
+    def _enabled_needs_an_image(self) -> WorkerVmSettings:
+        if self.enabled and self.base_image is None:
+            raise ValueError("vm.enabled needs vm.base_image (a qcow2 the VMs boot from)")
+        return self
+
+
 class WorkerSettings(RoleSettings):
     role: ClassVar[str] = "worker"
     miner_url: str = "wss://127.0.0.1:8091/v1/worker"
@@ -198,6 +218,11 @@ class WorkerSettings(RoleSettings):
         "sparse-error",
         "wrong-output",
     ] = "honest"
+    # How jobs run here: "process" as each job asks (a process, or a container when it names
+    # an image); "container" every job in a local container; "kubernetes" every job as a
+    # Kubernetes Job in the cluster KUBECONFIG (and BYTELEAP_K8S_*) points at.
+    executor: Literal["process", "container", "kubernetes"] = "process"
+    vm: WorkerVmSettings = WorkerVmSettings()
 
     @field_validator("miner_url")
     @classmethod

@@ -45,6 +45,8 @@ def worker(
         behaviour=Behaviour(settings.behaviour),
         backend=settings.backend,
         network_host=settings.network_host,
+        executor=settings.executor,
+        vm=settings.vm,
     )
     try:
         asyncio.run(node.run_forever())

@@ -24,6 +24,7 @@ from byteleap.net.messages import (
     LeaseStatus,
     ProbeLease,
 )
+from byteleap.net.vm import VmAccess, VmReport
 
 # Clocks of gateway and miner differ a little; a period may start or end this much outside.
 SKEW_S = 5.0
@@ -36,6 +37,7 @@ class MinerLease:
     started_at: float
     ended_at: float | None = None
     detail: str = ""
+    vm: VmAccess | None = None  # a vm lease's VM, as its worker last reported it
 
     @property
     def active(self) -> bool:
@@ -50,6 +52,7 @@ class MinerLease:
             ends_at=self.request.ends_at,
             ended_at=self.ended_at,
             detail=self.detail,
+            vm=self.vm,
         )
 
 
@@ -143,6 +146,15 @@ class LeaseBook:
             lease.ended_at, lease.detail = now, detail
             for hook in self.on_end:
                 hook(lease)
+
+    def report_vm(self, worker_id: str, report: VmReport, now: float) -> bool:
+        """Keep a worker's report on its own vm lease's VM (a worker speaks for no other);
+        a report may arrive after the lease ended (the VM's removal)."""
+        lease = self._leases.get(report.lease_id)
+        if lease is None or lease.request.worker_id != worker_id or lease.request.vm is None:
+            return False
+        lease.vm = report.access.model_copy(update={"reported_at": now})
+        return True
 
     def due(self, now: float) -> list[MinerLease]:
         return [x for x in self._leases.values() if x.active and x.request.ends_at <= now]

@@ -7,6 +7,7 @@ workers is here, so it can be reasoned about without FastAPI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -17,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap import metrics
+from byteleap.errors import ByteleapError
 from byteleap.miner.errors import (
     LeaseRefused,
     TokenRejected,
@@ -43,6 +45,7 @@ from byteleap.net.messages import (
     RunJob,
     WorkerState,
 )
+from byteleap.net.vm import StartVm, StopVm
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory, choose_profile
 
@@ -177,14 +180,22 @@ class MinerNode:
     # -- leases -----------------------------------------------------------------------
 
     def start_lease(self, request: LeaseRequest, gateway: str) -> LeaseStatus:
-        self._link(request.worker_id)  # offline or unknown workers cannot be leased
+        link = self._link(request.worker_id)  # offline or unknown workers cannot be leased
         existing = self.leases.on_worker(request.worker_id)
         if existing is not None and existing.request == request and existing.gateway == gateway:
             return existing.status()
-        state = self.registry.get(request.worker_id).state
-        if state is not WorkerState.IDLE:
-            raise WorkerUnavailable(f"worker {request.worker_id} is {state.value}, not idle")
+        entry = self.registry.get(request.worker_id)
+        if entry.state is not WorkerState.IDLE:
+            raise WorkerUnavailable(f"worker {request.worker_id} is {entry.state.value}, not idle")
+        if request.vm is not None and not entry.hardware.vm_leases:
+            raise WorkerUnavailable(f"worker {request.worker_id} hosts no VM leases")
         lease = self.leases.start(request, gateway, self.clock())
+        if request.vm is not None:
+            try:
+                link.post(StartVm(lease_id=request.lease_id, vm=request.vm).model_dump_json())
+            except ByteleapError:
+                self.leases.end(lease, self.clock(), "the worker could not be asked for the VM")
+                raise
         self.registry.transition(request.worker_id, WorkerState.LEASED)
         log.info("worker leased", extra={"worker": request.worker_id, "until": request.ends_at})
         return lease.status()
@@ -199,7 +210,13 @@ class MinerNode:
             self._end_lease(lease, "expired")
 
     def _end_lease(self, lease: MinerLease, detail: str) -> None:
+        was_active = lease.active
         self.leases.end(lease, self.clock(), detail)
+        link = self.links.get(lease.request.worker_id)
+        if was_active and lease.request.vm is not None and link is not None:
+            # A worker that misses this (gone, outbox full) removes its VMs when its link drops.
+            with contextlib.suppress(ByteleapError):
+                link.post(StopVm(lease_id=lease.request.lease_id).model_dump_json())
         entry = self.registry.get(lease.request.worker_id)
         if entry.state is WorkerState.LEASED:
             self.registry.transition(entry.worker_id, WorkerState.IDLE)

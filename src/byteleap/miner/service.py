@@ -73,6 +73,7 @@ from byteleap.net.messages import (
     WorkerState,
     parse_worker_message,
 )
+from byteleap.net.vm import VmReport
 from byteleap.proof import RevealRequest
 
 log = logging.getLogger(__name__)
@@ -384,6 +385,9 @@ async def _read_worker(
                 node.jobs.artifact(message)
             else:
                 node.on_job_message(message)
+        elif isinstance(message, VmReport):
+            if not node.leases.report_vm(worker_id, message, node.clock()):
+                log.warning("vm report for another worker's lease", extra={"worker": worker_id})
         else:
             log.warning("unexpected worker message", extra={"worker": worker_id})
 

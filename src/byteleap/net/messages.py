@@ -15,12 +15,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from byteleap.cloud.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
 from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
 from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, ExecStop
+from byteleap.net.vm import StartVm, StopVm, VmAccess, VmLeaseRequest, VmReport
 from byteleap.net.wireguard.messages import JoinRequest, SignedPeerSet
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.worker.hardware import HardwareInventory
@@ -136,6 +137,15 @@ class LeaseRequest(_Msg):
     lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
     worker_id: WorkerId
     ends_at: float = Field(gt=0, allow_inf_nan=False)
+    # A "vm" lease runs a KVM virtual machine on the worker (see ``net.vm``).
+    kind: Literal["process", "vm"] = "process"
+    vm: VmLeaseRequest | None = None
+
+    @model_validator(mode="after")
+    def _vm_iff_vm_kind(self) -> LeaseRequest:
+        if (self.kind == "vm") != (self.vm is not None):
+            raise ValueError("a vm lease carries its vm request, and only a vm lease does")
+        return self
 
 
 class LeaseExtension(_Msg):
@@ -182,6 +192,7 @@ class LeaseStatus(_Msg):
     ends_at: float
     ended_at: float | None = None
     detail: str = ""
+    vm: VmAccess | None = None  # a vm lease's VM, as its worker last reported it
 
 
 # ---- tenants' private networks (net.wireguard; gateway → miner → worker and back) ---
@@ -330,6 +341,7 @@ class JobRefused(_Msg):
 WorkerToMiner = Annotated[
     Enroll
     | Hello
+    | VmReport
     | Heartbeat
     | Committed
     | Revealed
@@ -388,6 +400,8 @@ class CancelJob(_Msg):
 
 MinerToWorker = Annotated[
     AuthNonce
+    | StartVm
+    | StopVm
     | Welcome
     | Refused
     | RunChallenge

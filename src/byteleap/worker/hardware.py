@@ -72,6 +72,9 @@ class HardwareInventory(_Inventory):
     disk: DiskInfo
     gpus: list[GpuInfo]
     probed_at: datetime
+    # Not probed: the worker sets it when its ``vm`` settings are enabled (libvirt and a base
+    # image there), so the gateway places VM leases only on workers that can host them.
+    vm_leases: bool = False
 
 
 def probe_hardware(disk_path: Path = Path("/")) -> HardwareInventory:

@@ -20,7 +20,9 @@ from byteleap.cloud.executors import (
     ContainerExecutor,
     ContainerOptions,
     Execution,
+    Executor,
     ExecutorError,
+    KubernetesExecutor,
     executor_for,
 )
 from byteleap.net.messages import (
@@ -30,8 +32,9 @@ from byteleap.net.messages import (
     JobRefused,
     JobRequest,
 )
-from byteleap.worker.serving import serving_message, with_free_port
 from byteleap.worker.artifacts import send_artifacts
+from byteleap.worker.job_executors import ExecutorSetting, job_executor, kubernetes_options
+from byteleap.worker.serving import serving_message, with_free_port
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ class JobRunner:
     flush_s: float = 0.2
     batch_lines: int = 200
     running: dict[str, Execution] = field(default_factory=dict)
+    # How jobs run here (see job_executors); the GPU model a cluster's nodes are selected by.
+    executor: ExecutorSetting = "process"
+    gpu_model: str | None = None
+    executors: Callable[[str], Executor] = executor_for  # an adapter by name
 
     async def run(self, job: JobRequest, send: Send) -> None:
         workdir = self.home / "jobs" / f"{job.job_id}-{job.attempt}"
@@ -72,9 +79,12 @@ class JobRunner:
             await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
 
     async def _start(self, job: JobRequest, workdir: Path) -> Execution:
-        executor = executor_for(job.executor)
+        executor = self.executors(job_executor(self.executor, job))
         if isinstance(executor, ContainerExecutor):
             return await executor.start(job.spec, workdir, ContainerOptions(image=job.image))
+        if isinstance(executor, KubernetesExecutor):
+            options = kubernetes_options(job, self.gpu_model)
+            return await executor.start(job.spec, workdir, options)
         return await executor.start(job.spec, workdir)
 
     async def cancel(self, job_id: str) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import websockets
 
+from byteleap.config import WorkerVmSettings
 from byteleap.miner.ledger import EnrollmentToken
 from byteleap.miner.node import hello_payload
 from byteleap.net.access import ExecStart, ExecStdin, ExecStop
@@ -49,6 +50,7 @@ from byteleap.net.messages import (
     parse_worker_message,
 )
 from byteleap.net.tls import pinned_context_for
+from byteleap.net.vm import StartVm, StopVm
 from byteleap.proof import (
     ChallengeSpec,
     Cheat,
@@ -59,10 +61,12 @@ from byteleap.proof import (
     solve,
 )
 from byteleap.worker.access import ExecRunner
-from byteleap.worker.hardware import probe_hardware
+from byteleap.worker.hardware import HardwareInventory, probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
+from byteleap.worker.job_executors import ExecutorSetting
 from byteleap.worker.jobs import JobRunner, Send
 from byteleap.worker.networks import LeaseNetworkLinks
+from byteleap.worker.vm_leases import VmLeases
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,8 @@ class WorkerNode:
     behaviour: Behaviour = Behaviour.HONEST
     backend: str = "numpy"
     max_backoff_s: float = 30.0
+    executor: ExecutorSetting = "process"
+    vm: WorkerVmSettings = field(default_factory=WorkerVmSettings)
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
     jobs: JobRunner = field(init=False)
@@ -127,7 +133,9 @@ class WorkerNode:
     def __post_init__(self) -> None:
         self.key = load_or_create_key(self.home)
         self.networks = LeaseNetworkLinks(public_host=self.network_host)
-        self.jobs = JobRunner(self.home)
+        self.jobs = JobRunner(self.home, executor=self.executor)
+        self.vms = VmLeases(self.vm, self.home)
+        self.hardware: HardwareInventory | None = None
         self.access = ExecRunner(self.home)
 
     def _pin(self) -> str:
@@ -170,6 +178,7 @@ class WorkerNode:
             try:
                 await self._serve(socket)
             finally:
+                await self.vms.stop_all()  # the miner ends every lease of a worker it lost
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeats
@@ -179,7 +188,7 @@ class WorkerNode:
         nonce = parse_miner_message(await socket.recv())
         if not isinstance(nonce, AuthNonce):
             raise Refusal("miner did not start with a nonce")
-        hardware = await asyncio.to_thread(probe_hardware)
+        hardware = await self._probe()
         enrollment = Enrollment.load(self.home)
         first: Enroll | Hello
         if enrollment is None:
@@ -201,6 +210,16 @@ class WorkerNode:
         log.info("connected to miner", extra={"worker": answer.worker_id})
         return answer
 
+    async def _probe(self) -> HardwareInventory:
+        hardware = await asyncio.to_thread(probe_hardware)
+        why_not = await asyncio.to_thread(self.vms.unavailable)
+        if why_not is not None and self.vm.enabled:
+            log.warning("vm leases enabled but unavailable", extra={"why": why_not})
+        hardware = hardware.model_copy(update={"vm_leases": why_not is None})
+        self.hardware = hardware
+        self.jobs.gpu_model = hardware.gpus[0].model if hardware.gpus else None
+        return hardware
+
     async def _heartbeat(self, socket: websockets.ClientConnection, every_s: float) -> None:
         while True:
             await socket.send(Heartbeat(sent_at=time.time()).model_dump_json())
@@ -221,6 +240,8 @@ class WorkerNode:
             task: asyncio.Task[None] | None = None
             if isinstance(message, RunChallenge | AskReveal):
                 task = asyncio.create_task(self._answer(socket, message))
+            elif isinstance(message, StartVm | StopVm):
+                task = asyncio.create_task(self._vm(socket, message))
             elif isinstance(message, RunJob):
                 send = socket.send
                 if self.behaviour is Behaviour.WRONG_OUTPUT:
@@ -254,7 +275,16 @@ class WorkerNode:
             return
         running = len(self.jobs.running)
         answer = LeaseProbed(probe_id=probe.probe_id, alive=True, detail=f"{running} jobs running")
+        if (vm := await self.vms.probe(probe.lease_id)) is not None:  # a vm lease: is it up?
+            answer = LeaseProbed(probe_id=probe.probe_id, alive=vm[0], detail=vm[1])
         await socket.send(answer.model_dump_json())
+
+    async def _vm(self, socket: websockets.ClientConnection, message: StartVm | StopVm) -> None:
+        if isinstance(message, StopVm):
+            await self.vms.stop(message.lease_id, socket.send)
+            return
+        hardware = self.hardware if self.hardware is not None else await self._probe()
+        await self.vms.start(message, hardware, socket.send)
 
     async def _answer(
         self, socket: websockets.ClientConnection, message: RunChallenge | AskReveal

@@ -28,6 +28,7 @@ from byteleap.cloud.gateway.errors import (
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import LeaseSpec, LeaseState, LeaseView
 from byteleap.cloud.gateway.port import Tenant
+from byteleap.cloud.gateway.vm_leases import lease_requirements, vm_request, with_vm_state
 from byteleap.cloud.receipts import (
     MICRO,
     ReceiptSigner,
@@ -35,7 +36,7 @@ from byteleap.cloud.receipts import (
     new_receipt,
     sign_as_gateway,
 )
-from byteleap.cloud.scheduler import NoPlacement, Requirements, place
+from byteleap.cloud.scheduler import NoPlacement, place
 from byteleap.config import GatewaySettings
 from byteleap.net.messages import LeaseRequest
 from byteleap.store import RecordNotFound, Store
@@ -131,14 +132,7 @@ class LeaseDesk:
         if spec.network is not None and self.networks is None:
             raise InvalidSpec("this gateway runs no private networks", field="network")
         r = spec.resources
-        requirements = Requirements(
-            gpu_count=r.gpu_count,
-            gpu_model=r.gpu_model,
-            min_vram_mib=r.min_vram_mib,
-            cpu_cores=r.cpu_cores,
-            ram_mib=r.ram_mib,
-            max_price_per_s=spec.max_price_per_s,
-        )
+        requirements = lease_requirements(spec)
         offers = [o for o in await self.pool.offers() if o.state == "idle"]
         choice = place(requirements, offers)
         if isinstance(choice, NoPlacement):
@@ -172,7 +166,11 @@ class LeaseDesk:
             receipts=0,
         )
         request = LeaseRequest(
-            lease_id=self.anonymous_id(record.id), worker_id=offer.worker_id, ends_at=record.ends_at
+            lease_id=self.anonymous_id(record.id),
+            worker_id=offer.worker_id,
+            ends_at=record.ends_at,
+            kind=spec.kind,
+            vm=vm_request(spec, choice.gpu_indices),
         )
         try:
             client = await self.pool.client(offer.miner_hotkey)
@@ -195,7 +193,17 @@ class LeaseDesk:
             raise NotFound(f"no lease {lease_id}") from None
 
     async def get(self, tenant: Tenant, lease_id: str) -> LeaseView:
-        return (await self._shown([view_of(await self._own(tenant, lease_id))]))[0]
+        lease = await self._own(tenant, lease_id)
+        view = (await self._shown([view_of(lease)]))[0]
+        if view.spec.kind != "vm":
+            return view
+        try:
+            client = await self.pool.client(lease.miner_hotkey)
+        except MinerCallError:
+            return view
+        return await with_vm_state(
+            view, client, self.anonymous_id(lease.id), self.settings.miner_timeout_s
+        )
 
     async def list(self, tenant: Tenant, *, limit: int = 100) -> list[LeaseView]:
         async with self.store.session() as s:

@@ -48,6 +48,7 @@ def offer_of(
         price_per_gpu_s=settings.price_per_gpu_s,
         price_per_cpu_s=settings.price_per_cpu_s,
         rtt_ms=rtt_ms,
+        vm_leases=hw.vm_leases,
     )
 
 

@@ -10,9 +10,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from byteleap.cloud.executors.base import InputFile, safe_relative_path
+from byteleap.cloud.vm.spec import MAX_SSH_KEY_CHARS, check_ssh_public_key
+from byteleap.net.vm import VmAccess
 
 MAX_RETRIES = 5
 MAX_JOB_TIMEOUT_S = 24 * 3600.0
@@ -143,7 +152,11 @@ class LeaseState(StrEnum):
 
 
 class LeaseSpec(BaseModel):
-    """Reserve one worker (its GPUs, or its CPU) for ``duration_s``, billed per second."""
+    """Reserve one worker (its GPUs, or its CPU) for ``duration_s``, billed per second.
+
+    ``kind="vm"``: the lease is a KVM virtual machine on the worker with the leased GPUs passed
+    through; ``ssh_public_key`` (required) is its only way in (no password, no screen).
+    ``vcpus`` and ``memory_mib`` size it (unset: the worker's defaults)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -153,6 +166,30 @@ class LeaseSpec(BaseModel):
     # "private": the lease joins its tenant's private WireGuard network (the tenant's other
     # private leases reach it; nothing else does). None: no overlay network.
     network: Literal["private"] | None = None
+    kind: Literal["process", "vm"] = "process"
+    ssh_public_key: str | None = Field(
+        default=None, max_length=MAX_SSH_KEY_CHARS, validate_default=True
+    )
+    vcpus: int | None = Field(default=None, ge=1, le=512)
+    memory_mib: int | None = Field(default=None, ge=256, le=4 << 20)
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _key_for_a_vm(cls, key: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") != "vm":
+            if key is not None:
+                raise ValueError("ssh_public_key is only for kind 'vm'")
+            return None
+        if key is None:
+            raise ValueError("a vm lease needs ssh_public_key (the only way into the VM)")
+        return check_ssh_public_key(key)
+
+    @field_validator("vcpus", "memory_mib")
+    @classmethod
+    def _size_of_a_vm(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("kind") != "vm":
+            raise ValueError(f"{info.field_name} is only for kind 'vm'")
+        return value
 
 
 class LeaseView(BaseModel):
@@ -176,3 +213,7 @@ class LeaseView(BaseModel):
     degraded_reason: str | None = None
     degraded_at: float | None = None
     replacement_offer: LeaseSpec | None = None
+    # A vm lease's VM as its worker last reported it, and the way in: ``ssh <user>@<address>``
+    # once the guest's address is known (an address on the worker host's network).
+    vm: VmAccess | None = None
+    access: str | None = None

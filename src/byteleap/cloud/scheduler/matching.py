@@ -34,6 +34,7 @@ class RejectReason(StrEnum):
     NOT_ENOUGH_CPU = "not_enough_cpu"
     NOT_ENOUGH_RAM = "not_enough_ram"
     OVER_MAX_PRICE = "over_max_price"
+    NO_VM = "no_vm"  # a VM lease, and the worker hosts no VMs
 
 
 _STATE_REASON: dict[WorkerState, RejectReason] = {
@@ -91,6 +92,8 @@ def fit(req: Requirements, offer: WorkerOffer, *, excluded: bool = False) -> Fit
     if req.region is not None and req.region.casefold() != offer.region.casefold():
         detail = f"needs region {req.region}, worker is in {offer.region}"
         refusals.append(Refusal(reason=RejectReason.WRONG_REGION, detail=detail))
+    if req.vm and not offer.vm_leases:
+        refusals.append(Refusal(reason=RejectReason.NO_VM, detail="worker hosts no VM leases"))
     if req.gpu_count > 0:
         gpu_refusal, indices, price = _gpu_choice(req, offer)
     else:

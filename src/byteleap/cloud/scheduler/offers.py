@@ -66,6 +66,7 @@ class WorkerOffer(_Frozen):
     verified_throughput: Amount = 0.0
     rtt_ms: Amount = 0.0
     running_jobs: int = Field(default=0, ge=0)
+    vm_leases: bool = False  # the worker can host a lease as a KVM virtual machine
 
     @field_validator("price_per_gpu_s")
     @classmethod
@@ -99,6 +100,7 @@ class Requirements(_Frozen):
     ram_mib: int = Field(default=0, ge=0)
     region: Name | None = None
     max_price_per_s: Amount | None = None
+    vm: bool = False  # a VM lease: only workers that host VMs (``WorkerOffer.vm_leases``)
 
     @field_validator("gpu_model", "min_vram_mib")
     @classmethod

@@ -166,6 +166,26 @@ class VmHost:
         result: VmState = await self._call("read the state of", name, state)
         return result
 
+    async def addresses(self, name: str) -> list[str]:
+        """The running guest's addresses from libvirt's DHCP leases, IPv4 first (empty until
+        the guest has asked for one, and for a domain that is not running)."""
+
+        def addresses(libvirt: Any, conn: Any) -> list[str]:
+            domain = conn.lookupByName(name)
+            if not domain.isActive():
+                return []
+            source = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+            found = [
+                (entry.get("type", 0), str(entry["addr"]))
+                for interface in domain.interfaceAddresses(source).values()
+                for entry in interface.get("addrs") or []
+            ]
+            ipv4 = libvirt.VIR_IP_ADDR_TYPE_IPV4
+            return [addr for kind, addr in sorted(found, key=lambda f: f[0] != ipv4)]
+
+        result: list[str] = await self._call("read the addresses of", name, addresses)
+        return result
+
     async def remove(self, spec: VmSpec) -> None:
         """Destroy, undefine and delete the lease's own disks (never the base image)."""
         if await self.state(spec.name) != VmState.ABSENT:
