@@ -14,7 +14,7 @@ def test_public_api_is_pinned() -> None:
     expected = {
         "place", "place_many", "rank", "fit", "reschedule",
         "WorkerOffer", "GpuSpec", "Requirements", "WorkerKey", "WorkerState",
-        "Placement", "PlacementPlan", "NoPlacement", "Ranking", "ScoreBreakdown",
+        "Placement", "PlacementPass", "PlacementPlan", "NoPlacement", "Ranking", "ScoreBreakdown",
         "PlacementWeights", "PRICE_FLOOR_PER_S", "Fit", "RejectReason", "Refusal", "Rejection",
         "FairQueue", "QueuedJob", "Attempt", "AttemptLedger", "AttemptState",
         "SchedulerError", "QueueFull", "UnknownJob", "PlacementRefused",

@@ -26,7 +26,13 @@ from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobState
-from byteleap.cloud.scheduler import FairQueue, NoPlacement, PlacementPass, Requirements
+from byteleap.cloud.scheduler import (
+    FairQueue,
+    NoPlacement,
+    Placement,
+    PlacementPass,
+    Requirements,
+)
 from byteleap.config import GatewaySettings
 from byteleap.net.messages import JobRequest, JobStatus
 from byteleap.net.messages import JobState as MinerJobState
@@ -36,6 +42,8 @@ from byteleap.store.leases import get_lease
 from byteleap.validator.miner_client import MinerCallError
 
 log = logging.getLogger(__name__)
+
+START_CONCURRENCY = 32  # attempts of one dispatch pass started at once
 
 _FINAL_OF_MINER = {
     MinerJobState.SUCCEEDED: JobState.SUCCEEDED,
@@ -107,6 +115,7 @@ class Dispatcher:
             return placed
         # One snapshot of idle workers per pass; each pick takes its worker out of it.
         idle = PlacementPass([o for o in await self.pool.offers() if o.state == "idle"])
+        picks: list[tuple[JobRecord, JobSpec, Placement]] = []
         while idle.available and len(fair):
             entry = fair.dequeue()
             if entry is None:
@@ -117,9 +126,17 @@ class Dispatcher:
             if isinstance(choice, NoPlacement):
                 continue
             idle.take(choice.key)
-            if await self._start_attempt(job, spec, choice.key, choice.price_per_s):
-                placed += 1
-        return placed
+            picks.append((job, spec, choice))
+        # Each start is a store write and a call to a miner: start the pass's picks together
+        # (bounded), so one slow miner does not hold back every job behind it.
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start(job: JobRecord, spec: JobSpec, choice: Placement) -> bool:
+            async with gate:
+                return await self._start_attempt(job, spec, choice.key, choice.price_per_s)
+
+        started = await asyncio.gather(*(start(*pick) for pick in picks))
+        return placed + sum(started)
 
     async def _start_on_lease(self, job: JobRecord, spec: JobSpec, lease_id: str) -> int:
         async with self.store.session() as s:
