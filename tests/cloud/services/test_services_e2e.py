@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import uvicorn
 from typer.testing import CliRunner
@@ -164,6 +165,14 @@ async def until(what: str, check: Callable[[], Awaitable[bool]], timeout_s: floa
         await asyncio.sleep(0.2)
 
 
+async def _gone(pid: int) -> bool:
+    """No such process, or only a zombie (PID 1 here may not reap orphans)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
 async def deploy(http: httpx.AsyncClient, name: str, **fields: Any) -> ServiceView:
     spec = {
         "name": name,
@@ -296,6 +305,8 @@ async def test_a_killed_worker_moves_traffic_and_its_replica_is_replaced(
         assert after_kill and len(survivors) == 2
         lost_pid = next(iter(survivors - set(after_kill)), None)
         assert lost_pid is not None, "traffic never left the killed worker's replica"
+        # The replica does not outlive its worker (the process executor's guard ends it).
+        await until("the lost replica's process is gone", lambda: _gone(lost_pid), timeout_s=5)
         assert load.failed == []
         v = await view(http, svc.id)
         lost = next(r for r in v.replicas if r.id == victim.id)

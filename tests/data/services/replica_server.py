@@ -1,19 +1,17 @@
 """A tiny HTTP service replica for tests: serves on $PORT, says who it is.
 
 GET /health → 200; GET /hello → {"pid", "version"}; GET /slow?ms=N sleeps N ms first.
-It exits when its parent (the worker) dies, as a container would with its engine.
+Nothing here watches the worker: when it dies, its process executor's guard ends the replica.
 """
 
 import json
 import os
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 VERSION = os.environ.get("VERSION", "1")
-PARENT = os.getppid()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,14 +40,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def watch_parent() -> None:
-    while os.getppid() == PARENT:
-        time.sleep(0.2)
-    os._exit(1)
-
-
 if __name__ == "__main__":
-    threading.Thread(target=watch_parent, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
     server.daemon_threads = True
     print(f"serving version {VERSION} on {os.environ['PORT']}", flush=True)

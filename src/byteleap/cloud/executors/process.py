@@ -9,7 +9,8 @@ process group. Stopping sends SIGTERM to the group, waits ``kill_grace_s``, then
 group. Descendants seen by the watchdog (sampled every ``poll_s``) are signalled one by one as
 well, which also reaches a child that moved to its own session (setsid) in time to be seen.
 When the main process exits on its own, whatever it left running is stopped the same way:
-a job does not outlive itself.
+a job does not outlive itself. Nor its worker: when the worker dies, even by SIGKILL, the
+kernel kills the job's first process and the worker's guard kills its group (`process_guard`).
 
 Limits: ``cpu_time_limit_s`` is RLIMIT_CPU set in a ``preexec_fn`` (per process: SIGXCPU at the
 limit, SIGKILL a few seconds later). ``memory_limit_mib`` is *not* an rlimit: RLIMIT_AS counts
@@ -45,6 +46,7 @@ from byteleap.cloud.executors.base import (
 )
 from byteleap.cloud.executors.errors import StartFailedError
 from byteleap.cloud.executors.output import LineSplitter, OutputLog
+from byteleap.cloud.executors.process_guard import preexec, process_guard
 from byteleap.cloud.executors.process_tree import ProcessTree
 from byteleap.cloud.executors.workdir import collect_artifacts, prepare_workdir
 
@@ -90,12 +92,13 @@ class ProcessExecutor:
                 cwd=workdir,
                 env=child_env(spec, workdir),
                 start_new_session=True,
-                preexec_fn=_rlimits(spec),
+                preexec_fn=preexec(then=_rlimits(spec)),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise StartFailedError(
                 f"cannot start {spec.command[0]!r}: {exc}", program=spec.command[0]
             ) from exc
+        process_guard().watch(transport.get_pid())  # its session leader: pgid == pid
         execution = ProcessExecution(transport, child, spec, workdir, self)
         logger.info("execution started", extra={"pid": execution.pid, "program": spec.command[0]})
         return execution
@@ -115,8 +118,8 @@ def child_env(spec: ExecutionSpec, workdir: Path) -> dict[str, str]:
 
 
 def _rlimits(spec: ExecutionSpec) -> Callable[[], None] | None:
-    # preexec_fn runs between fork and exec, where another thread may hold a lock; it only
-    # makes one system call and is used only when a limit is asked for.
+    # preexec_fn runs between fork and exec, where another thread may hold a lock: it makes
+    # system calls only (prctl, setrlimit), through functions looked up before the fork.
     if spec.cpu_time_limit_s is None:
         return None
     soft = spec.cpu_time_limit_s
@@ -224,6 +227,7 @@ class ProcessExecution:
             if not self._child.exited.done():  # supervision itself failed: leave nothing
                 self._tree.signal(signal.SIGKILL)
             await asyncio.gather(watchdog, return_exceptions=True)
+            process_guard().release(self._tree.pgid)
             await self._close_pipes()
         artifacts = await asyncio.to_thread(
             collect_artifacts, self._workdir, self._spec.artifacts_dir

@@ -1,0 +1,165 @@
+"""Process jobs die with their worker, even when the worker is killed with SIGKILL.
+
+A job runs in a session of its own (so the executor can signal its whole group), which also
+means nothing ends it when the worker dies: no signal reaches it, and a service replica would
+keep serving (and holding its GPU) for nobody. Two mechanisms close that, because neither is
+enough alone:
+
+- ``PR_SET_PDEATHSIG`` (`preexec`): the kernel SIGKILLs the job's first process when the
+  thread that forked it ends. asyncio forks on its loop's thread, and a loop that ended no
+  longer supervises anything, so that is the right moment too. It reaches that one process
+  only: what the job forked is reparented and lives on.
+- The guard (`ProcessGuard`): a small process in its own session (a signal to the worker's
+  group does not reach it) that reads a pipe only the worker holds. The executor tells it
+  each job's process group when the job starts and when its tree is gone; when the pipe
+  reaches end of file — the worker exited, however it died — the guard SIGKILLs every group
+  still told. No grace: there is nobody left to report a graceful end to.
+
+Left uncovered: a process that left its job's group (setsid) is not in any group the guard
+knows; the executor's watchdog signals such processes only while the worker lives. One guard
+serves a whole worker process (per pid: a forked child gets its own).
+
+Run as a script (``python -I -S process_guard.py``) this file is the guard itself; that part
+imports only the standard library, so it starts fast and sees none of the worker's modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+# Looked up once, here: the child between fork and exec must not load libraries.
+_prctl = _load_prctl()
+
+
+def preexec(then: Callable[[], None] | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when its forking thread ends,
+    then running ``then``; just ``then`` where there is no prctl (not Linux)."""
+    if _prctl is None:
+        return then
+    prctl, parent = _prctl, os.getpid()
+
+    def apply() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the worker died before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+        if then is not None:
+            then()
+
+    return apply
+
+
+class ProcessGuard:
+    """The worker's side of the guard: registers process groups; restarts a guard that died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: set[int] = set()
+        self._pid: int | None = None
+        self._pipe: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The guard process, once started."""
+        return self._pid
+
+    def watch(self, pgid: int) -> None:
+        """Kill group ``pgid`` if this process ends before `release`."""
+        with self._lock:
+            self._groups.add(pgid)
+            self._send(f"+{pgid}\n")
+
+    def release(self, pgid: int) -> None:
+        """Group ``pgid`` is gone (or stopped by the executor): forget it."""
+        with self._lock:
+            if pgid in self._groups:
+                self._groups.discard(pgid)
+                self._send(f"-{pgid}\n")
+
+    def _send(self, line: str) -> None:
+        if self._pipe is not None:
+            try:
+                os.write(self._pipe, line.encode())  # under PIPE_BUF: written whole
+                return
+            except OSError:  # the guard died: start another and tell it everything
+                self._stop()
+        self._start()
+        assert self._pipe is not None
+        os.write(self._pipe, "".join(f"+{g}\n" for g in sorted(self._groups)).encode())
+
+    def _start(self) -> None:
+        read_end, write_end = os.pipe()  # not inheritable: only the guard's stdin holds it
+        try:
+            self._pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                {"PATH": os.environ.get("PATH", os.defpath)},
+                file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
+                setsid=True,
+            )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._pipe = write_end
+
+    def _stop(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pipe)
+            self._pipe = None
+        if self._pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, os.WNOHANG)  # reap it if it is already gone
+            self._pid = None
+
+
+_guards: dict[int, ProcessGuard] = {}
+_guards_lock = threading.Lock()
+
+
+def process_guard() -> ProcessGuard:
+    """This process's guard (started on first use)."""
+    with _guards_lock:
+        return _guards.setdefault(os.getpid(), ProcessGuard())
+
+
+def _guard_main() -> None:
+    """The guard process: read ``+pgid`` / ``-pgid`` lines until EOF, then kill the groups."""
+    groups: set[int] = set()
+    pending = b""
+    while chunk := os.read(0, 4096):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                pgid = int(line[1:])
+                if pgid > 1:  # killpg(0 or 1) would not mean a job
+                    (groups.add if line[:1] == b"+" else groups.discard)(pgid)
+    for pgid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    _guard_main()
