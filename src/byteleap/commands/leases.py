@@ -7,7 +7,9 @@ line to stderr and exits 1.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +36,7 @@ def _lease_body(
     ram: int | None,
     duration: float,
     max_price: float | None,
+    vm: VmOptions | None = None,
 ) -> dict[str, Any]:
     """The LeaseSpec body with only what was given, so the gateway's defaults apply."""
     resources: dict[str, Any] = {"gpu_count": gpus}
@@ -43,7 +46,33 @@ def _lease_body(
     body: dict[str, Any] = {"resources": resources, "duration_s": duration}
     if max_price is not None:
         body["max_price_per_s"] = max_price
+    if vm is not None:
+        body.update(kind="vm", ssh_public_key=vm.ssh_public_key)
+        if vm.vcpus is not None:
+            body["vcpus"] = vm.vcpus
+        if vm.memory_mib is not None:
+            body["memory_mib"] = vm.memory_mib
     return body
+
+
+@dataclass(frozen=True)
+class VmOptions:
+    ssh_public_key: str
+    vcpus: int | None = None
+    memory_mib: int | None = None
+
+
+def _vm_options(ssh_key: Path | None, vcpus: int | None, memory: int | None) -> VmOptions | None:
+    """A VM lease when a key file is given; sizes without a key are a usage error."""
+    if ssh_key is None:
+        if vcpus is not None or memory is not None:
+            raise typer.BadParameter("--vcpus and --memory need --ssh-key (a VM lease)")
+        return None
+    try:
+        key = ssh_key.read_text().strip()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {ssh_key}: {exc.strerror}") from None
+    return VmOptions(ssh_public_key=key, vcpus=vcpus, memory_mib=memory)
 
 
 @app.command("create")
@@ -54,11 +83,18 @@ def create(
     cpus: Annotated[int | None, typer.Option(min=1, help="CPU cores.")] = None,
     ram: Annotated[int | None, typer.Option(min=1, help="RAM, MiB.")] = None,
     max_price: Annotated[float | None, typer.Option(help="Most to pay per second.")] = None,
+    ssh_key: Annotated[
+        Path | None,
+        typer.Option(help="A public key file: lease a KVM virtual machine you reach by SSH."),
+    ] = None,
+    vcpus: Annotated[int | None, typer.Option(min=1, help="VM: virtual CPUs.")] = None,
+    memory: Annotated[int | None, typer.Option(min=256, help="VM: memory, MiB.")] = None,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
 ) -> None:
-    """Reserve a worker now and print the lease id."""
-    body = _lease_body(gpus, gpu_model, cpus, ram, duration, max_price)
+    """Reserve a worker (or, with --ssh-key, a VM on one) now and print the lease id."""
+    vm = _vm_options(ssh_key, vcpus, memory)
+    body = _lease_body(gpus, gpu_model, cpus, ram, duration, max_price, vm)
     with gateway_client(gateway, api_key) as client:
         lease = client.create_lease(body)
     typer.echo(lease.id)
@@ -80,6 +116,8 @@ def status(
     for key in _SHOWN:
         typer.echo(f"{key}: {getattr(lease, key)}")
     typer.echo(f"ends_at: {_when(lease.ends_at)}")
+    if lease.access is not None:
+        typer.echo(f"access: {lease.access}")
     if lease.ended_at is not None:
         typer.echo(f"ended_at: {_when(lease.ended_at)}")
 
