@@ -1,6 +1,10 @@
 """Schemathesis over the gateway's OpenAPI spec: generated (and deliberately broken) requests,
 with and without a valid key, never get a 5xx and get answers the spec documents.
 
+The app is the in-memory twin plus the services routes over a real `ServiceDesk` and SQLite
+store on a network with no miners (`services_desk`): services are created, scaled, updated
+and deleted for real; none ever gets a replica.
+
 Checks narrowed, on purpose:
 - ``negative_data_rejection``: the gateway ignores unknown query parameters (forward
   compatibility), which schemathesis counts as accepting invalid data;
@@ -9,6 +13,10 @@ Checks narrowed, on purpose:
   header agrees with the body's key), so schema-valid bodies can rightly get a 422;
 - ``positive_data_acceptance`` for lease creation and extension: a valid spec can ask for a
   GPU model or price no worker offers, or more than the balance covers (503, 402);
+- ``positive_data_acceptance`` for service creation, scaling and updates: a ServiceSpec has
+  rules across fields (min_replicas ≤ max_replicas, no PORT in env, input paths) that a
+  change is checked against as a whole (422), and the tenant's replica quota fills up as the
+  run creates services (429);
 - ``not_a_server_error`` for lease creation answered with the documented ``no_capacity``
   503 only (that is the API's answer for "no worker fits", not a fault); any other 5xx,
   on any route, still fails.
@@ -22,6 +30,11 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
+import asyncio  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
@@ -30,16 +43,31 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from byteleap.cloud.gateway.rest import create_rest_app  # noqa: E402
+from byteleap.cloud.gateway.rest_services import mount_services  # noqa: E402
 from cloud.gateway.live import ALICE_KEY, tenants  # noqa: E402
+from cloud.gateway.services_desk import lazy_desk  # noqa: E402
 
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_rest_app(tenants(capacity=1 << 30), max_body_bytes=64 << 10)
-)
+_STORE_DIR = tempfile.TemporaryDirectory(prefix="byteleap-schema-")  # removed at exit
+# Alice and Bob are tenants 1 and 2 in the twin and in the desk's store alike.
+_DESK = lazy_desk(f"sqlite+aiosqlite:///{Path(_STORE_DIR.name) / 'store.db'}")
+_APP = create_rest_app(tenants(capacity=1 << 30), max_body_bytes=64 << 10)
+mount_services(_APP, _DESK.desk)
+schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 _SPEC_RULES_BEYOND_THE_SCHEMA = {
     ("POST", "/v1/jobs"),
     ("POST", "/v1/leases"),
     ("POST", "/v1/leases/{lease_id}/extend"),
+    ("POST", "/v1/services"),
+    ("POST", "/v1/services/{service_id}/scale"),
+    ("POST", "/v1/services/{service_id}/update"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _services_store() -> Iterator[None]:
+    asyncio.run(_DESK.setup())
+    yield
+    asyncio.run(_DESK.close())
 
 
 def _excluded(case: schemathesis.Case, response: Any) -> list[Any]:

@@ -4,6 +4,7 @@ the gateway runs a `ServiceDesk`.
 ``ANY /v1/services/{id}/invoke/{path}`` forwards the request (method, path, query, headers
 but the API key, body up to ``max_request_bytes``) to a ready replica and answers with what
 it answered; 502 when no replica could be reached, 503 when none is ready, 504 on timeout.
+It is one route per method, so each has an operation id of its own in the OpenAPI spec.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from fastapi.responses import Response
 
 from byteleap.cloud.gateway.errors import PayloadTooLarge
 from byteleap.cloud.gateway.proxy import METHODS, ProxyRequest
-from byteleap.cloud.gateway.rest import _ERRORS, TenantDep
+from byteleap.cloud.gateway.rest import _ERRORS, ErrorBody, TenantDep
 from byteleap.cloud.gateway.services import ServiceDesk
 from byteleap.cloud.services.spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
 
 ServiceId = Annotated[str, Path(min_length=1, max_length=200)]
+INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The replica's answer: its status, headers and body, as it sent them"},
+    502: {"model": ErrorBody, "description": "No replica could be reached"},
+    504: {"model": ErrorBody, "description": "The replica did not answer in time"},
+}
 
 
 def mount_services(app: FastAPI, desk: ServiceDesk) -> None:
@@ -57,7 +63,6 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
     async def delete(service_id: ServiceId, tenant: TenantDep) -> ServiceView:
         return await desk.delete(tenant, service_id)
 
-    @router.api_route("/{service_id}/invoke/{path:path}", methods=METHODS)
     async def invoke(
         service_id: ServiceId, path: str, request: Request, tenant: TenantDep
     ) -> Response:
@@ -80,4 +85,14 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
             response.headers.append(name, value)
         return response
 
+    for method in METHODS:
+        router.add_api_route(
+            "/{service_id}/invoke/{path:path}",
+            invoke,
+            methods=[method],
+            name=f"invoke_{method.lower()}",
+            summary=f"Invoke the service ({method})",
+            response_class=Response,
+            responses=INVOKE_RESPONSES,
+        )
     return router
