@@ -287,6 +287,8 @@ class GatewaySettings(RoleSettings):
     # may take before the lease counts as hung
     lease_probe_interval_s: float = Field(default=15.0, gt=0)
     lease_probe_timeout_s: float = Field(default=5.0, gt=0, le=10)
+    # The validator's scoring params, for the scores the public network view recomputes.
+    scoring: ScoringParams = ScoringParams()
     # Job artifacts kept by the gateway (None: <home>/gateway/artifacts), and at most this
     # many bytes of them per job; files past the limit are rejected with the reason.
     artifacts_dir: Path | None = None
@@ -296,9 +298,6 @@ class GatewaySettings(RoleSettings):
     @property
     def artifacts_path(self) -> Path:
         return self.artifacts_dir or self.home / "gateway" / "artifacts"
-
-    # The validator's scoring params, for the scores the public network view recomputes.
-    scoring: ScoringParams = ScoringParams()
 
 
 S = TypeVar("S", bound="RoleSettings")

@@ -84,20 +84,7 @@ async def step_job(state: DevnetState) -> None:
         artifacts = (
             (await client.artifacts(job.id)).artifacts if done.state.value == "succeeded" else []
         )
-    seconds = (
-        round(done.finished_at - done.started_at, 3)
-        if done.finished_at is not None and done.started_at is not None
-        else None
-    )
-    state.summary.jobs.append(
-        JobSummary(
-            id=done.id,
-            state=done.state.value,
-            worker=done.worker_id,
-            seconds=seconds,
-            artifacts=len(artifacts),
-        )
-    )
+    state.summary.jobs.append(JobSummary.of(done, artifacts=len(artifacts)))
     if done.state.value != "succeeded":
         raise DevnetError(f"the sample job ended {done.state.value}: {done.error}")
     if [a.path for a in artifacts] != ["hello.txt"]:

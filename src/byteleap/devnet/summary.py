@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from byteleap.cloud.gateway.models import JobView
+
 
 class StepResult(BaseModel):
     name: str
@@ -42,6 +44,20 @@ class JobSummary(BaseModel):
     seconds: float | None
     artifacts: int | None = None  # files the gateway kept from the job's artifacts directory
     validated: str | None = None  # "match" / "mismatch" once output validation re-runs jobs
+
+    @classmethod
+    def of(cls, view: JobView, *, artifacts: int | None = None) -> JobSummary:
+        seconds = None
+        if view.started_at is not None and view.finished_at is not None:
+            seconds = round(view.finished_at - view.started_at, 3)
+        return cls(
+            id=view.id,
+            state=view.state.value,
+            worker=view.worker_id,
+            seconds=seconds,
+            artifacts=artifacts,
+            validated=view.validated,
+        )
 
 
 class LeaseSummary(BaseModel):

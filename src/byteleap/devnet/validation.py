@@ -50,21 +50,7 @@ async def step_validation(state: DevnetState) -> None:
                 raise DevnetError(f"{len(settled)} of {len(views)} jobs validated in time")
             state.progress(f"{len(settled)}/{len(views)} jobs validated")
             await asyncio.sleep(0.5)
-    for view in views:
-        seconds = (
-            round(view.finished_at - view.started_at, 3)
-            if view.finished_at is not None and view.started_at is not None
-            else None
-        )
-        state.summary.jobs.append(
-            JobSummary(
-                id=view.id,
-                state=view.state.value,
-                worker=view.worker_id,
-                seconds=seconds,
-                validated=view.validated,
-            )
-        )
+    state.summary.jobs.extend(JobSummary.of(view) for view in views)
     mismatches = sum(1 for v in views if v.validated == "mismatch")
     if output_cheaters and not mismatches:
         raise DevnetError("no job landed on an output cheater's worker")

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from byteleap import metrics
 from byteleap.cloud.artifacts import RejectedArtifact
@@ -25,7 +26,7 @@ from byteleap.cloud.executors.base import ArtifactInfo, ExecutionResult
 from byteleap.cloud.gateway.artifacts import ArtifactVault
 from byteleap.cloud.gateway.leasing import LeaseDesk
 from byteleap.cloud.gateway.miners import Supply
-from byteleap.cloud.gateway.models import JobSpec, JobState
+from byteleap.cloud.gateway.models import JobSpec, JobState, Resources
 from byteleap.cloud.scheduler import (
     FairQueue,
     NoPlacement,
@@ -69,7 +70,17 @@ def miner_job_id(job: JobRecord) -> str:
     return f"{job.id}-a{job.attempts}"
 
 
-def requirements_of(spec: JobSpec) -> Requirements:
+class _Sized(Protocol):
+    """What placement reads of a job or a service: its resources and its price cap."""
+
+    @property
+    def resources(self) -> Resources: ...
+
+    @property
+    def max_price_per_s(self) -> float | None: ...
+
+
+def requirements_of(spec: _Sized) -> Requirements:
     r = spec.resources
     return Requirements(
         gpu_count=r.gpu_count,
@@ -78,6 +89,35 @@ def requirements_of(spec: JobSpec) -> Requirements:
         cpu_cores=r.cpu_cores,
         ram_mib=r.ram_mib,
         max_price_per_s=spec.max_price_per_s,
+    )
+
+
+def job_request(
+    job_id: str,
+    attempt: int,
+    worker_id: str,
+    spec: JobSpec,
+    *,
+    lease: str | None = None,
+    artifact_limit_bytes: int | None = None,
+) -> JobRequest:
+    """What a miner is asked to run for one attempt (or re-execution) of ``spec``."""
+    return JobRequest(
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        lease_id=lease,
+        artifact_limit_bytes=artifact_limit_bytes,
+        executor="container" if spec.image else "process",
+        image=spec.image,
+        spec=ExecutionSpec(
+            command=spec.command,
+            env=spec.env,
+            inputs=spec.inputs,
+            timeout_s=spec.timeout_s,
+            memory_limit_mib=spec.resources.ram_mib,
+            network=spec.network or ("none" if spec.image else "host"),
+        ),
     )
 
 
@@ -172,22 +212,13 @@ class Dispatcher:
                 worker_id=worker_id,
                 miner_hotkey=miner_hotkey,
             )
-        request = JobRequest(
-            job_id=miner_job_id(job),
-            attempt=attempt,
-            worker_id=worker_id,
-            lease_id=lease,
+        request = job_request(
+            miner_job_id(job),
+            attempt,
+            worker_id,
+            spec,
+            lease=lease,
             artifact_limit_bytes=self.vault.limit_bytes if self.vault else None,
-            executor="container" if spec.image else "process",
-            image=spec.image,
-            spec=ExecutionSpec(
-                command=spec.command,
-                env=spec.env,
-                inputs=spec.inputs,
-                timeout_s=spec.timeout_s,
-                memory_limit_mib=spec.resources.ram_mib,
-                network=spec.network or ("none" if spec.image else "host"),
-            ),
         )
         try:
             client = await self.pool.client(miner_hotkey)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from byteleap.cloud.gateway.dispatch import requirements_of as job_requirements
 from byteleap.cloud.scheduler import Requirements
 from byteleap.cloud.services.spec import ReplicaView, ServiceSpec, ServiceView
 from byteleap.store.services import ReplicaRecord, ServiceRecord
@@ -13,15 +14,7 @@ if TYPE_CHECKING:
 
 
 def requirements_of(spec: ServiceSpec) -> Requirements:
-    r = spec.resources
-    return Requirements(
-        gpu_count=r.gpu_count,
-        gpu_model=r.gpu_model,
-        min_vram_mib=r.min_vram_mib,
-        cpu_cores=r.cpu_cores,
-        ram_mib=r.ram_mib,
-        max_price_per_s=spec.max_price_per_s,
-    )
+    return job_requirements(spec)
 
 
 def replica_view(record: ReplicaRecord, live: LiveReplica | None) -> ReplicaView:

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from byteleap.cloud.executors import ExecutionSpec
 from byteleap.cloud.executors.base import ExecutionResult
+from byteleap.cloud.gateway.dispatch import job_request
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobView
 from byteleap.cloud.scheduler import NoPlacement, Requirements, place
@@ -76,21 +76,7 @@ def parts_of(result: ExecutionResult) -> DigestParts:
 
 def rerun_request(job_id: str, run: int, worker_id: str, spec: JobSpec) -> JobRequest:
     """The miner request for re-execution ``run`` of a job: same program, same limits."""
-    return JobRequest(
-        job_id=f"{job_id}-v{run}",
-        attempt=1,
-        worker_id=worker_id,
-        executor="container" if spec.image else "process",
-        image=spec.image,
-        spec=ExecutionSpec(
-            command=spec.command,
-            env=spec.env,
-            inputs=spec.inputs,
-            timeout_s=spec.timeout_s,
-            memory_limit_mib=spec.resources.ram_mib,
-            network=spec.network or ("none" if spec.image else "host"),
-        ),
-    )
+    return job_request(f"{job_id}-v{run}", 1, worker_id, spec)
 
 
 async def with_validation(store: Store, views: Sequence[JobView]) -> list[JobView]:
