@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 #: Row blocks of the pipelined CPU product (fewer when n is small).
 PIPELINE_BLOCKS = 4
 _MIN_BLOCK_ROWS = 64
+_ROWS_PER_GIL_YIELD = 8
 
 
 class Backend(StrEnum):
@@ -65,10 +67,14 @@ def tree_of_rows(keys: TreeKeys, rows: npt.NDArray[np.int32]) -> MerkleTree:
 
 
 def _leaves(keys: TreeKeys, rows: npt.NDArray[np.int32], start: int) -> list[bytes]:
-    return [
-        leaf_hash(keys, start + k, row_digest(memoryview(row).cast("B")))
-        for k, row in enumerate(rows)
-    ]
+    leaves = []
+    for k, row in enumerate(rows):
+        leaves.append(leaf_hash(keys, start + k, row_digest(memoryview(row).cast("B"))))
+        if k % _ROWS_PER_GIL_YIELD == _ROWS_PER_GIL_YIELD - 1:
+            # blake3 holds the GIL on short rows; a thread waiting for it (the one driving
+            # BLAS) would otherwise wait out the whole switch interval (5 ms) each time.
+            time.sleep(0)
+    return leaves
 
 
 def _row_blocks(n: int) -> list[tuple[int, int]]:
