@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from byteleap.cloud.executors.process_guard import preexec, process_guard
 from byteleap.net.access import MAX_EXEC_DATA, ExecExited, ExecOutput, ExecStart, ExecStdin
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ExecRunner:
     # stdin waiting for each session, from the moment its start arrived (its input may
     # arrive before the program is up)
     inboxes: dict[str, asyncio.Queue[ExecStdin]] = field(default_factory=dict)
+    # Kills of programs whose session ended under them (held so they are not collected).
+    _endings: set[asyncio.Task[None]] = field(default_factory=set)
 
     def begin(self, frame: ExecStart) -> None:
         """Take a session's input from now on; call before `start`, in arrival order."""
@@ -83,6 +86,13 @@ class ExecRunner:
             await self._pump(session, running, send)
         finally:
             self.sessions.pop(session, None)
+            if running.process.returncode is None:  # the session ended under the program
+                ending = asyncio.get_running_loop().create_task(_kill(running.process))
+                self._endings.add(ending)
+                ending.add_done_callback(self._endings.discard)
+                ending.add_done_callback(lambda _: process_guard().release(running.process.pid))
+            else:
+                process_guard().release(running.process.pid)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -90,17 +100,19 @@ class ExecRunner:
     async def _spawn(self, argv: list[str], cwd: Path, env: dict[str, str], tty: bool) -> _Session:
         if not tty:
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env, start_new_session=True,
+                *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
+            process_guard().watch(process.pid)  # its session leader: pgid == pid
             return _Session(process, None)
         master, replica = pty.openpty()
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env, start_new_session=True,
+                *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
                 stdin=replica, stdout=replica, stderr=replica,
             )  # fmt: skip
+            process_guard().watch(process.pid)
         except BaseException:
             os.close(master)
             raise
