@@ -15,6 +15,8 @@ FIELDS = {
     "matmul_s",
     "pipeline_s",
     "pipeline_over_matmul",
+    "pipeline_over_matmul_paired_median",
+    "load_avg_1m",
     "verify_ms",
     "full_recompute_ms",
     "verify_speedup",
