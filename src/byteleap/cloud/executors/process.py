@@ -46,7 +46,7 @@ from byteleap.cloud.executors.base import (
 )
 from byteleap.cloud.executors.errors import StartFailedError
 from byteleap.cloud.executors.output import LineSplitter, OutputLog
-from byteleap.cloud.executors.process_guard import preexec, process_guard
+from byteleap.cloud.executors.process_guard import pdeathsig_argv, preexec, process_guard
 from byteleap.cloud.executors.process_tree import ProcessTree
 from byteleap.cloud.executors.workdir import collect_artifacts, prepare_workdir
 
@@ -82,17 +82,22 @@ class ProcessExecutor:
         workdir = await asyncio.to_thread(prepare_workdir, spec, workdir)
         log = OutputLog(spec.max_output_bytes)
         loop = asyncio.get_running_loop()
+        env = child_env(spec, workdir)
+        limits = _rlimits(spec)
         try:
+            # Without limits to set, setpriv gives the parent-death signal and the child
+            # starts without a preexec_fn (no fork of the whole worker); else the preexec.
+            argv = pdeathsig_argv(spec.command, env, workdir) if limits is None else None
             transport, child = await loop.subprocess_exec(
                 lambda: ChildProtocol(log, loop),
-                *spec.command,
+                *(argv or spec.command),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=workdir,
-                env=child_env(spec, workdir),
+                env=env,
                 start_new_session=True,
-                preexec_fn=preexec(then=_rlimits(spec)),
+                preexec_fn=None if argv else preexec(then=limits),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise StartFailedError(

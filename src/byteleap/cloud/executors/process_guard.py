@@ -28,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,6 +69,32 @@ def preexec(then: Callable[[], None] | None = None) -> Callable[[], None] | None
             then()
 
     return apply
+
+
+# util-linux's setpriv sets the same parent-death signal and then execs the program, so the
+# child needs no preexec_fn: Python can then start it with vfork/posix_spawn instead of a
+# fork of the whole worker (about 25 ms for a 250 MB process, and unsafe with threads).
+_SETPRIV = shutil.which("setpriv") if _prctl is not None else None
+
+
+def pdeathsig_argv(argv: list[str], env: dict[str, str], cwd: Path) -> list[str] | None:
+    """``argv`` behind setpriv's parent-death signal, or None where there is no setpriv.
+
+    The program is resolved first (as execvp would, on the child's PATH and cwd) so that a
+    missing one fails here, at start, rather than as setpriv's exit code 127.
+    """
+    if _SETPRIV is None:
+        return None
+    program = argv[0]
+    if "/" in program:
+        resolved = str(cwd / program) if not os.path.isabs(program) else program
+        if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
+            raise FileNotFoundError(2, "No such executable file", program)
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(2, "No such file or directory", program)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 class ProcessGuard:

@@ -136,6 +136,9 @@ class Dispatcher:
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     # job id -> when its running cost was last written
     cost_shown: dict[str, float] = field(default_factory=dict)
+    # A pass starts its jobs together, but their store writes take turns: concurrent
+    # transactions only queue on the database's lock (SQLite has one writer) and time out.
+    _writes: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def dispatch_once(self) -> int:
         """Place queued jobs on idle workers, fairly across tenants; returns how many."""
@@ -202,7 +205,7 @@ class Dispatcher:
     ) -> bool:
         miner_hotkey, worker_id = where
         attempt = job.attempts + 1
-        async with self.store.session() as s:
+        async with self._writes, self.store.session() as s:
             job = await advance_job(
                 s,
                 job.id,
@@ -226,7 +229,7 @@ class Dispatcher:
         except MinerCallError as exc:
             await self._retry_or_fail(job, f"not started on {worker_id}: {exc.reason}")
             return False
-        async with self.store.session() as s:
+        async with self._writes, self.store.session() as s:
             await advance_job(
                 s,
                 job.id,
