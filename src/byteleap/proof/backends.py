@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -66,7 +66,12 @@ def tree_of_rows(keys: TreeKeys, rows: npt.NDArray[np.int32]) -> MerkleTree:
     )
 
 
-def _leaves(keys: TreeKeys, rows: npt.NDArray[np.int32], start: int) -> list[bytes]:
+def _encode_and_hash(
+    keys: TreeKeys, product: npt.NDArray[np.float64], rows: npt.NDArray[np.int32], start: int
+) -> list[bytes]:
+    """Encode a block of the product into ``rows`` and return the block's leaves."""
+    # The profile bound makes an honest product fit int32 by construction.
+    np.copyto(rows, product, casting="unsafe")
     leaves = []
     for k, row in enumerate(rows):
         leaves.append(leaf_hash(keys, start + k, row_digest(memoryview(row).cast("B"))))
@@ -84,26 +89,28 @@ def _row_blocks(n: int) -> list[tuple[int, int]]:
 
 
 def _numpy_product(spec: ChallengeSpec, keys: TreeKeys) -> Product:
-    """C = A·B in row blocks. One helper thread generates the next block of A and hashes the
-    previous block of C while BLAS multiplies the current one (BLAS releases the GIL), so the
-    single-threaded work overlaps the multi-threaded product instead of following it."""
+    """C = A·B in row blocks. One helper thread generates the next block of A, and encodes and
+    hashes the previous block of C, while BLAS multiplies the current one (BLAS releases the
+    GIL), so the single-threaded work overlaps the multi-threaded product."""
     n, seed, profile = spec.n, spec.seed, spec.profile
     blocks = _row_blocks(n)
     rows = np.empty((n, n), dtype="<i4")
+    tallest = max(hi - lo for lo, hi in blocks)
+    # Two product buffers: BLAS fills one while the helper encodes the other.
+    buffers = [np.empty((tallest, n), dtype=np.float64) for _ in range(min(2, len(blocks)))]
     with ThreadPoolExecutor(max_workers=1) as helper:
         next_a = helper.submit(block_of_a, seed, n, profile, *blocks[0], threads=1)
         b = full_b(seed, n, profile)
-        product = np.empty((max(hi - lo for lo, hi in blocks), n), dtype=np.float64)
-        hashed = []
+        hashed: list[Future[list[bytes]]] = []
         for k, (lo, hi) in enumerate(blocks):
             a = next_a.result()
             if k + 1 < len(blocks):
                 next_a = helper.submit(block_of_a, seed, n, profile, *blocks[k + 1], threads=1)
-            out = product[: hi - lo]
+            if k >= len(buffers):
+                hashed[k - len(buffers)].result()  # that block's buffer is free again
+            out = buffers[k % len(buffers)][: hi - lo]
             np.matmul(a, b, out=out)
-            # The profile bound makes an honest product fit int32 by construction.
-            np.copyto(rows[lo:hi], out, casting="unsafe")
-            hashed.append(helper.submit(_leaves, keys, rows[lo:hi], lo))
+            hashed.append(helper.submit(_encode_and_hash, keys, out, rows[lo:hi], lo))
         leaves = [leaf for part in hashed for leaf in part.result()]
     return Product(MerkleTree.from_leaves(keys, leaves), lambda i: rows[i].tobytes())
 
