@@ -304,9 +304,12 @@ async def test_bad_spec_never_starts(
     assert not (tmp_path / "x").exists()
 
 
-async def test_unstartable_program(executor: ProcessExecutor, tmp_path: Path) -> None:
+@pytest.mark.parametrize("program", ["/nonexistent/program", "no-such-program-here", "./absent"])
+async def test_unstartable_program(executor: ProcessExecutor, tmp_path: Path, program: str) -> None:
+    # Also behind setpriv (the parent-death signal without a preexec_fn): a missing program
+    # fails the start, it does not become setpriv's exit code 127.
     with pytest.raises(StartFailedError) as caught:
-        await executor.start(spec(["/nonexistent/program"]), tmp_path)
+        await executor.start(spec([program]), tmp_path / "work")
     assert caught.value.reason == "start_failed"
 
 
