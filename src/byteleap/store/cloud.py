@@ -377,11 +377,17 @@ async def advance_job(
     for _ in range(_RETRIES):
         check_job_transition(current.state, state, job_id=job_id)
         # Guarded by the state we checked, so a concurrent writer cannot slip past the table.
-        result = await s.execute(
-            sa.update(Job).where(Job.id == job_id, Job.state == current.state).values(**values)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            return await get_job(s, job_id)
+        # RETURNING hands back the row as written: no second read.
+        row = (
+            await s.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.state == current.state)
+                .values(**values)
+                .returning(*_JOB_COLUMNS)
+            )
+        ).first()
+        if row is not None:
+            return JobRecord(*row)
         current = await get_job(s, job_id)
     raise StoreConflict(f"job {job_id}: state kept changing", entity="job", id=job_id)
 

@@ -110,10 +110,14 @@ class PlacementPass:
         min_price = float(price.min())
         value = c.throughput[alive] / np.maximum(price, PRICE_FLOOR_PER_S)
         max_value = float(value.max())
-        used = np.fromiter(
-            (spread.get(c.fits[i].offer.miner_hotkey, 0) for i in alive),
-            dtype=np.float64,
-            count=alive.size,
+        used = (
+            np.fromiter(
+                (spread.get(c.fits[i].offer.miner_hotkey, 0) for i in alive),
+                dtype=np.float64,
+                count=alive.size,
+            )
+            if spread
+            else np.zeros(alive.size)
         )
         # Same operations in the same order as placement._score: the totals are bit-identical.
         price_term = w.price * (min_price + PRICE_FLOOR_PER_S) / (price + PRICE_FLOOR_PER_S)
