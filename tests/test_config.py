@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from byteleap.config import (
     ChainServiceSettings,
@@ -84,3 +85,10 @@ def test_a_failed_load_leaves_no_state_behind(tmp_path: Path) -> None:
 def test_known_networks_accepted(network: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BYTELEAP_CHAIN__NETWORK", network)
     assert load_settings(ValidatorSettings).chain.network == network
+
+
+def test_a_challenge_size_the_profile_cannot_keep_exact_is_refused_at_load() -> None:
+    # cpu-f64 past n=4096: float32 accumulation would get nearly every entry right.
+    with pytest.raises(ValidationError, match="challenge_n: cpu-f64 refuses n=8192"):
+        ValidatorSettings(challenge_n=8192)
+    assert ValidatorSettings(challenge_n=8192, challenge_profile="cuda-f16").challenge_n == 8192

@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from byteleap.errors import ByteleapError
+from byteleap.proof.errors import InexactSizeError
+from byteleap.proof.profiles import Profile, value_bounds
 from byteleap.scoring.params import ScoringParams
 
 DEFAULT_HOME = Path(".devnet")
@@ -158,6 +160,16 @@ class ValidatorSettings(RoleSettings):
     store_retry_s: float = Field(default=5.0, gt=0)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus, if set
     scoring: ScoringParams = ScoringParams()
+
+    @model_validator(mode="after")
+    def _exact_challenge_size(self) -> ValidatorSettings:
+        # Refused at load, not at the first round: each profile accepts only the sizes whose
+        # values it can keep exact and out of reach of a cheaper number format.
+        try:
+            value_bounds(Profile(self.challenge_profile), self.challenge_n)
+        except InexactSizeError as exc:
+            raise ValueError(f"challenge_n: {exc}") from None
+        return self
 
 
 class MinerSettings(RoleSettings):
