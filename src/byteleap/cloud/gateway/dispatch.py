@@ -121,6 +121,17 @@ def job_request(
     )
 
 
+@dataclass(frozen=True)
+class _Start:
+    """One attempt to start: the job, where, at what price, and the lease it runs on."""
+
+    job: JobRecord
+    spec: JobSpec
+    where: tuple[str, str]
+    price_per_s: float
+    lease: str | None = None
+
+
 @dataclass
 class Dispatcher:
     store: Store
@@ -136,9 +147,6 @@ class Dispatcher:
     failed_on: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     # job id -> when its running cost was last written
     cost_shown: dict[str, float] = field(default_factory=dict)
-    # A pass starts its jobs together, but their store writes take turns: concurrent
-    # transactions only queue on the database's lock (SQLite has one writer) and time out.
-    _writes: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def dispatch_once(self) -> int:
         """Place queued jobs on idle workers, fairly across tenants; returns how many."""
@@ -170,16 +178,8 @@ class Dispatcher:
                 continue
             idle.take(choice.key)
             picks.append((job, spec, choice))
-        # Each start is a store write and a call to a miner: start the pass's picks together
-        # (bounded), so one slow miner does not hold back every job behind it.
-        gate = asyncio.Semaphore(START_CONCURRENCY)
-
-        async def start(job: JobRecord, spec: JobSpec, choice: Placement) -> bool:
-            async with gate:
-                return await self._start_attempt(job, spec, choice.key, choice.price_per_s)
-
-        started = await asyncio.gather(*(start(*pick) for pick in picks))
-        return placed + sum(started)
+        starts = [_Start(job, spec, choice.key, choice.price_per_s) for job, spec, choice in picks]
+        return placed + await self._start_attempts(starts)
 
     async def _start_on_lease(self, job: JobRecord, spec: JobSpec, lease_id: str) -> int:
         async with self.store.session() as s:
@@ -203,44 +203,75 @@ class Dispatcher:
         *,
         lease: str | None = None,
     ) -> bool:
-        miner_hotkey, worker_id = where
-        attempt = job.attempts + 1
-        async with self._writes, self.store.session() as s:
-            job = await advance_job(
-                s,
-                job.id,
-                JobState.SCHEDULED,
-                at=self.clock(),
-                attempts=attempt,
-                worker_id=worker_id,
-                miner_hotkey=miner_hotkey,
+        return await self._start_attempts([_Start(job, spec, where, price_per_s, lease)]) == 1
+
+    async def _start_attempts(self, starts: list[_Start]) -> int:
+        """Start attempts: one transaction schedules them all, the miners are asked together
+        (bounded, so one slow miner holds back no one), one transaction marks them running.
+        Returns how many run. Per-job transactions cost a pass most of its time on SQLite."""
+        if not starts:
+            return 0
+        at = self.clock()
+        scheduled: list[tuple[_Start, JobRecord]] = []
+        async with self.store.session() as s:
+            for start in starts:
+                miner_hotkey, worker_id = start.where
+                try:
+                    record = await advance_job(
+                        s,
+                        start.job.id,
+                        JobState.SCHEDULED,
+                        at=at,
+                        attempts=start.job.attempts + 1,
+                        worker_id=worker_id,
+                        miner_hotkey=miner_hotkey,
+                    )
+                except IllegalTransition:  # cancelled since it was read: nothing to start
+                    continue
+                scheduled.append((start, record))
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def submit(start: _Start, record: JobRecord) -> bool:
+            miner_hotkey, worker_id = start.where
+            request = job_request(
+                miner_job_id(record),
+                record.attempts,
+                worker_id,
+                start.spec,
+                lease=start.lease,
+                artifact_limit_bytes=self.vault.limit_bytes if self.vault else None,
             )
-        request = job_request(
-            miner_job_id(job),
-            attempt,
-            worker_id,
-            spec,
-            lease=lease,
-            artifact_limit_bytes=self.vault.limit_bytes if self.vault else None,
-        )
-        try:
-            client = await self.pool.client(miner_hotkey)
-            await client.submit_job(request)
-        except MinerCallError as exc:
-            await self._retry_or_fail(job, f"not started on {worker_id}: {exc.reason}")
+            async with gate:
+                try:
+                    client = await self.pool.client(miner_hotkey)
+                    await client.submit_job(request)
+                    return True
+                except MinerCallError as exc:
+                    reason = f"not started on {worker_id}: {exc.reason}"
+            await self._retry_or_fail(record, reason)
             return False
-        async with self._writes, self.store.session() as s:
-            await advance_job(
-                s,
-                job.id,
-                JobState.RUNNING,
-                at=self.clock(),
-                started_at=self.clock(),
-                price_per_s=price_per_s,
-            )
-        metrics.GATEWAY_JOB_START_SECONDS.observe(max(0.0, self.clock() - job.created_at))
-        log.info("job running", extra={"job": job.id, "worker": worker_id})
-        return True
+
+        accepted = await asyncio.gather(*(submit(*pair) for pair in scheduled))
+        running = [pair for pair, ok in zip(scheduled, accepted, strict=True) if ok]
+        now = self.clock()
+        started = 0
+        async with self.store.session() as s:
+            for start, record in running:
+                try:
+                    await advance_job(
+                        s,
+                        record.id,
+                        JobState.RUNNING,
+                        at=now,
+                        started_at=now,
+                        price_per_s=start.price_per_s,
+                    )
+                except IllegalTransition:  # cancelled while the miner started it
+                    continue
+                started += 1
+                metrics.GATEWAY_JOB_START_SECONDS.observe(max(0.0, now - record.created_at))
+                log.info("job running", extra={"job": record.id, "worker": start.where[1]})
+        return started
 
     async def monitor_once(self) -> None:
         """Ask every miner about its jobs at once, then record what changed one job at a
