@@ -87,12 +87,22 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                value = await self.evaluate(expression)
-                if value:
-                    return value
-                await asyncio.sleep(0.1)
+        """The expression's first truthy value. While the page is still loading it may throw
+        (no ``document.body`` yet): that counts as not yet, and the last error is reported
+        if the time runs out."""
+        last_error: RuntimeError | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    try:
+                        value = await self.evaluate(expression)
+                    except RuntimeError as exc:
+                        last_error, value = exc, None
+                    if value:
+                        return value
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise RuntimeError(f"{expression}: not true in {timeout_s}s") from last_error
 
     async def screenshot(self, width: int = 1400, height: int = 1100) -> bytes:
         await self.send(
