@@ -234,6 +234,7 @@ class WorkerSettings(RoleSettings):
     # an image); "container" every job in a local container; "kubernetes" every job as a
     # Kubernetes Job in the cluster KUBECONFIG (and BYTELEAP_K8S_*) points at.
     executor: Literal["process", "container", "kubernetes"] = "process"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus, if set
     vm: WorkerVmSettings = WorkerVmSettings()
 
     @field_validator("miner_url")

@@ -52,6 +52,24 @@ MINER_REQUEST_SECONDS = Histogram(
     ["route"],
     registry=REGISTRY,
 )
+WORKER_CHALLENGES = Counter(
+    "byteleap_worker_challenges",
+    "Challenges this worker answered, by outcome (committed, revealed, aborted)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WORKER_SOLVE_SECONDS = Histogram(
+    "byteleap_worker_solve_seconds",
+    "Generate, multiply, encode and commit one challenge",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+WORKER_CONNECTED = Gauge(
+    "byteleap_worker_connected", "1 while the link to the miner is up", registry=REGISTRY
+)
+for _outcome in ("committed", "revealed", "aborted"):  # every series from the start
+    WORKER_CHALLENGES.labels(_outcome)
+
 CHALLENGE_SECONDS = Histogram(
     "byteleap_validator_challenge_seconds",
     "One challenge from issue to verdict (commit, reveal and verification), by outcome",

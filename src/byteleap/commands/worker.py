@@ -38,6 +38,10 @@ def worker(
     }
     settings = load_settings(WorkerSettings, config, **overrides)
     configure_logging(settings.log_level)
+    if settings.metrics_port is not None:
+        from byteleap.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_port)
     node = WorkerNode(
         miner_url=settings.miner_url,
         home=settings.home,

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import websockets
 
+from byteleap import metrics
 from byteleap.config import WorkerVmSettings
 from byteleap.miner.ledger import EnrollmentToken
 from byteleap.miner.node import hello_payload
@@ -175,9 +176,11 @@ class WorkerNode:
         ) as socket:
             welcome = await self._introduce(socket)
             heartbeats = asyncio.create_task(self._heartbeat(socket, welcome.heartbeat_s))
+            metrics.WORKER_CONNECTED.set(1)
             try:
                 await self._serve(socket)
             finally:
+                metrics.WORKER_CONNECTED.set(0)
                 await self.vms.stop_all()  # the miner ends every lease of a worker it lost
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -293,18 +296,22 @@ class WorkerNode:
             return
         try:
             if isinstance(message, RunChallenge):
+                started = time.perf_counter()
                 solution = await asyncio.to_thread(self.behaviour.solve, message.spec, self.backend)
                 self.solutions[message.spec.challenge_id] = solution
                 while len(self.solutions) > MAX_KEPT_SOLUTIONS:
                     # Unrevealed products are large; the oldest is the least likely asked.
                     self.solutions.pop(next(iter(self.solutions)))
                 commitment = commit(solution, self.key.sign)
+                metrics.WORKER_SOLVE_SECONDS.observe(time.perf_counter() - started)
                 await socket.send(Committed(commitment=commitment).model_dump_json())
+                metrics.WORKER_CHALLENGES.labels("committed").inc()
             else:
                 cid = message.request.challenge_id
                 solution = self.solutions.pop(cid)
                 reveal = answer_reveal(solution, message.request)
                 await socket.send(Revealed(reveal=reveal).model_dump_json())
+                metrics.WORKER_CHALLENGES.labels("revealed").inc()
         except Exception as exc:  # report instead of leaving the validator waiting
             cid = (
                 message.spec.challenge_id
@@ -312,6 +319,7 @@ class WorkerNode:
                 else message.request.challenge_id
             )
             log.exception("challenge failed", extra={"challenge": cid})
+            metrics.WORKER_CHALLENGES.labels("aborted").inc()
             with contextlib.suppress(Exception):
                 aborted = ChallengeAborted(challenge_id=cid, reason=f"{type(exc).__name__}")
                 await socket.send(aborted.model_dump_json())
