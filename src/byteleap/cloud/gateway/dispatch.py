@@ -30,7 +30,6 @@ from byteleap.cloud.gateway.models import JobSpec, JobState, Resources
 from byteleap.cloud.scheduler import (
     FairQueue,
     NoPlacement,
-    Placement,
     PlacementPass,
     Requirements,
 )
@@ -166,7 +165,7 @@ class Dispatcher:
             return placed
         # One snapshot of idle workers per pass; each pick takes its worker out of it.
         idle = PlacementPass([o for o in await self.pool.offers() if o.state == "idle"])
-        picks: list[tuple[JobRecord, JobSpec, Placement]] = []
+        starts: list[_Start] = []
         while idle.available and len(fair):
             entry = fair.dequeue()
             if entry is None:
@@ -177,8 +176,7 @@ class Dispatcher:
             if isinstance(choice, NoPlacement):
                 continue
             idle.take(choice.key)
-            picks.append((job, spec, choice))
-        starts = [_Start(job, spec, choice.key, choice.price_per_s) for job, spec, choice in picks]
+            starts.append(_Start(job, spec, choice.key, choice.price_per_s))
         return placed + await self._start_attempts(starts)
 
     async def _start_on_lease(self, job: JobRecord, spec: JobSpec, lease_id: str) -> int:
