@@ -33,7 +33,6 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,8 +43,6 @@ from byteleap.cloud.executors.base import (
     ArtifactInfo,
     ExecutionResult,
     ExecutionSpec,
-    KilledBy,
-    LogLine,
     check_spec,
 )
 from byteleap.cloud.executors.container_create import ContainerOptions, create_argv, job_image
@@ -59,6 +56,7 @@ from byteleap.cloud.executors.container_engine import (
 from byteleap.cloud.executors.errors import StartFailedError, UnsupportedError
 from byteleap.cloud.executors.output import OutputLog
 from byteleap.cloud.executors.process import ChildProtocol
+from byteleap.cloud.executors.supervised import SupervisedExecution
 from byteleap.cloud.executors.workdir import collect_artifacts, prepare_workdir
 
 logger = logging.getLogger(__name__)
@@ -160,7 +158,7 @@ async def remove_container(engine: ContainerEngine, name: str, timeout_s: float)
     return True
 
 
-class ContainerExecution:
+class ContainerExecution(SupervisedExecution):
     """One container, the engine CLI attached to it, and its supervision task."""
 
     def __init__(
@@ -172,6 +170,7 @@ class ContainerExecution:
         workdir: Path,
         executor: ContainerExecutor,
     ) -> None:
+        super().__init__(OutputLog(spec.max_output_bytes))
         self.engine = engine
         self.name = name
         self.execution_id = execution_id
@@ -180,15 +179,10 @@ class ContainerExecution:
         self._grace = executor.kill_grace_s
         self._poll = executor.poll_s
         self._command_timeout = executor.settings.command_timeout_s
-        self._log = OutputLog(spec.max_output_bytes)
-        self._stop = asyncio.Event()
-        self._cause: KilledBy | None = None
-        self._detail = ""
         self._failure: str | None = None  # an end that is neither the program's nor ours
         self._started_at = datetime.now(UTC)
         self._transport: asyncio.SubprocessTransport | None = None
         self._child: ChildProtocol | None = None
-        self._task: asyncio.Task[ExecutionResult] | None = None
 
     @property
     def pid(self) -> int:
@@ -215,23 +209,6 @@ class ContainerExecution:
             raise
         self._started_at = datetime.now(UTC)
         self._task = asyncio.create_task(self._supervise(), name=f"execution-{self.name}")
-
-    async def logs(self) -> AsyncGenerator[LogLine, None]:
-        async for line in self._log.follow():
-            yield line
-
-    async def wait(self) -> ExecutionResult:
-        assert self._task is not None, "run() starts the supervision"
-        return await asyncio.shield(self._task)
-
-    async def cancel(self) -> ExecutionResult:
-        self._request_stop("cancel", "cancelled on request")
-        return await self.wait()
-
-    def _request_stop(self, cause: KilledBy, detail: str) -> None:
-        if self._cause is None and self._task is not None and not self._task.done():
-            self._cause, self._detail = cause, detail
-            self._stop.set()
 
     async def _until_running(self) -> None:
         assert self._child is not None

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,8 +36,6 @@ from typing import Any, ClassVar
 from byteleap.cloud.executors.base import (
     ExecutionResult,
     ExecutionSpec,
-    KilledBy,
-    LogLine,
     check_spec,
 )
 from byteleap.cloud.executors.errors import StartFailedError
@@ -54,6 +52,7 @@ from byteleap.cloud.executors.k8s_settings import (
 )
 from byteleap.cloud.executors.k8s_status import PodView, ending, pod_view
 from byteleap.cloud.executors.output import LineSplitter, OutputLog
+from byteleap.cloud.executors.supervised import SupervisedExecution
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class KubernetesExecutor:
             await asyncio.to_thread(cluster.delete, kind, dns1123_name(service_id))
 
 
-class KubernetesExecution:
+class KubernetesExecution(SupervisedExecution):
     """One Job, the watch on its pod and the follow on its log."""
 
     def __init__(
@@ -129,24 +128,20 @@ class KubernetesExecution:
         execution_id: str,
         manifests: list[Manifest],
     ) -> None:
+        super().__init__(OutputLog(spec.max_output_bytes))
         self.cluster = cluster
         self.execution_id = execution_id
         self.name = manifests[-1]["metadata"]["name"]
         self._spec = spec
         self._manifests = manifests
         self._settings = cluster.settings
-        self._log = OutputLog(spec.max_output_bytes)
         self._splitter = LineSplitter("stdout", self._log)
         self._pod: PodView | None = None
         self._pod_changed = asyncio.Event()
         self._pod_gone = False
         self._threads_stop = threading.Event()
         self._log_done: asyncio.Future[None] | None = None
-        self._stop = asyncio.Event()
-        self._cause: KilledBy | None = None
-        self._detail = ""
         self._started_at = datetime.now(UTC)
-        self._task: asyncio.Task[ExecutionResult] | None = None
 
     @property
     def pid(self) -> int:
@@ -167,23 +162,6 @@ class KubernetesExecution:
         self._started_at = datetime.now(UTC)
         self._follow_log(loop)
         self._task = asyncio.create_task(self._supervise(), name=f"execution-{self.name}")
-
-    async def logs(self) -> AsyncGenerator[LogLine, None]:
-        async for line in self._log.follow():
-            yield line
-
-    async def wait(self) -> ExecutionResult:
-        assert self._task is not None, "run() starts the supervision"
-        return await asyncio.shield(self._task)
-
-    async def cancel(self) -> ExecutionResult:
-        self._request_stop("cancel", "cancelled on request")
-        return await self.wait()
-
-    def _request_stop(self, cause: KilledBy, detail: str) -> None:
-        if self._cause is None and self._task is not None and not self._task.done():
-            self._cause, self._detail = cause, detail
-            self._stop.set()
 
     def _thread(self, target: Callable[..., None], *args: Any) -> None:
         threading.Thread(

@@ -30,7 +30,7 @@ import os
 import resource
 import signal
 import subprocess
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,14 +40,13 @@ from byteleap.cloud.executors.base import (
     ArtifactInfo,
     ExecutionResult,
     ExecutionSpec,
-    KilledBy,
-    LogLine,
     check_spec,
 )
 from byteleap.cloud.executors.errors import StartFailedError
 from byteleap.cloud.executors.output import LineSplitter, OutputLog
 from byteleap.cloud.executors.process_guard import pdeathsig_argv, preexec, process_guard
 from byteleap.cloud.executors.process_tree import ProcessTree
+from byteleap.cloud.executors.supervised import SupervisedExecution
 from byteleap.cloud.executors.workdir import collect_artifacts, prepare_workdir
 
 logger = logging.getLogger(__name__)
@@ -174,7 +173,7 @@ class ChildProtocol(asyncio.SubprocessProtocol):
             splitter.flush()
 
 
-class ProcessExecution:
+class ProcessExecution(SupervisedExecution):
     """One running child process and its supervision task."""
 
     def __init__(
@@ -185,6 +184,7 @@ class ProcessExecution:
         workdir: Path,
         executor: ProcessExecutor,
     ) -> None:
+        super().__init__(child.log)
         self._transport = transport
         self._child = child
         self._spec = spec
@@ -192,32 +192,12 @@ class ProcessExecution:
         self._grace = executor.kill_grace_s
         self._poll = executor.poll_s
         self._started_at = datetime.now(UTC)
-        self._log = child.log
         self._tree = ProcessTree(self.pid)
-        self._stop = asyncio.Event()
-        self._cause: KilledBy | None = None
-        self._detail = ""
         self._task = asyncio.create_task(self._supervise(), name=f"execution-{self.pid}")
 
     @property
     def pid(self) -> int:
         return int(self._transport.get_pid())
-
-    async def logs(self) -> AsyncGenerator[LogLine, None]:
-        async for line in self._log.follow():
-            yield line
-
-    async def wait(self) -> ExecutionResult:
-        return await asyncio.shield(self._task)
-
-    async def cancel(self) -> ExecutionResult:
-        self._request_stop("cancel", "cancelled on request")
-        return await self.wait()
-
-    def _request_stop(self, cause: KilledBy, detail: str) -> None:
-        if self._cause is None and not self._task.done():
-            self._cause, self._detail = cause, detail
-            self._stop.set()
 
     async def _supervise(self) -> ExecutionResult:
         watchdog = asyncio.create_task(self._watch())
