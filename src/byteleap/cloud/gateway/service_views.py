@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from byteleap.cloud.gateway.dispatch import requirements_of as job_requirements
-from byteleap.cloud.scheduler import Requirements
 from byteleap.cloud.services.spec import ReplicaView, ServiceSpec, ServiceView
 from byteleap.store.services import ReplicaRecord, ServiceRecord
 
 if TYPE_CHECKING:
     from byteleap.cloud.gateway.services import LiveReplica
-
-
-def requirements_of(spec: ServiceSpec) -> Requirements:
-    return job_requirements(spec)
 
 
 def replica_view(record: ReplicaRecord, live: LiveReplica | None) -> ReplicaView:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from byteleap.cloud.gateway.dispatch import requirements_of
 from byteleap.cloud.gateway.errors import (
     Conflict,
     InvalidSpec,
@@ -48,7 +49,7 @@ from byteleap.cloud.gateway.proxy import (
     ReplicaUnreachable,
 )
 from byteleap.cloud.gateway.replicas import ReplicaOps
-from byteleap.cloud.gateway.service_views import replica_view, requirements_of, service_view
+from byteleap.cloud.gateway.service_views import replica_view, service_view
 from byteleap.cloud.scheduler import NoPlacement, WorkerOffer, place_many
 from byteleap.cloud.services import health as hs
 from byteleap.cloud.services.autoscale import Load, ScalerMemory, decide
