@@ -295,7 +295,20 @@ def _score(fits: Sequence[Fit], spread: Mapping[str, int], w: PlacementWeights) 
         spreading = w.spread / (1 + used)
         load = w.load / (1 + o.running_jobs)
         total = price + val + latency + spreading + load
-        order = (-total, f.price_per_s, -o.verified_throughput, o.rtt_ms, used, o.running_jobs)
         terms = (price, val, latency, spreading, load)
-        scored.append(_Scored(f, terms, (*order, o.miner_hotkey, o.worker_id)))
+        scored.append(_Scored(f, terms, (-total, *tie_order(f, used))))
     return scored
+
+
+def tie_order(f: Fit, used: int) -> tuple[float | int | str, ...]:
+    """What decides between fits of equal total, in order (see the module docstring)."""
+    o = f.offer
+    return (
+        f.price_per_s,
+        -o.verified_throughput,
+        o.rtt_ms,
+        used,
+        o.running_jobs,
+        o.miner_hotkey,
+        o.worker_id,
+    )

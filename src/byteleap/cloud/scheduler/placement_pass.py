@@ -28,6 +28,7 @@ from byteleap.cloud.scheduler.placement import (
     _check_spread,
     _filter,
     _Scored,
+    tie_order,
 )
 
 __all__ = ["PlacementPass"]
@@ -47,8 +48,7 @@ class _Candidates:
     running: Floats
     alive: npt.NDArray[np.bool_]
     index: dict[WorkerKey, int]
-    # Each fit's place in place()'s tie-break order when nobody has replicas anywhere
-    # (no spread): price, throughput (higher first), rtt, running jobs, hotkey, worker id.
+    # Each fit's place in placement.tie_order when nobody has replicas anywhere (no spread).
     tie_rank: npt.NDArray[np.int64]
 
     @classmethod
@@ -164,24 +164,10 @@ class PlacementPass:
     def _scored(
         f: Fit, terms: tuple[float, float, float, float, float], total: float, used: int
     ) -> _Scored:
-        o = f.offer
-        order = (-total, f.price_per_s, -o.verified_throughput, o.rtt_ms, used, o.running_jobs)
-        return _Scored(f, terms, (*order, o.miner_hotkey, o.worker_id))
+        return _Scored(f, terms, (-total, *tie_order(f, used)))
 
 
 def _tie_ranks(fits: list[Fit]) -> npt.NDArray[np.int64]:
-    def key(i: int) -> tuple[float | int | str, ...]:
-        f = fits[i]
-        o = f.offer
-        return (
-            f.price_per_s,
-            -o.verified_throughput,
-            o.rtt_ms,
-            o.running_jobs,
-            o.miner_hotkey,
-            o.worker_id,
-        )
-
     ranks = np.empty(len(fits), dtype=np.int64)
-    ranks[sorted(range(len(fits)), key=key)] = np.arange(len(fits))
+    ranks[sorted(range(len(fits)), key=lambda i: tie_order(fits[i], 0))] = np.arange(len(fits))
     return ranks
