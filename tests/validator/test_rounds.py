@@ -12,6 +12,7 @@ import pytest
 from byteleap import metrics
 from byteleap.chain.local.client import LocalChain
 from byteleap.config import ValidatorSettings
+from byteleap.net.messages import WorkerState
 from byteleap.store import (
     ChallengeStatus,
     NewChallenge,
@@ -22,8 +23,10 @@ from byteleap.store import (
     open_challenges,
     record_challenge,
 )
+from byteleap.validator.miner_client import MinerClient
 from byteleap.validator.rounds import RoundParams, RoundRunner
 from byteleap.validator.service import Validator
+from network_fixtures import miner_neuron
 
 pytestmark = pytest.mark.slow
 
@@ -187,6 +190,9 @@ def test_validator_scores_command(
     async def one_round() -> None:
         from byteleap.store import open_store, upgrade
 
+        # An earlier test of this module may have left an honest worker mid-challenge (its
+        # round was cut off); this round must find both honest workers idle.
+        await _until_idle(network, {workers["w1"], workers["w2"]})
         await upgrade(sqlite_url)
         store = await open_store(sqlite_url)
         try:
@@ -217,3 +223,15 @@ def test_validator_scores_command(
         command, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}
     )
     assert table.returncode == 0 and workers["w1"] in table.stdout
+
+
+async def _until_idle(network: Any, worker_ids: set[str]) -> None:
+    neuron = await miner_neuron(network)
+    async with MinerClient(network.validator, neuron) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            listed = (await client.workers()).workers
+            if worker_ids <= {w.worker_id for w in listed if w.state is WorkerState.IDLE}:
+                return
+            assert time.monotonic() < deadline, [(w.worker_id, w.state) for w in listed]
+            await asyncio.sleep(0.2)
