@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byteleap.proof import Profile, cols_of_b, full_a, full_b, rows_of_a
+from byteleap.proof import Profile, cols_of_b, full_a, full_b, full_b_columns, rows_of_a
 
 
 @settings(max_examples=25, deadline=None)
@@ -28,12 +28,15 @@ def test_single_rows_and_columns_match_full_matrices(
     assert (cols_of_b(seed, n, profile, indices) == b[:, indices].T).all()
 
 
-def test_parallel_full_generation_matches_single_slices() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_full_generation_matches_single_slices(threads: int) -> None:
     seed = os.urandom(32)
-    n = 1500  # n² is above the two-thread threshold
-    a = full_a(seed, n, Profile.CPU_F64)
+    n = 1500  # n² is above the two-thread threshold and spans several Philox chunks
+    a = full_a(seed, n, Profile.CPU_F64, threads=threads)
+    b_columns = full_b_columns(seed, n, Profile.CPU_F64, threads=threads)
     picks = [0, 1, n // 2, n // 2 + 1, n - 1]
     assert (rows_of_a(seed, n, Profile.CPU_F64, picks) == a[picks]).all()
+    assert (cols_of_b(seed, n, Profile.CPU_F64, picks) == b_columns[picks]).all()
 
 
 def test_every_seed_bit_matters() -> None:

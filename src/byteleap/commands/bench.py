@@ -40,7 +40,9 @@ def challenge(
     verify_only: Annotated[
         bool, typer.Option("--verify-only", help="Measure verification alone.")
     ] = False,
-    repeats: Annotated[int, typer.Option(min=1, help="Best of this many runs.")] = 3,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Best of this many runs (2-core machines are noisy).")
+    ] = 9,
     as_json: JsonFlag = False,
 ) -> None:
     """Time one proof-of-compute challenge against a bare matmul of the same size."""

@@ -40,6 +40,10 @@ from byteleap.proof.verify import ReplayGuard, verify
 _FULL_RECOMPUTE_MAX_N = 2048
 _FULL_RECOMPUTE_SAMPLE_N = 512
 _HMAC_KEY = os.urandom(32)
+# OpenBLAS threads busy-wait for ~0.1 s of CPU after a product before they sleep; back to back,
+# each timed run would share its cores with the previous run's spinning threads. A worker's
+# challenges arrive seconds apart, so every run starts from parked threads.
+_SETTLE_S = 0.2
 AUTO_PROFILE = "auto"
 
 
@@ -106,6 +110,7 @@ def _worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], 
     for k in range(max(1, repeats)):
         # Paired, alternating order: other processes' load tends to hit both halves of a pair.
         for side in ("matmul", "pipeline") if k % 2 == 0 else ("pipeline", "matmul"):
+            time.sleep(_SETTLE_S)
             if side == "matmul":
                 matmuls.append(_best(1, lambda: a @ b))
             else:
@@ -132,7 +137,7 @@ def bench_profile(n: int, profile: str) -> Profile:
 
 
 def run_challenge_bench(
-    n: int, profile: str = AUTO_PROFILE, verify_only: bool = False, repeats: int = 3
+    n: int, profile: str = AUTO_PROFILE, verify_only: bool = False, repeats: int = 9
 ) -> dict[str, object]:
     """Measure one challenge size; returns the JSON object ``byteleap bench challenge`` prints."""
     spec = issue_challenge(n, bench_profile(n, profile), now=time.time(), ttl_s=3600.0)

@@ -27,8 +27,11 @@ SEED_BYTES = 32
 STREAM_A = 0xA
 STREAM_B = 0xB
 _VALUES_PER_BLOCK = 16  # one Philox block = 4 × uint64 = 16 × uint16
-# Entries per Philox call: the raw words stay in cache until the transform reads them.
-_CHUNK = 1 << 15
+# Entries per Philox call. The raw words (256 KiB) and the uint32 scratch (512 KiB) still fit
+# in L2 until the transform reads them, and each chunk releases and retakes the GIL a few
+# times: with 2^15 two threads filling A and B spent more time handing the GIL over than
+# generating (14 ms for both vs 7 ms at 2^17, 2-core EPYC).
+_CHUNK = 1 << 17
 # Below this many entries a second thread costs more than it saves.
 _PARALLEL_MIN = 1 << 20
 
@@ -114,16 +117,12 @@ def block_of_a(
     if not 0 <= start <= stop <= n:
         raise IndexError(f"rows {start}..{stop} outside 0..{n}")
     out = np.empty((stop - start) * n, dtype=np.float64)
-    v = value_bounds(profile, n).a
-    if threads > 1:
-        _fill_parallel(out, seed, STREAM_A, start * n, v)
-    else:
-        _fill_stream(out, _Stream(seed, STREAM_A), start * n, v)
+    _fill(out, seed, STREAM_A, start * n, value_bounds(profile, n).a, threads)
     return out.reshape(stop - start, n)
 
 
-def _fill_parallel(flat: F64Array, seed: bytes, stream: int, start: int, v: int) -> None:
-    if flat.size < _PARALLEL_MIN:
+def _fill(flat: F64Array, seed: bytes, stream: int, start: int, v: int, threads: int) -> None:
+    if threads < 2 or flat.size < _PARALLEL_MIN:
         _fill_stream(flat, _Stream(seed, stream), start, v)
         return
     # Philox and the ufuncs release the GIL: two halves fill in parallel.
@@ -137,15 +136,15 @@ def _fill_parallel(flat: F64Array, seed: bytes, stream: int, start: int, v: int)
             part.result()
 
 
-def full_a(seed: bytes, n: int, profile: Profile) -> F64Array:
+def full_a(seed: bytes, n: int, profile: Profile, *, threads: int = 2) -> F64Array:
     """All of A, row-major, shape (n, n)."""
-    return block_of_a(seed, n, profile, 0, n)
+    return block_of_a(seed, n, profile, 0, n, threads=threads)
 
 
-def full_b_columns(seed: bytes, n: int, profile: Profile) -> F64Array:
+def full_b_columns(seed: bytes, n: int, profile: Profile, *, threads: int = 2) -> F64Array:
     """Bᵀ: row j is column j of B (so ``full_b_columns(...).T`` is B, Fortran-ordered)."""
     flat = np.empty(n * n, dtype=np.float64)
-    _fill_parallel(flat, seed, STREAM_B, 0, value_bounds(profile, n).b)
+    _fill(flat, seed, STREAM_B, 0, value_bounds(profile, n).b, threads)
     return flat.reshape(n, n)
 
 
