@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this kind of machine's disk; a plain `torch`
 # requirement would pull a multi-GB CUDA build. Empty it to skip torch.
 TORCH_SPEC ?= torch==2.13.0
+# gpu: triton, whose kernels the tests run in its CPU interpreter and compile for sm_90.
+EXTRAS ?= dev,gpu
 PYTEST_ARGS ?=
 
 .PHONY: venv devnet test lint bench clean
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(TORCH_SPEC),$(BIN)/pip install -q "$(TORCH_SPEC)")
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	$(BIN)/python -m byteleap.cloud.gateway.protogen
 	touch $(STAMP)
 

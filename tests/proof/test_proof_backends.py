@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from byteleap.proof import Profile, cols_of_b, issue_challenge, rows_of_a, solve
+from byteleap.proof import Profile, cols_of_b, default_device, issue_challenge, rows_of_a, solve
 from byteleap.proof.backends import tree_of_rows
 from byteleap.proof.cheats import exact_rows
 from byteleap.proof.merkle import TreeKeys
@@ -24,3 +24,15 @@ def test_numpy_product_matches_the_exact_product(n: int, profile: Profile) -> No
     expected = rows_of_a(spec.seed, n, profile, picks).astype(np.int64) @ b_columns.T
     for k, i in enumerate(picks):
         assert solution.product.row_bytes(i) == expected[k].astype("<i4").tobytes()
+
+
+def test_default_device_keeps_cpu_work_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    gpu_spec = issue_challenge(64, Profile.CUDA_F16, now=0.0, ttl_s=10.0)
+    cpu_spec = issue_challenge(64, Profile.CPU_F64, now=0.0, ttl_s=10.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device(gpu_spec, "torch") == "cuda"
+    assert default_device(gpu_spec, "numpy") == "cpu"
+    assert default_device(cpu_spec, "torch") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device(gpu_spec, "torch") == "cpu"

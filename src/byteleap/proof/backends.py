@@ -1,9 +1,9 @@
 """Worker compute backends: multiply the challenge matrices and digest every result row.
 
 numpy: float64 BLAS (integer matmul has no BLAS path and is ~100× slower; float64 is exact
-here because every profile keeps n·a·b < 2³¹) in one call. torch: float64 on CPU; on CUDA the
-profile's own arithmetic (fp16 in / fp32 accumulate, int8 in / int32 accumulate) with rows
-digested on the device, so the n×n product never crosses to the host.
+here because every profile keeps n·a·b < 2³¹) in one call. torch: float64 on CPU; on CUDA
+``cuda_backend`` (generated, multiplied in the profile's own arithmetic and hashed on the
+device, so the n×n product never crosses to the host).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +22,6 @@ from byteleap.proof.matrices import full_a, full_b_columns
 from byteleap.proof.merkle import MerkleTree, TreeKeys, row_digest
 from byteleap.proof.messages import ChallengeSpec
 from byteleap.proof.profiles import Profile
-
-if TYPE_CHECKING:
-    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -83,32 +79,28 @@ def _torch_product(spec: ChallengeSpec, keys: TreeKeys, device: str) -> Product:
     except ImportError as exc:  # torch is an optional dependency
         raise BackendError("the torch backend needs torch installed") from exc
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendError("CUDA requested but torch.cuda.is_available() is False")
-    a = torch.from_numpy(full_a(spec.seed, spec.n, spec.profile)).to(dev)
-    bt = torch.from_numpy(full_b_columns(spec.seed, spec.n, spec.profile)).to(dev)
-    if dev.type != "cuda":
-        rows = encode_rows((a @ bt.T).numpy())
-        return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
-    from byteleap.proof.torch_blake3 import tree_on_device
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendError("CUDA requested but torch.cuda.is_available() is False")
+        from byteleap.proof.cuda_backend import cuda_product
 
-    product = _cuda_product(a, bt.T, spec.profile)
-    tree = tree_on_device(keys, product)
-    return Product(tree, lambda i: product[i].cpu().numpy().astype("<i4").tobytes())
+        return cuda_product(spec, keys, dev)
+    a = torch.from_numpy(full_a(spec.seed, spec.n, spec.profile))
+    bt = torch.from_numpy(full_b_columns(spec.seed, spec.n, spec.profile))
+    rows = encode_rows((a @ bt.T).numpy())
+    return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
 
 
-def _cuda_product(a: torch.Tensor, b: torch.Tensor, profile: Profile) -> torch.Tensor:
-    """C = A·B as int32 on the device, in the profile's own arithmetic."""
-    import torch
-
-    n = a.shape[0]
-    if profile is Profile.CUDA_I8 and n % 8 == 0 and n > 16:
-        # b is a transposed view, i.e. column-major: the fast layout for _int_mm.
-        return torch._int_mm(a.to(torch.int8), b.to(torch.int8))
-    if profile is Profile.CUDA_F16:
-        c = torch.mm(a.half(), b.half(), out_dtype=torch.float32)
-        return c.to(torch.int32)
-    return torch.mm(a, b).to(torch.int32)  # float64: exact for every profile
+def default_device(spec: ChallengeSpec, backend: Backend | str) -> str:
+    """Where a worker runs a challenge: a CUDA profile on the GPU when the torch backend sees
+    one, everything else on the CPU."""
+    if Backend(backend) is not Backend.TORCH or spec.profile is Profile.CPU_F64:
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def compute_product(spec: ChallengeSpec, backend: Backend, device: str) -> Product:

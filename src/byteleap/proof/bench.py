@@ -33,7 +33,7 @@ from byteleap.proof.messages import (
     parse_reveal,
     reveal_size_limit,
 )
-from byteleap.proof.profiles import Profile, max_n
+from byteleap.proof.profiles import Profile, max_n, value_bounds
 from byteleap.proof.verify import ReplayGuard, verify
 
 # Above this n the int64 recompute is timed at this size and scaled by n³.
@@ -128,6 +128,67 @@ def _worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], 
     )
 
 
+def _cuda_worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], Solution]:
+    """The whole CUDA challenge (generate, multiply, hash, tree; ``solve`` on "cuda") against
+    a bare ``torch.mm`` (fp16 in and out) or ``torch._int_mm`` (column-major B) of the same
+    size, each timed between device synchronisations."""
+    import torch
+
+    from byteleap.proof import triton_philox
+    from byteleap.proof.cuda_backend import input_dtype
+    from byteleap.proof.matrices import STREAM_A, STREAM_B
+
+    device = torch.device("cuda")
+    bounds = value_bounds(spec.profile, spec.n)
+    dtype = input_dtype(spec.profile)
+    a = triton_philox.generate(spec.seed, STREAM_A, spec.n, bounds.a, dtype, device)
+    b = triton_philox.generate(spec.seed, STREAM_B, spec.n, bounds.b, dtype, device).T
+    bare = torch._int_mm if spec.profile is Profile.CUDA_I8 else torch.mm
+
+    def synchronised(action: Callable[[], object]) -> float:
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        action()
+        torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    matmuls: list[float] = []
+    pipelines: list[float] = []
+    solution = solve(spec, "torch", "cuda")  # warm-up: kernel compilation, cuBLAS handles
+    synchronised(lambda: bare(a, b))
+    for _ in range(max(1, repeats)):
+        matmuls.append(synchronised(lambda: bare(a, b)))
+        del solution  # its product would double the device memory the next one needs
+        solution = solve(spec, "torch", "cuda")  # its tree's copy to the host synchronises
+        pipelines.append(solution.compute_s)
+    flop = 2 * spec.n**3
+    pairs = [p / m for p, m in zip(pipelines, matmuls, strict=True)]
+    return (
+        {
+            "backend": "torch",
+            "device": torch.cuda.get_device_name(),
+            "emulated_on_cpu": False,
+            "matmul_s": min(matmuls),
+            "pipeline_s": min(pipelines),
+            "pipeline_over_matmul": min(pipelines) / min(matmuls),
+            "pipeline_over_matmul_paired_median": statistics.median(pairs),
+            "matmul_tflops": flop / min(matmuls) / 1e12,
+            "pipeline_tflops": flop / min(pipelines) / 1e12,
+        },
+        solution,
+    )
+
+
+def _on_gpu(profile: Profile) -> bool:
+    if profile is Profile.CPU_F64:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def bench_profile(n: int, profile: str) -> Profile:
     """``auto``: cpu-f64 where it accepts n, else cuda-f16 (GPU sizes; the validator's
     verification is the same float64 CPU work for every profile)."""
@@ -168,7 +229,8 @@ def run_challenge_bench(
         )
         commitment, reveal = _synthetic_reveal(spec, request)
     else:
-        timings, solution = _worker_side(spec, repeats)
+        worker_side = _cuda_worker_side if _on_gpu(spec.profile) else _worker_side
+        timings, solution = worker_side(spec, repeats)
         result.update(timings)
         commitment = commit(solution, _sign)
         request = draw_reveal(spec, commitment)

@@ -59,6 +59,7 @@ from byteleap.proof import (
     answer_reveal,
     cheat_solution,
     commit,
+    default_device,
     solve,
 )
 from byteleap.worker.access import ExecRunner
@@ -91,7 +92,7 @@ class Behaviour(StrEnum):
 
     def solve(self, spec: ChallengeSpec, backend: str) -> Solution:
         if self in (Behaviour.HONEST, Behaviour.WRONG_OUTPUT):
-            return solve(spec, backend)
+            return solve(spec, backend, default_device(spec, backend))
         return cheat_solution(Cheat(self.value), spec, random.Random())
 
 
