@@ -150,6 +150,11 @@ class ValidatorSettings(RoleSettings):
     max_workers_per_miner: int = Field(default=100, ge=1)  # (param)
     challenge_n: int = Field(default=2048, ge=2, le=65536)  # (param)
     challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cpu-f64"
+    # Workers that report a GPU get this profile and size instead: a CPU-sized challenge
+    # would measure little of a GPU, and n = 32768 keeps hashing and generation a few per
+    # cent of the product (bench/challenge.md).
+    gpu_challenge_n: int = Field(default=32768, ge=2, le=65536)  # (param)
+    gpu_challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cuda-f16"
     challenge_ttl_s: float = Field(default=60.0, gt=0)  # (param)
     concurrency_per_miner: int = Field(default=8, ge=1)
     # Most network time taken off a commitment's time: the miner controls how fast it answers
@@ -165,10 +170,14 @@ class ValidatorSettings(RoleSettings):
     def _exact_challenge_size(self) -> ValidatorSettings:
         # Refused at load, not at the first round: each profile accepts only the sizes whose
         # values it can keep exact and out of reach of a cheaper number format.
-        try:
-            value_bounds(Profile(self.challenge_profile), self.challenge_n)
-        except InexactSizeError as exc:
-            raise ValueError(f"challenge_n: {exc}") from None
+        for name, profile, n in (
+            ("challenge_n", self.challenge_profile, self.challenge_n),
+            ("gpu_challenge_n", self.gpu_challenge_profile, self.gpu_challenge_n),
+        ):
+            try:
+                value_bounds(Profile(profile), n)
+            except InexactSizeError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return self
 
 
@@ -219,7 +228,8 @@ class WorkerSettings(RoleSettings):
     # The address other workers reach this one's WireGuard links at, for tenants' private
     # networks (default: the address the miner sees the worker connect from).
     network_host: str | None = Field(default=None, max_length=45)
-    backend: Literal["numpy", "torch"] = "numpy"
+    # auto: CUDA challenges on the GPU (torch) where one is there, everything else numpy.
+    backend: Literal["auto", "numpy", "torch"] = "auto"
     # Anything but honest is for tests and `devnet --cheaters`.
     behaviour: Literal[
         "honest",

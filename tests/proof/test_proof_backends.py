@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from byteleap.proof import Profile, cols_of_b, default_device, issue_challenge, rows_of_a, solve
+from byteleap.proof import (
+    Backend,
+    Profile,
+    cols_of_b,
+    issue_challenge,
+    rows_of_a,
+    run_target,
+    solve,
+)
 from byteleap.proof.backends import tree_of_rows
 from byteleap.proof.cheats import exact_rows
 from byteleap.proof.merkle import TreeKeys
@@ -26,13 +34,16 @@ def test_numpy_product_matches_the_exact_product(n: int, profile: Profile) -> No
         assert solution.product.row_bytes(i) == expected[k].astype("<i4").tobytes()
 
 
-def test_default_device_keeps_cpu_work_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_target_puts_only_cuda_profiles_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     gpu_spec = issue_challenge(64, Profile.CUDA_F16, now=0.0, ttl_s=10.0)
     cpu_spec = issue_challenge(64, Profile.CPU_F64, now=0.0, ttl_s=10.0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert default_device(gpu_spec, "torch") == "cuda"
-    assert default_device(gpu_spec, "numpy") == "cpu"
-    assert default_device(cpu_spec, "torch") == "cpu"
+    assert run_target(gpu_spec, "auto") == (Backend.TORCH, "cuda")
+    assert run_target(gpu_spec, "torch") == (Backend.TORCH, "cuda")
+    assert run_target(gpu_spec, "numpy") == (Backend.NUMPY, "cpu")
+    assert run_target(cpu_spec, "auto") == (Backend.NUMPY, "cpu")
+    assert run_target(cpu_spec, "torch") == (Backend.TORCH, "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert default_device(gpu_spec, "torch") == "cpu"
+    assert run_target(gpu_spec, "auto") == (Backend.NUMPY, "cpu")
+    assert run_target(gpu_spec, "torch") == (Backend.TORCH, "cpu")

@@ -5,7 +5,7 @@ generation, the row-leaf Merkle tree, the wire messages, the worker's solve/comm
 the validator's issue/draw/verify. See DESIGN.md §3.
 """
 
-from byteleap.proof.backends import Backend, Product, default_device
+from byteleap.proof.backends import Backend, Product, run_target
 from byteleap.proof.challenge import (
     Solution,
     answer_reveal,
@@ -71,7 +71,6 @@ __all__ = [
     "cheat_solution",
     "cols_of_b",
     "commit",
-    "default_device",
     "draw_reveal",
     "full_a",
     "full_b",
@@ -84,6 +83,7 @@ __all__ = [
     "parse_reveal",
     "reveal_size_limit",
     "rows_of_a",
+    "run_target",
     "signing_payload",
     "solve",
     "value_bounds",

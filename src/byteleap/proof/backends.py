@@ -91,16 +91,26 @@ def _torch_product(spec: ChallengeSpec, keys: TreeKeys, device: str) -> Product:
     return Product(tree_of_rows(keys, rows), lambda i: rows[i].tobytes())
 
 
-def default_device(spec: ChallengeSpec, backend: Backend | str) -> str:
-    """Where a worker runs a challenge: a CUDA profile on the GPU when the torch backend sees
-    one, everything else on the CPU."""
-    if Backend(backend) is not Backend.TORCH or spec.profile is Profile.CPU_F64:
-        return "cpu"
+#: A worker's backend setting: one of the backends, or "auto" (the GPU where one serves).
+AUTO = "auto"
+
+
+def _cuda_available() -> bool:
     try:
         import torch
     except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def run_target(spec: ChallengeSpec, backend: str) -> tuple[Backend, str]:
+    """Where a worker runs a challenge: a CUDA profile on the GPU when torch sees one (with
+    ``auto`` or ``torch``), everything else on the CPU (numpy with ``auto``)."""
+    on_gpu = spec.profile is not Profile.CPU_F64 and _cuda_available()
+    if backend == AUTO:
+        return (Backend.TORCH, "cuda") if on_gpu else (Backend.NUMPY, "cpu")
+    chosen = Backend(backend)
+    return chosen, "cuda" if chosen is Backend.TORCH and on_gpu else "cpu"
 
 
 def compute_product(spec: ChallengeSpec, backend: Backend, device: str) -> Product:

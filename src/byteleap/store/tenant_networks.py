@@ -20,6 +20,9 @@ from byteleap.store.errors import RecordNotFound, StoreConflict
 from byteleap.store.models import TenantNetwork, TenantNetworkMember, TenantNetworkRejection
 
 MAX_DETAIL = 500
+# Refused joins kept, newest first: a misbehaving miner can send refused joins without end,
+# and each would otherwise be a row forever.
+MAX_REJECTIONS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,11 @@ async def record_network_rejection(
         )
     )
     await s.flush()
+    table = TenantNetworkRejection.__table__
+    oldest_kept = (
+        sa.select(table.c.id).order_by(table.c.id.desc()).offset(MAX_REJECTIONS_KEPT - 1).limit(1)
+    ).scalar_subquery()
+    await s.execute(sa.delete(table).where(table.c.id < oldest_kept))
 
 
 async def network_rejections(

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 class RoundParams:
     n: int = 2048
     profile: Profile = Profile.CPU_F64
+    gpu_n: int = 32768  # for workers that report a GPU
+    gpu_profile: Profile = Profile.CUDA_F16
     ttl_s: float = 60.0  # (param) from issue to the commitment's deadline
     max_workers_per_miner: int = 100  # (param)
     concurrency_per_miner: int = 8
@@ -69,6 +71,10 @@ class RoundParams:
     cols: int = 32  # t
     call_timeout_s: float = 30.0
     max_rtt_credit_s: float = 0.05  # (param) most network time taken off a commitment's time
+
+    def challenge_for(self, worker: WorkerView) -> tuple[int, Profile]:
+        """A worker that reports a GPU is measured on it; any other on its CPU."""
+        return (self.gpu_n, self.gpu_profile) if worker.hardware.gpus else (self.n, self.profile)
 
 
 @dataclass(frozen=True)
@@ -231,8 +237,9 @@ class RoundRunner:
         rtt: float,
     ) -> ChallengeOutcome:
         p = self.params
-        spec = issue_challenge(p.n, p.profile, now=self.clock(), ttl_s=p.ttl_s)
         gpu = worker.hardware.gpus[0].model if worker.hardware.gpus else None
+        n, profile = p.challenge_for(worker)
+        spec = issue_challenge(n, profile, now=self.clock(), ttl_s=p.ttl_s)
         async with self.store.session() as s:
             await record_challenge(
                 s,
@@ -240,8 +247,8 @@ class RoundRunner:
                     id=spec.challenge_id,
                     worker_id=worker_db_id,
                     miner_id=miner_id,
-                    profile=str(p.profile),
-                    n=p.n,
+                    profile=str(profile),
+                    n=n,
                     seed=spec.seed.hex(),
                     issued_at=int(spec.issued_at),
                     deadline_at=int(spec.deadline),

@@ -43,6 +43,8 @@ def round_params(settings: ValidatorSettings) -> RoundParams:
     return RoundParams(
         n=settings.challenge_n,
         profile=Profile(settings.challenge_profile),
+        gpu_n=settings.gpu_challenge_n,
+        gpu_profile=Profile(settings.gpu_challenge_profile),
         ttl_s=settings.challenge_ttl_s,
         max_workers_per_miner=settings.max_workers_per_miner,
         concurrency_per_miner=settings.concurrency_per_miner,

@@ -59,7 +59,7 @@ from byteleap.proof import (
     answer_reveal,
     cheat_solution,
     commit,
-    default_device,
+    run_target,
     solve,
 )
 from byteleap.worker.access import ExecRunner
@@ -92,7 +92,7 @@ class Behaviour(StrEnum):
 
     def solve(self, spec: ChallengeSpec, backend: str) -> Solution:
         if self in (Behaviour.HONEST, Behaviour.WRONG_OUTPUT):
-            return solve(spec, backend, default_device(spec, backend))
+            return solve(spec, *run_target(spec, backend))
         return cheat_solution(Cheat(self.value), spec, random.Random())
 
 
@@ -120,7 +120,7 @@ class WorkerNode:
     home: Path
     token: str | None = None
     behaviour: Behaviour = Behaviour.HONEST
-    backend: str = "numpy"
+    backend: str = "auto"
     max_backoff_s: float = 30.0
     executor: ExecutorSetting = "process"
     vm: WorkerVmSettings = field(default_factory=WorkerVmSettings)
