@@ -35,7 +35,7 @@ from byteleap.cloud.artifacts import (
 from byteleap.cloud.executors.base import ArtifactInfo
 from byteleap.cloud.gateway.errors import InvalidSpec, NotFound
 from byteleap.cloud.gateway.miners import MinerApi
-from byteleap.net.messages import MAX_ARTIFACT_READ
+from byteleap.net.messages import MAX_ARTIFACT_READ, ArtifactPiece
 from byteleap.store import RecordNotFound, Store
 from byteleap.store.artifacts import (
     ArtifactRecord,
@@ -48,6 +48,12 @@ from byteleap.validator.miner_client import MinerCallError
 log = logging.getLogger(__name__)
 
 DOWNLOAD_CHUNK = 1 << 20
+# A piece the miner could not deliver for a passing reason (a timeout, a dropped connection, a
+# 5xx) is asked for again, this many times in all, waiting 0.2 s, 0.4 s, … between: one lost
+# request must not cost the tenant a file the miner still holds.
+READ_ATTEMPTS = 4
+_RETRY_WAIT_S = 0.2
+_PASSING_REASONS = frozenset({"timeout", "unreachable", "http_error"})
 
 
 class _Refused(Exception):
@@ -124,12 +130,7 @@ class ArtifactVault:
         digest = hashlib.sha256()
         offset = 0
         while True:
-            try:
-                piece = await miner.read_artifact(
-                    miner_job_id, info.path, offset=offset, length=self.read_bytes
-                )
-            except MinerCallError as exc:
-                raise _Refused(f"not received from the miner: {exc}") from None
+            piece = await self._read_piece(miner, miner_job_id, info.path, offset)
             if piece.path != info.path or piece.offset != offset:
                 raise _Refused("the miner answered for another piece")
             if offset + len(piece.data) > info.size:
@@ -141,6 +142,25 @@ class ArtifactVault:
                 return offset, digest.hexdigest()
             if not piece.data:
                 raise _Refused("the miner sent an empty piece before the end")
+
+    async def _read_piece(
+        self, miner: MinerApi, miner_job_id: str, path: str, offset: int
+    ) -> ArtifactPiece:
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return await miner.read_artifact(
+                    miner_job_id, path, offset=offset, length=self.read_bytes
+                )
+            except MinerCallError as exc:
+                passing = exc.reason in _PASSING_REASONS or (exc.status or 0) >= 500
+                if not passing or attempt == READ_ATTEMPTS - 1:
+                    raise _Refused(f"not received from the miner: {exc}") from None
+                log.info(
+                    "artifact read failed; asking again",
+                    extra={"job": miner_job_id, "path": path, "offset": offset, "why": exc.reason},
+                )
+                await asyncio.sleep(_RETRY_WAIT_S * 2**attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -- what tenants read (ownership is checked by the caller) --------------------------
 
