@@ -37,6 +37,8 @@ class Product:
 
     tree: MerkleTree
     row_bytes: Callable[[int], bytes]
+    #: Where the product lies until its rows are revealed ("cpu", or a GPU: n² words there).
+    device: str = "cpu"
 
 
 def encode_rows(product: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:

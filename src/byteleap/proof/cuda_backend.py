@@ -62,4 +62,4 @@ def cuda_product(spec: ChallengeSpec, keys: TreeKeys, device: torch.device) -> P
     def row_bytes(i: int) -> bytes:
         return bytes(product[i].to(torch.int32).cpu().numpy().astype("<i4").tobytes())
 
-    return Product(tree, row_bytes)
+    return Product(tree, row_bytes, device=str(device))

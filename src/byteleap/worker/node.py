@@ -114,6 +114,15 @@ class Refusal(Exception):
     """The miner refused this worker; retrying will not help."""
 
 
+def drop_device_products(solutions: dict[str, Solution]) -> None:
+    """Forget unrevealed products that lie on a GPU before the next challenge: each is n²
+    words of device memory (4 GB at n = 32768), and a few of them beside the next challenge's
+    matrices would not fit a 24 GB card. A challenge runs only on an idle worker, and its
+    reveal follows its commitment, so an older one is no longer going to be asked for."""
+    for challenge_id in [c for c, s in solutions.items() if s.product.device != "cpu"]:
+        del solutions[challenge_id]
+
+
 @dataclass
 class WorkerNode:
     miner_url: str
@@ -297,6 +306,7 @@ class WorkerNode:
             return
         try:
             if isinstance(message, RunChallenge):
+                drop_device_products(self.solutions)
                 started = time.perf_counter()
                 solution = await asyncio.to_thread(self.behaviour.solve, message.spec, self.backend)
                 self.solutions[message.spec.challenge_id] = solution
