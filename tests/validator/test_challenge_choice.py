@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from byteleap.config import ValidatorSettings
@@ -11,37 +9,16 @@ from byteleap.net.messages import WorkerState, WorkerView
 from byteleap.proof import Profile
 from byteleap.validator.rounds import RoundParams
 from byteleap.validator.service import round_params
-from byteleap.worker.hardware import CpuInfo, DiskInfo, GpuInfo, HardwareInventory, MemoryInfo
+from hardware_samples import gpu_rig
 
 
 def _worker(gpus: int) -> WorkerView:
-    hardware = HardwareInventory(
-        hostname="rig",
-        os="Linux",
-        python="3.11.9",
-        cpu=CpuInfo(model="EPYC", cores_physical=8, cores_logical=16, freq_mhz=2400.0),
-        memory=MemoryInfo(total_mib=64_000, available_mib=60_000),
-        disk=DiskInfo(path="/", total_gib=100.0, free_gib=50.0),
-        gpus=[
-            GpuInfo(
-                index=i,
-                uuid=f"GPU-{i}",
-                model="NVIDIA H100 80GB HBM3",
-                vram_mib=81559,
-                driver_version="550.54.15",
-                cuda_version="12.4",
-                pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
-            )
-            for i in range(gpus)
-        ],
-        probed_at=datetime(2025, 1, 2, tzinfo=UTC),
-    )
     return WorkerView(
         worker_id="w-" + "0" * 16,
         public_key="00" * 32,
         state=WorkerState.IDLE,
         profile="cpu-f64",
-        hardware=hardware,
+        hardware=gpu_rig(gpus),
         last_seen=0.0,
     )
 

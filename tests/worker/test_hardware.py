@@ -12,14 +12,11 @@ import pytest
 
 from byteleap.worker import hardware
 from byteleap.worker.hardware import (
-    CpuInfo,
-    DiskInfo,
-    GpuInfo,
     HardwareInventory,
-    MemoryInfo,
     choose_profile,
     probe_hardware,
 )
+from hardware_samples import gpu_rig
 
 
 def _nvml_error() -> str | None:
@@ -30,30 +27,6 @@ def _nvml_error() -> str | None:
         return str(exc)
     pynvml.nvmlShutdown()
     return None
-
-
-def _gpu_inventory() -> HardwareInventory:
-    return HardwareInventory(
-        hostname="rig-7",
-        os="Linux-6.8.0-x86_64-with-glibc2.39",
-        python="3.11.9",
-        cpu=CpuInfo(model="AMD EPYC 9654", cores_physical=96, cores_logical=192, freq_mhz=2400.0),
-        memory=MemoryInfo(total_mib=1_031_000, available_mib=1_000_000),
-        disk=DiskInfo(path="/", total_gib=3576.0, free_gib=3001.5),
-        gpus=[
-            GpuInfo(
-                index=i,
-                uuid=f"GPU-3b1f0c2e-8c4d-4f7a-9d2e-00000000000{i}",
-                model="NVIDIA H100 80GB HBM3",
-                vram_mib=81559,
-                driver_version="550.54.15",
-                cuda_version="12.4",
-                pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
-            )
-            for i in range(2)
-        ],
-        probed_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
-    )
 
 
 def test_probe_reports_this_machine(tmp_path: Path) -> None:
@@ -93,7 +66,7 @@ def test_missing_nvml_gives_no_gpus_and_logs_once(
 
 
 def test_gpu_inventory_round_trips_through_json() -> None:
-    inventory = _gpu_inventory()
+    inventory = gpu_rig()
     text = inventory.model_dump_json()
 
     assert HardwareInventory.model_validate_json(text) == inventory
@@ -105,7 +78,7 @@ def test_gpu_inventory_round_trips_through_json() -> None:
     [(True, True, "cuda-f16"), (True, False, "cpu-f64"), (False, True, "cpu-f64")],
 )
 def test_choose_profile(with_gpus: bool, torch_cuda: bool, expected: str) -> None:
-    inventory = _gpu_inventory()
+    inventory = gpu_rig()
     if not with_gpus:
         inventory = inventory.model_copy(update={"gpus": []})
     assert choose_profile(inventory, torch_cuda_available=torch_cuda) == expected
