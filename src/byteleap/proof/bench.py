@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from byteleap.proof.backends import AUTO, run_target
 from byteleap.proof.challenge import (
     Solution,
     answer_reveal,
@@ -179,16 +180,6 @@ def _cuda_worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, obje
     )
 
 
-def _on_gpu(profile: Profile) -> bool:
-    if profile is Profile.CPU_F64:
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def bench_profile(n: int, profile: str) -> Profile:
     """``auto``: cpu-f64 where it accepts n, else cuda-f16 (GPU sizes; the validator's
     verification is the same float64 CPU work for every profile)."""
@@ -229,7 +220,9 @@ def run_challenge_bench(
         )
         commitment, reveal = _synthetic_reveal(spec, request)
     else:
-        worker_side = _cuda_worker_side if _on_gpu(spec.profile) else _worker_side
+        # Where a worker would run it: a CUDA profile on the GPU when there is one.
+        on_gpu = run_target(spec, AUTO)[1] == "cuda"
+        worker_side = _cuda_worker_side if on_gpu else _worker_side
         timings, solution = worker_side(spec, repeats)
         result.update(timings)
         commitment = commit(solution, _sign)

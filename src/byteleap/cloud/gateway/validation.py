@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from byteleap.cloud.executors.base import ExecutionResult
-from byteleap.cloud.gateway.dispatch import job_request
+from byteleap.cloud.gateway.dispatch import job_request, requirements_of
 from byteleap.cloud.gateway.miners import Supply
 from byteleap.cloud.gateway.models import JobSpec, JobView
-from byteleap.cloud.scheduler import NoPlacement, Requirements, place
+from byteleap.cloud.scheduler import NoPlacement, place
 from byteleap.cloud.validation import (
     NeedRuns,
     Outcome,
@@ -197,14 +197,8 @@ class OutputValidator:
             log.warning("validation abandoned", extra={"job": job.id})
             return
         spec = JobSpec.model_validate_json(job.spec_json)
-        r = spec.resources
-        requirements = Requirements(
-            gpu_count=r.gpu_count,
-            gpu_model=r.gpu_model,
-            min_vram_mib=r.min_vram_mib,
-            cpu_cores=r.cpu_cores,
-            ram_mib=r.ram_mib,
-        )
+        # A re-execution is not billed to the tenant: the job's price cap does not apply.
+        requirements = requirements_of(spec).model_copy(update={"max_price_per_s": None})
         offers = [
             o for o in await self.pool.offers() if o.state == "idle" and o.miner_hotkey not in tried
         ]
