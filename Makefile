@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(if $(TORCH_SPEC),$(BIN)/pip install -q "$(TORCH_SPEC)")
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
-	$(BIN)/python -m byteleap.cloud.gateway.protogen
+	$(BIN)/python -m byteleap.gateway.protogen
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,6 +32,7 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: venv
 	$(BIN)/byteleap bench challenge --n 2000 --json
@@ -39,6 +40,7 @@ bench: venv
 	$(BIN)/byteleap bench network --json
 	$(BIN)/byteleap bench scoring --workers 25600 --hours 169 --json
 	$(BIN)/byteleap bench gateway --workers 1000 --json
+	$(BIN)/byteleap bench validator --workers 256 --json
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .mypy_cache .ruff_cache

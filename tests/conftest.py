@@ -32,6 +32,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.longrepr = f"{marker} test skipped although {env}=1: {report.longrepr}"
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+# What a test run may leave in the repository root (caches, the devnet's state).
+_ROOT_LITTER_ALLOWED = {
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".grimp_cache",
+    ".devnet",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_files_left_in_the_repository_root() -> Iterator[None]:
+    """A test (or a program it starts with the repository as its working directory) must
+    write into its own temporary directory: anything new in the root fails the test that
+    made it (an empty ``oom`` file was once found there)."""
+    before = set(os.listdir(_ROOT))
+    yield
+    new = set(os.listdir(_ROOT)) - before - _ROOT_LITTER_ALLOWED
+    assert not new, f"the test left {sorted(new)} in the repository root"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from byteleap.worker.hardware import CpuInfo, DiskInfo, GpuInfo, HardwareInventory, MemoryInfo
+from byteleap.protocol.hardware import CpuInfo, DiskInfo, GpuInfo, HardwareInventory, MemoryInfo
 
 
 def gpu_rig(gpus: int = 2) -> HardwareInventory:

@@ -21,7 +21,7 @@ from byteleap.chain.local.client import LocalChain
 from byteleap.chain.port import NeuronInfo
 from byteleap.keys import ensure_wallet
 from byteleap.net.messages import WorkerState, WorkerView
-from byteleap.validator.miner_client import MinerClient
+from byteleap.net.miner_client import MinerClient
 
 BYTELEAP = [sys.executable, "-m", "byteleap.cli"]
 
@@ -40,6 +40,7 @@ class Network:
     chain_url: str
     miner_port: int
     miner_config: Path
+    miner_metrics_port: int
     validator: bt.Wallet
     outsider: bt.Wallet
     miner_wallet: bt.Wallet
@@ -79,9 +80,10 @@ class Network:
             [*BYTELEAP, "miner", "token", "new", "--config", str(self.miner_config)],
             capture_output=True,
             text=True,
-            check=True,
             timeout=60,
         )
+        # Say why: a failure here once showed only its exit status.
+        assert result.returncode == 0, f"miner token new failed:\n{result.stderr[-3000:]}"
         return result.stdout.strip()
 
     def start_worker(self, name: str, token: str | None, behaviour: str = "honest") -> None:
@@ -108,7 +110,9 @@ class Network:
         )
 
 
-def _write_configs(root: Path, chain_port: int, miner_port: int, wallets: Path) -> Path:
+def _write_configs(
+    root: Path, chain_port: int, miner_port: int, metrics_port: int, wallets: Path
+) -> Path:
     (root / "chain.toml").write_text(
         f'[chain]\nport = {chain_port}\ndb_path = "{root / "chain.db"}"\n'
         "block_time_s = 0.1\ntempo = 10\nmax_validators = 1\nweights_rate_limit = 0\n"
@@ -117,7 +121,7 @@ def _write_configs(root: Path, chain_port: int, miner_port: int, wallets: Path) 
     miner_config.write_text(
         f'[miner]\nport = {miner_port}\nhome = "{root / "miner-home"}"\n'
         "heartbeat_s = 0.5\nmissed_heartbeats = 3\npermit_cache_s = 0.5\n"
-        "rate_per_s = 1000\nrate_burst = 1000\n"
+        f"rate_per_s = 1000\nrate_burst = 1000\nmetrics_port = {metrics_port}\n"
         f'[miner.wallet]\nname = "miner"\nhotkey = "default"\npath = "{wallets}"\n'
         f'[miner.chain]\nurl = "http://127.0.0.1:{chain_port}"\n'
     )
@@ -128,12 +132,13 @@ def _write_configs(root: Path, chain_port: int, miner_port: int, wallets: Path) 
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     root = tmp_path_factory.mktemp("net")
     wallets = root / "wallets"
-    chain_port, miner_port = _port(), _port()
+    chain_port, miner_port, metrics_port = _port(), _port(), _port()
     net = Network(
         root=root,
         chain_url=f"http://127.0.0.1:{chain_port}",
         miner_port=miner_port,
-        miner_config=_write_configs(root, chain_port, miner_port, wallets),
+        miner_config=_write_configs(root, chain_port, miner_port, metrics_port, wallets),
+        miner_metrics_port=metrics_port,
         validator=ensure_wallet("validator", path=wallets),
         outsider=ensure_wallet("outsider", path=wallets),
         miner_wallet=ensure_wallet("miner", path=wallets),

@@ -80,3 +80,13 @@ async def store(empty_url: str) -> AsyncIterator[Store]:
     opened = await open_store(empty_url)
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
+    """An open SQLite store migrated to head, for tests of something else that keeps its state
+    in a store (what depends on the database itself runs on both backends in tests/store)."""
+    await upgrade(sqlite_url)
+    opened = await open_store(sqlite_url)
+    yield opened
+    await opened.close()

@@ -108,3 +108,16 @@ def test_bench_challenge_prints_one_json_object() -> None:
         "verify_speedup",
     ):
         assert data[key] > 0
+
+
+def test_shell_completion_is_on() -> None:
+    assert "--install-completion" in byteleap("--help").stdout
+    completed = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'byteleap'; "
+         "from byteleap.cli import main; main()"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "_BYTELEAP_COMPLETE": "complete_bash", "COMP_WORDS": "byteleap jobs su",
+             "COMP_CWORD": "2"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["submit"]

@@ -8,6 +8,7 @@ import typer
 
 from byteleap.commands import (
     bench,
+    billing,
     chain,
     config_cmd,
     db,
@@ -31,7 +32,7 @@ app = typer.Typer(
     help="byteleap: a decentralized GPU cloud for AI, run as a Bittensor subnet.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
 )
 
 app.command("devnet", help="Start a local network and run the main job.")(devnet.devnet)
@@ -53,6 +54,9 @@ app.add_typer(jobs.app, name="jobs", help="Submit and follow jobs on a gateway."
 app.add_typer(leases.app, name="leases", help="Lease workers by the second.")
 app.add_typer(services.app, name="services", help="Deploy and scale inference services.")
 app.command("status", help="Summarise a running network from a gateway.")(status.status)
+app.command("balance")(billing.balance)
+app.command("usage")(billing.usage)
+app.command("prices")(billing.prices)
 
 
 def main() -> None:

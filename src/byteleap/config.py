@@ -13,14 +13,20 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from byteleap.errors import ByteleapError
 from byteleap.proof.errors import InexactSizeError
 from byteleap.proof.profiles import Profile, value_bounds
+from byteleap.protocol.billing import DEFAULT_CURRENCY, Currency
 from byteleap.scoring.params import ScoringParams
 
 DEFAULT_HOME = Path(".devnet")
@@ -81,6 +87,14 @@ class StoreSettings(BaseModel):
                 "store url must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         return value
+
+
+class JobLogSettings(BaseModel):
+    """(params) Job logs spilled to disk under the node's state dir, whole up to a cap per
+    job; past the total for all jobs, finished jobs' logs go first (``net.log_spill``)."""
+
+    max_job_bytes: int = Field(default=256 << 20, ge=1 << 20)
+    max_total_bytes: int = Field(default=2 << 30, ge=1 << 20)
 
 
 class RoleSettings(BaseSettings):
@@ -150,16 +164,20 @@ class ValidatorSettings(RoleSettings):
     max_workers_per_miner: int = Field(default=100, ge=1)  # (param)
     challenge_n: int = Field(default=2048, ge=2, le=65536)  # (param)
     challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cpu-f64"
-    # Workers that report a GPU get this profile and size instead: a CPU-sized challenge
-    # would measure little of a GPU, and n = 32768 keeps hashing and generation a few per
-    # cent of the product (bench/challenge.md).
-    gpu_challenge_n: int = Field(default=32768, ge=2, le=65536)  # (param)
+    # Workers that report a GPU get this profile, at a size drawn from the model and VRAM they
+    # claim (proof.sizing): about this long on the claimed card, with most of its memory
+    # resident. Every model takes about the same time, so a mixed fleet finishes together;
+    # 1.8 s lies inside every table model's feasible range (an H100 SXM's memory caps it at
+    # 1.87 s; proof.sizing.time_range).
+    gpu_challenge_target_s: float = Field(default=1.8, gt=0, le=30)  # (param)
+    # Added to a GPU challenge's deadline for the trip from validator to worker and back; kept
+    # small, so the deadline stays under twice the claimed time (one card cannot do two).
+    gpu_network_allowance_s: float = Field(default=0.25, ge=0, le=5)  # (param)
     gpu_challenge_profile: Literal["cpu-f64", "cuda-f16", "cuda-i8"] = "cuda-f16"
     challenge_ttl_s: float = Field(default=60.0, gt=0)  # (param)
-    concurrency_per_miner: int = Field(default=8, ge=1)
-    # Most network time taken off a commitment's time: the miner controls how fast it answers
-    # the ping that measures it, so a larger credit is a larger throughput it can fake.
-    max_rtt_credit_s: float = Field(default=0.05, ge=0, le=5)  # (param)
+    # After the last commitment deadline, how long the reveals of a round may take; a round
+    # ends at its last deadline plus this, whatever its miners do.
+    reveal_budget_s: float = Field(default=30.0, gt=0)  # (param)
     reveal_rows: int = Field(default=8, ge=1)  # (param) s
     reveal_cols: int = Field(default=32, ge=1)  # (param) t
     store_retry_s: float = Field(default=5.0, gt=0)
@@ -170,10 +188,7 @@ class ValidatorSettings(RoleSettings):
     def _exact_challenge_size(self) -> ValidatorSettings:
         # Refused at load, not at the first round: each profile accepts only the sizes whose
         # values it can keep exact and out of reach of a cheaper number format.
-        for name, profile, n in (
-            ("challenge_n", self.challenge_profile, self.challenge_n),
-            ("gpu_challenge_n", self.gpu_challenge_profile, self.gpu_challenge_n),
-        ):
+        for name, profile, n in (("challenge_n", self.challenge_profile, self.challenge_n),):
             try:
                 value_bounds(Profile(profile), n)
             except InexactSizeError as exc:
@@ -195,6 +210,11 @@ class MinerSettings(RoleSettings):
     rate_per_s: float = Field(default=20.0, gt=0)  # per validator hotkey
     rate_burst: float = Field(default=200.0, ge=1)
     permit_cache_s: float = Field(default=12.0, ge=0)
+    # Prometheus on 127.0.0.1 only, if set: never on the public TLS port, where anyone could
+    # read how many workers sit idle and who calls how often.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Jobs' logs, whole up to the cap, under <home>/miner/job-logs (kept while the job is).
+    job_logs: JobLogSettings = JobLogSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -202,7 +222,7 @@ class MinerSettings(RoleSettings):
 
 
 class WorkerVmSettings(BaseModel):
-    """VM leases on this worker (see ``cloud.vm``): off unless enabled, with a base image."""
+    """VM leases on this worker (see ``worker.vm``): off unless enabled, with a base image."""
 
     enabled: bool = False
     uri: str = "qemu:///system"  # the libvirt connection ("test:///default" in tests)
@@ -239,13 +259,44 @@ class WorkerSettings(RoleSettings):
         "low-precision",
         "sparse-error",
         "wrong-output",
+        "multiplex",
+        "model-spoof",
+        "refuse-reveal",
+        "wash-lease",
     ] = "honest"
+    # The lock file ``multiplex`` workers share, so that they take turns on one "device".
+    device_lock: Path | None = None
+    # The least time a challenge takes here, as on a card of that speed (devnet only: every
+    # worker stands for its own card on one host; see worker.behaviours.paced).
+    device_pace_s: float = Field(default=0.0, ge=0, le=60)
     # How jobs run here: "process" as each job asks (a process, or a container when it names
     # an image); "container" every job in a local container; "kubernetes" every job as a
     # Kubernetes Job in the cluster KUBECONFIG (and BYTELEAP_K8S_*) points at.
     executor: Literal["process", "container", "kubernetes"] = "process"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus, if set
     vm: WorkerVmSettings = WorkerVmSettings()
+    # Jobs' logs under <home>/job-logs, until sent to the miner.
+    job_logs: JobLogSettings = JobLogSettings()
+    # The host's GPUs (NVML / nvidia-smi indices) this worker serves; None: those
+    # CUDA_VISIBLE_DEVICES names, or every GPU when it is unset. One worker per GPU is `[3]`.
+    # From the environment as `BYTELEAP_GPUS=3` or `3,5` (NoDecode: not JSON).
+    gpus: Annotated[list[int] | None, NoDecode] = None
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_gpu_indices([value])
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (any(g < 0 for g in value) or len(set(value)) != len(value)):
+            raise ValueError(f"GPU indices must be distinct and non-negative, not {value}")
+        return value
 
     @field_validator("miner_url")
     @classmethod
@@ -255,8 +306,20 @@ class WorkerSettings(RoleSettings):
         return value
 
 
+def parse_gpu_indices(values: list[str]) -> list[int]:
+    """``["3", "5,6"]`` (repeated ``--gpu`` options, each maybe a comma list) → ``[3, 5, 6]``."""
+    indices: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part.isdigit():
+                raise ValueError(f"{part!r} is not a GPU index (0, 1, … as nvidia-smi shows)")
+            indices.append(int(part))
+    return indices
+
+
 class ServiceSettings(BaseModel):
-    """(params) How the gateway runs inference services (see cloud/gateway/services.py)."""
+    """(params) How the gateway runs inference services (see gateway/service_loop.py)."""
 
     interval_s: float = Field(default=1.0, gt=0)  # one reconcile pass: status, probes, scale
     health_timeout_s: float = Field(default=2.0, gt=0)
@@ -267,6 +330,10 @@ class ServiceSettings(BaseModel):
     load_window_s: float = Field(default=10.0, gt=0)  # the autoscaler averages over this
     lease_horizon_s: float = Field(default=600.0, ge=60)  # a replica's worker is held ahead
     max_replicas_per_tenant: int = Field(default=16, ge=1)
+    # A revision whose last this many replicas failed without ever becoming ready (their
+    # health.start_timeout_s ran out, or they exited) starts no more until the service is
+    # updated: each would be billed for nothing. The service view says so.
+    max_unready_replicas: int = Field(default=3, ge=1)
 
 
 class GatewayNetworkSettings(BaseModel):
@@ -283,6 +350,20 @@ class GatewayNetworkSettings(BaseModel):
     sweep_interval_s: float = Field(default=10.0, gt=0)  # members of ended leases are dropped
 
 
+class GatewayHttpSettings(BaseModel):
+    """(params) Bounds on what one customer connection may hold of the gateway (REST, SSE,
+    exec): its body and headers and how long each may take to arrive, idle keep-alive, the
+    number of connections in all, and how soon an open stream notices its key was revoked."""
+
+    max_body_bytes: int = Field(default=8 << 20, ge=1)  # a request body (413 past it)
+    body_timeout_s: float = Field(default=30.0, gt=0)  # a whole body must arrive in this (408)
+    max_header_bytes: int = Field(default=16 << 10, ge=1024)  # request line and headers
+    header_timeout_s: float = Field(default=10.0, gt=0)  # and they must arrive in this
+    keep_alive_s: int = Field(default=5, ge=1)  # an idle keep-alive connection is closed
+    max_connections: int = Field(default=1000, ge=1)  # past it, new requests get 503
+    key_recheck_s: float = Field(default=1.5, gt=0)  # open streams re-check their API key
+
+
 class GatewaySettings(RoleSettings):
     role: ClassVar[str] = "gateway"
     wallet: WalletSettings = WalletSettings()
@@ -291,12 +372,28 @@ class GatewaySettings(RoleSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     grpc_port: int | None = Field(default=50051, ge=1, le=65535)  # None: no gRPC
+    # PEM certificate (chain) and private key: REST and gRPC serve TLS with them. Without
+    # them the gateway refuses a non-loopback host (customers' API keys would travel in the
+    # clear) unless insecure_public says TLS ends in front of it (a reverse proxy).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure_public: bool = False
+    # The unit of every balance, price and cost the gateway keeps and shows, and of its lease
+    # receipts: validators refuse receipts in mixed currencies, so every gateway of a network
+    # names the same one. Amounts count to 6 decimals (the receipts' micro-units).
+    currency: Currency = DEFAULT_CURRENCY
     # (param) price of one GPU of a model per second, and of one CPU core per second
     price_per_gpu_s: dict[str, float] = {"H100": 0.0008, "H200": 0.0011, "A100": 0.0004}
     price_per_cpu_s: float = Field(default=0.00001, ge=0)
     region: str = "local"
     dispatch_interval_s: float = Field(default=0.5, gt=0)
+    # A queued job that no worker on offer could run, busy or idle, fails after this long
+    # (it waited forever before: e.g. a GPU job on a network of CPU workers).
+    unplaceable_timeout_s: float = Field(default=600.0, gt=0)
     metagraph_refresh_s: float = Field(default=10.0, gt=0)
+    # Replicas over PostgreSQL: how long the one running the background passes keeps them
+    # after its last renewal (a dead one's are taken over within about this long).
+    leader_ttl_s: float = Field(default=10.0, ge=1)
     miner_timeout_s: float = Field(default=10.0, gt=0)
     bill_period_s: float = Field(default=60.0, ge=1)  # (param) one lease receipt per period
     # Offer customers only workers that passed a challenge in this window and never cheated.
@@ -317,6 +414,13 @@ class GatewaySettings(RoleSettings):
     artifacts_dir: Path | None = None
     max_job_artifact_bytes: int = Field(default=256 << 20, ge=0)
     networks: GatewayNetworkSettings = GatewayNetworkSettings()
+    http: GatewayHttpSettings = GatewayHttpSettings()
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> GatewaySettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
 
     @property
     def artifacts_path(self) -> Path:

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per process, named ``byteleap_<role>_…``.
 
-Servers mount `asgi_app()` at ``/metrics`` (the miner and the gateway); the validator, which
-serves no HTTP, exposes the same registry on ``metrics_port`` when one is configured. The
+The gateway mounts `asgi_app()` at ``/metrics``; the validator and the miner expose the same
+registry on ``metrics_port`` (127.0.0.1) when one is configured — the miner's TLS port is
+public and unauthenticated routes there would tell anyone its workers' states. The
 worker serves nothing: its miner's metrics count its jobs and states.
 """
 
@@ -21,6 +22,12 @@ CHALLENGES = Counter(
 )
 ROUND_SECONDS = Histogram(
     "byteleap_validator_round_seconds", "Duration of one challenge round", registry=REGISTRY
+)
+ROUND_SKEW_SECONDS = Histogram(
+    "byteleap_validator_round_skew_seconds",
+    "Spread of one round's batch sends across miners (first to last)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
 )
 MINERS_UNREACHABLE = Counter(
     "byteleap_validator_miner_errors",

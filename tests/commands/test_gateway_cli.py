@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from byteleap.cloud.gateway.service import hash_key
+from byteleap.gateway.core import hash_key
 from byteleap.store import open_store
 from byteleap.store.cloud import tenant_by_key_hash
 
@@ -44,3 +45,33 @@ def test_tenant_new_prints_a_working_key(tmp_path: Path) -> None:
     assert again.returncode != 0 and again.stdout == ""
     negative = gateway(config, "tenant", "new", "other", "--balance", "-1")
     assert negative.returncode != 0
+
+
+def test_tenant_revoke_key_revokes_it_once(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway.store]\nurl = "{url}"\n')
+    key = gateway(config, "tenant", "new", "acme").stdout.strip()
+
+    def revoke() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "byteleap.cli", "gateway", "tenant", "revoke-key",
+             "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "BYTELEAP_API_KEY": key},
+        )  # fmt: skip
+
+    revoked = revoke()
+    assert revoked.returncode == 0, revoked.stderr
+
+    async def tenant() -> object:
+        store = await open_store(url)
+        try:
+            async with store.session() as s:
+                return await tenant_by_key_hash(s, hash_key(key))
+        finally:
+            await store.close()
+
+    assert asyncio.run(tenant()) is None
+    again = revoke()
+    assert again.returncode == 1 and "no such live key" in again.stderr

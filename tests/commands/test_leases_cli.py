@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from byteleap.commands.leases import app
 from byteleap.sdk import LeaseSpec, Resources
-from cloud.gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
+from gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_create_cpu_lease_leaves_the_gateways_defaults(live: LiveGateway) -> Non
     lease_id = leases(live, "create", "--duration", "60").stdout.strip()
     shown = _shown(live, lease_id)
     assert shown["spec"] == LeaseSpec(duration_s=60).model_dump(mode="json")
-    assert shown["gpu_model"] == "cpu"
+    assert (shown["gpu_model"], shown["gpu_count"], shown["cpu_cores"]) == (None, 0, 1)
 
 
 def test_status_list_extend_release(live: LiveGateway) -> None:
@@ -60,9 +60,10 @@ def test_status_list_extend_release(live: LiveGateway) -> None:
     status = leases(live, "status", first).stdout
     assert f"id: {first}" in status and "state: active" in status and "gpu_count: 1" in status
     assert "ends_at: 20" in status and "ended_at" not in status
-    listed = leases(live, "list").stdout.splitlines()
+    header, *listed = leases(live, "list").stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "SIZE", "PRICE/S", "COST", "ENDS"]
     assert [line.split()[0] for line in listed] == [second, first]
-    assert "4xcores" in listed[0] and "1xH100" in listed[1]
+    assert "4 cores" in listed[0] and "1xH100" in listed[1]
     assert [x["id"] for x in json.loads(leases(live, "list", "--json").stdout)] == [second, first]
     before = _shown(live, first)["ends_at"]
     extended = leases(live, "extend", first, "90")
@@ -121,7 +122,7 @@ def test_a_vm_lease_sends_the_key_file_and_sizes(live: LiveGateway, tmp_path: Pa
         "--memory", "2048",
     )  # fmt: skip
     # The in-memory twin stores the spec as sent (it has no VM host to start): the body is
-    # what is checked here; tests/cloud/vm/test_vm_lease_e2e.py starts a real one.
+    # what is checked here; tests/worker/vm/test_vm_lease_e2e.py starts a real one.
     assert result.exit_code == 0, result.output
     spec = _shown(live, result.stdout.strip())["spec"]
     assert isinstance(spec, dict)
@@ -143,3 +144,25 @@ def test_vm_sizes_need_a_key(live: LiveGateway) -> None:
     result = leases(live, "create", "--duration", "60", "--vcpus", "2")
     assert result.exit_code == 2
     assert "--ssh-key" in result.output
+
+
+def test_create_extend_release_print_the_lease_with_json(live: LiveGateway) -> None:
+    created = leases(live, "create", "--cpus", "2", "--duration", "60", "--json")
+    assert created.exit_code == 0, created.output
+    lease = json.loads(created.stdout)
+    assert (lease["state"], lease["gpu_model"], lease["gpu_count"], lease["cpu_cores"]) == (
+        "active", None, 0, 2,
+    )  # fmt: skip
+    extended = json.loads(leases(live, "extend", lease["id"], "30", "--json").stdout)
+    assert extended["ends_at"] == lease["ends_at"] + 30
+    released = json.loads(leases(live, "release", lease["id"], "--json").stdout)
+    assert released["state"] == "released" and released["ended_at"] is not None
+
+
+def test_a_cpu_lease_shows_its_cores_and_no_gpus(live: LiveGateway) -> None:
+    lease_id = leases(live, "create", "--cpus", "4", "--duration", "60").stdout.strip()
+    shown = dict(
+        line.split(": ", 1) for line in leases(live, "status", lease_id).stdout.splitlines()
+    )
+    assert (shown["gpu_model"], shown["gpu_count"], shown["cpu_cores"]) == ("-", "0", "4")
+    assert shown["created_at"].startswith("20") and shown["created_at"].endswith("+00:00")

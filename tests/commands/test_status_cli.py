@@ -12,12 +12,12 @@ import uvicorn
 from typer.testing import CliRunner, Result
 
 from byteleap.cli import app
-from byteleap.cloud.gateway.network import NetworkView
-from byteleap.cloud.gateway.rest import create_rest_app
+from byteleap.gateway.network import NetworkView
+from byteleap.gateway.rest import create_rest_app
 from byteleap.store import open_store, upgrade
-from cloud.gateway.dashboard_seed import ALPHA, BETA, EXPECTED, seed_network
-from cloud.gateway.live import tenants
-from cloud.gateway.test_dashboard_api import _metagraph
+from gateway.dashboard_seed import ALPHA, BETA, EXPECTED, seed_network
+from gateway.live import tenants
+from gateway.test_dashboard_api import _metagraph
 
 
 async def _serve(app_: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -80,6 +80,10 @@ async def test_status_table(gateway: str) -> None:
 async def test_status_without_a_gateway_is_one_line_and_exit_1(
     free_port: Callable[[], int],
 ) -> None:
-    result = await status("--gateway", f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    result = await status("--gateway", f"http://127.0.0.1:{port}/")
     assert result.exit_code == 1
-    assert "did not answer" in result.output
+    assert result.output == (
+        f"error: cannot reach the gateway at http://127.0.0.1:{port}: connection refused "
+        "(is the gateway running at that address?)\n"
+    )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from byteleap.cloud.gateway import apidoc
 from byteleap.config import ValidatorSettings
+from byteleap.gateway import apidoc
 from byteleap.scoring import ScoringParams
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -50,7 +50,7 @@ def test_every_scoring_param_is_documented() -> None:
 
 
 def test_api_reference_is_fresh() -> None:
-    """Fails when a route or model changed without `python -m byteleap.cloud.gateway.apidoc`."""
+    """Fails when a route or model changed without `python -m byteleap.gateway.apidoc`."""
     assert (DOCS / "api.md").read_text() == apidoc.render(apidoc.gateway_spec())
 
 

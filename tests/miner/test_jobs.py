@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from byteleap.cloud.executors import ExecutionSpec
-from byteleap.net.messages import JobRequest, JobState, JobStatus, WorkerState
-from byteleap.validator.miner_client import MinerCallError, MinerClient
+from byteleap.net.messages import JobRequest, JobStatus, RunState, WorkerState
+from byteleap.net.miner_client import MinerCallError, MinerClient
+from byteleap.protocol.execution import ExecutionSpec
 from network_fixtures import miner_neuron, wait_for_workers
 
 pytestmark = pytest.mark.slow
@@ -45,11 +45,11 @@ async def test_a_job_runs_streams_its_logs_and_frees_the_worker(
     request = job(workers["w1"], [sys.executable, "-c", script])
     async with MinerClient(network.validator, await miner_neuron(network)) as client:
         started = await client.submit_job(request)
-        assert started.state is JobState.RUNNING
+        assert started.state is RunState.RUNNING
         again = await client.submit_job(request)  # a retried request starts nothing new
         assert again.job_id == request.job_id
         status = await until_done(client, request.job_id)
-        assert status.state is JobState.FAILED and status.result is not None
+        assert status.state is RunState.FAILED and status.result is not None
         assert status.result.exit_code == 3 and "line 49" in status.result.stdout_tail
         lines, after = [], 0
         while True:
@@ -76,7 +76,7 @@ async def test_logs_long_poll_and_cancel_really_stops(
         assert listed[workers["w2"]] is WorkerState.BUSY
         await client.cancel_job(request.job_id)
         status = await until_done(client, request.job_id, timeout_s=30)
-        assert status.state is JobState.CANCELLED
+        assert status.state is RunState.CANCELLED
         await wait_for_workers(client, 3)
 
 
@@ -99,7 +99,7 @@ async def test_bad_job_requests(network: Any, workers: dict[str, str]) -> None:
         refused = job(workers["w1"], ["/no/such/program"])
         await client.submit_job(refused)
         status = await until_done(client, refused.job_id)
-        assert status.state in {JobState.REFUSED, JobState.FAILED}
+        assert status.state in {RunState.REFUSED, RunState.FAILED}
         await wait_for_workers(client, 3)
 
 
@@ -110,4 +110,4 @@ async def test_kill_9_mid_job_marks_it_lost(network: Any, workers: dict[str, str
         await asyncio.sleep(0.5)
         network.stop("w3", signal.SIGKILL)
         status = await until_done(client, request.job_id, timeout_s=30)
-        assert status.state is JobState.LOST and "worker lost" in status.detail
+        assert status.state is RunState.LOST and "worker lost" in status.detail

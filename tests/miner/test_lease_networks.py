@@ -27,7 +27,7 @@ from byteleap.net.messages import (
     parse_miner_message,
 )
 from byteleap.net.wireguard import JoinRequest, PeerSetVerifier, WireGuardKeyPair
-from byteleap.store import Store, open_store, upgrade
+from byteleap.store import Store
 from net.wireguard.gateway_fixtures import GATEWAY_URL, asgi, private_gateway, wire_lease
 from net.wireguard.wg_fixtures import Parties, new_tenant, parties
 
@@ -36,11 +36,8 @@ WORKER_IP = "192.0.2.7"
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    await upgrade(sqlite_url)
-    opened = await open_store(sqlite_url)
-    yield opened
-    await opened.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 class Worker:

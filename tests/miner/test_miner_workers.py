@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -19,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from byteleap.chain.port import NeuronInfo
 from byteleap.net.auth import sign_request
 from byteleap.net.errors import PinMismatch
-from byteleap.net.messages import WorkerState, WorkerView
+from byteleap.net.messages import ChallengeBatch, StartChallenge, WorkerState, WorkerView
+from byteleap.net.miner_client import MinerCallError, MinerClient
 from byteleap.net.tls import fetch_pinned_certificate, pinned_context_for
 from byteleap.proof import Profile, draw_reveal, issue_challenge, verify
-from byteleap.validator.miner_client import MinerCallError, MinerClient
 from network_fixtures import miner_neuron, wait_for_workers
 
 pytestmark = pytest.mark.slow
@@ -50,15 +51,45 @@ def signature_check(worker: WorkerView) -> Any:
     return check
 
 
-async def challenge_round(client: MinerClient, worker: WorkerView, ttl_s: float = 20) -> Any:
-    spec = issue_challenge(N, Profile.CPU_F64, now=time.time(), ttl_s=ttl_s)
-    commitment = await client.start_challenge(worker.worker_id, spec)
-    received = time.time()
-    request = draw_reveal(spec, commitment)
-    reveal = await client.reveal(request, spec.n)
-    return verify(
-        spec, commitment, request, reveal, now=received, verify_signature=signature_check(worker)
+async def batch_round(
+    client: MinerClient, listed: list[WorkerView], ttl_s: float = 20
+) -> list[tuple[str, Any]]:
+    """One batch for ``listed``: each worker's verdict (or the miner's error reason), in the
+    order the results arrived."""
+    specs = {
+        w.worker_id: issue_challenge(N, Profile.CPU_F64, now=time.time(), ttl_s=ttl_s)
+        for w in listed
+    }
+    batch = ChallengeBatch(
+        batch_id=secrets.token_hex(16),
+        items=[StartChallenge(worker_id=w, spec=spec) for w, spec in specs.items()],
     )
+    by_id = {w.worker_id: w for w in listed}
+    arrived: list[tuple[str, Any]] = []
+    reply = await client.start_batch(batch)
+    while True:
+        for answer in reply.results:
+            if answer.commitment is None:
+                arrived.append((answer.worker_id, answer.error))
+                continue
+            spec, received = specs[answer.worker_id], time.time()
+            request = draw_reveal(spec, answer.commitment)
+            reveal = await client.reveal(request, spec.n)
+            check = signature_check(by_id[answer.worker_id])
+            verdict = verify(
+                spec, answer.commitment, request, reveal, now=received, verify_signature=check
+            )
+            arrived.append((answer.worker_id, verdict))
+        if reply.done:
+            return arrived
+        reply = await client.batch_results(batch, seen=len(arrived), wait_s=5.0)
+
+
+async def challenge_round(client: MinerClient, worker: WorkerView, ttl_s: float = 20) -> Any:
+    ((_, verdict),) = await batch_round(client, [worker], ttl_s)
+    if isinstance(verdict, str):
+        raise MinerCallError(verdict, reason=verdict)
+    return verdict
 
 
 async def test_full_challenge_round_through_the_miner(
@@ -78,17 +109,16 @@ async def test_a_hung_worker_never_delays_the_others(network: Any, workers: dict
     neuron = await miner_neuron(network)
     async with MinerClient(network.validator, neuron) as client:
         listed = {w.worker_id: w for w in (await client.workers()).workers}
-        hung = asyncio.create_task(challenge_round(client, listed[workers["w3"]], ttl_s=8))
-        honest = [
-            asyncio.create_task(challenge_round(client, listed[workers[name]]))
-            for name in ("w1", "w2")
-        ]
-        verdicts = await asyncio.gather(*honest)
-        assert all(v.ok for v in verdicts)
-        assert not hung.done(), "the hung worker answered"
-        with pytest.raises(MinerCallError) as info:
-            await hung
-        assert (info.value.reason, info.value.status) == ("timeout", 504)
+        names = {workers[n]: n for n in ("w1", "w2", "w3")}
+        started = time.monotonic()
+        arrived = await batch_round(client, [listed[w] for w in names], ttl_s=8)
+        took = time.monotonic() - started
+        # In one batch, the honest workers' results come first, the hung one's when its
+        # deadline ends, so a hung worker costs its neighbours no credit.
+        assert [names[w] for w, _ in arrived[:2]] in (["w1", "w2"], ["w2", "w1"])
+        assert all(v.ok for _, v in arrived[:2])
+        assert arrived[2] == (workers["w3"], "timeout")
+        assert took >= 6
         # The hung worker is idle again and can be challenged (and time out) again.
         await wait_for_workers(client, 3)
 
@@ -200,17 +230,22 @@ async def test_replayed_and_forged_requests(network: Any, workers: dict[str, str
 async def test_malformed_and_oversized_bodies(network: Any, workers: dict[str, str]) -> None:
     neuron = await miner_neuron(network)
     bad = await raw_call(
-        network, neuron, network.validator, method="POST", path="/v1/challenges", body=b"{]"
+        network, neuron, network.validator, method="POST", path="/v1/challenge-batches", body=b"{]"
     )
     assert bad.status_code == 422 and bad.json()["error"] == "malformed"
-    unknown = json.dumps({"type": "start_challenge", "worker_id": "w-" + "0" * 16}).encode()
+    unknown = json.dumps({"type": "challenge_batch", "batch_id": "0" * 32, "items": []}).encode()
     response = await raw_call(
-        network, neuron, network.validator, method="POST", path="/v1/challenges", body=unknown
+        network,
+        neuron,
+        network.validator,
+        method="POST",
+        path="/v1/challenge-batches",
+        body=unknown,
     )
     assert response.status_code == 422
     huge = b"x" * (2 * 1024 * 1024)
     response = await raw_call(
-        network, neuron, network.validator, method="POST", path="/v1/challenges", body=huge
+        network, neuron, network.validator, method="POST", path="/v1/challenge-batches", body=huge
     )
     assert response.status_code == 413
     # The miner and its workers are still healthy.
@@ -305,6 +340,8 @@ async def test_metrics_show_workers_and_requests(network: Any, workers: dict[str
         neuron.axon_ip, neuron.axon_port, bytes.fromhex(neuron.certificate)
     )
     async with httpx.AsyncClient(verify=context) as http:
-        text = (await http.get(f"https://127.0.0.1:{network.miner_port}/metrics/")).text
+        public = await http.get(f"https://127.0.0.1:{network.miner_port}/metrics/")
+        assert public.status_code == 404  # nothing unauthenticated on the public port
+        text = (await http.get(f"http://127.0.0.1:{network.miner_metrics_port}/metrics")).text
     assert 'byteleap_miner_workers{state="idle"} 3.0' in text
     assert 'byteleap_miner_requests_total{route="/v1/workers",status="200"}' in text

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from byteleap.miner.errors import IllegalTransition, TokenRejected, UnknownWorker, WorkerUnavailable
-from byteleap.miner.ledger import EnrollmentToken, MinerLedger
+from byteleap.miner.ledger import MinerLedger
 from byteleap.miner.registry import TRANSITIONS, WorkerEntry, WorkerRegistry
+from byteleap.net.enrollment import EnrollmentToken
+from byteleap.net.errors import MalformedToken
 from byteleap.net.messages import WorkerState
-from byteleap.worker.hardware import HardwareInventory, probe_hardware
+from byteleap.protocol.hardware import HardwareInventory
+from byteleap.worker.hardware_probe import probe_hardware
 
 S = WorkerState
 
@@ -104,8 +107,9 @@ def test_tokens_are_one_time_and_expire(tmp_path: Path, hardware: HardwareInvent
 @pytest.mark.adversarial
 @pytest.mark.parametrize("token", ["", "blt1.", "blt1.!!!", "nottoken", "blt1.e30"])
 def test_corrupt_tokens_are_rejected(token: str) -> None:
-    with pytest.raises(TokenRejected):
+    with pytest.raises(MalformedToken) as refused:
         EnrollmentToken.decode(token)
+    assert refused.value.reason == TokenRejected.reason
 
 
 def test_ledger_survives_reopen_with_workers_offline(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,25 @@ else:
     triton = pytest.importorskip("triton", reason="the CUDA path's kernels need triton")
 
 import byteleap.proof
-from byteleap.proof import Profile, cols_of_b, full_a, full_b_columns, issue_challenge, solve
+from byteleap.proof import (
+    Profile,
+    RevealRequest,
+    answer_reveal,
+    cols_of_b,
+    commit,
+    draw_reveal,
+    full_a,
+    full_b_columns,
+    issue_challenge,
+    solve,
+    verify,
+)
+from byteleap.proof.challenge import Solution
 from byteleap.proof.matrices import STREAM_A, STREAM_B
 from byteleap.proof.merkle import MerkleTree, TreeKeys, row_digest
 from byteleap.proof.profiles import value_bounds
+
+from .conftest import hmac_check, hmac_sign
 
 _PROOF = Path(__file__).parents[2] / "src" / "byteleap" / "proof"
 _CPU = torch.device("cpu")
@@ -161,25 +177,22 @@ def test_kernels_compile_for_sm90() -> None:
         assert _compile_for_hopper(kernel, signature, constants)
 
 
-def _cpu_multiply(a: torch.Tensor, b: torch.Tensor, profile: Profile) -> torch.Tensor:
+def _cpu_multiply(
+    a: torch.Tensor, b: torch.Tensor, profile: Profile, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``cuda_backend.multiply``'s result types on the CPU, where torch has no fp16 → float32
-    mm: float32 for cuda-f16 (so the hash reads an accumulator), int32 otherwise."""
+    mm: float32 for cuda-f16 (so the hash reads an accumulator), int32 otherwise; written into
+    ``out`` when given, as cuBLAS does."""
     exact = torch.mm(a.double(), b.double())
-    return exact.to(torch.float32 if profile is Profile.CUDA_F16 else torch.int32)
+    result = exact.to(torch.float32 if profile is Profile.CUDA_F16 else torch.int32)
+    return result if out is None else out.copy_(result)
 
 
-@pytest.mark.parametrize(
-    ("profile", "n"),
-    [(Profile.CUDA_F16, 24), (Profile.CUDA_I8, 24), (Profile.CUDA_I8, 20), (Profile.CPU_F64, 20)],
-)
-def test_device_pipeline_commits_to_the_cpu_root(
-    philox: ModuleType,
-    hashing: ModuleType,
-    monkeypatch: pytest.MonkeyPatch,
-    profile: Profile,
-    n: int,
-) -> None:
-    """``cuda_product`` end to end on the CPU: kernels interpreted, only cuBLAS replaced."""
+@pytest.fixture
+def cuda_on_cpu(
+    philox: ModuleType, hashing: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
+    """``cuda_backend`` with its kernels interpreted on the CPU and only cuBLAS replaced."""
     from byteleap.proof import cuda_backend
 
     monkeypatch.setitem(sys.modules, "byteleap.proof.triton_philox", philox)
@@ -187,12 +200,73 @@ def test_device_pipeline_commits_to_the_cpu_root(
     monkeypatch.setattr(byteleap.proof, "triton_philox", philox, raising=False)
     monkeypatch.setattr(byteleap.proof, "triton_blake3", hashing, raising=False)
     monkeypatch.setattr(cuda_backend, "multiply", _cpu_multiply)
+    return cuda_backend
+
+
+@pytest.mark.parametrize(
+    ("profile", "n"),
+    [(Profile.CUDA_F16, 24), (Profile.CUDA_I8, 24), (Profile.CUDA_I8, 20), (Profile.CPU_F64, 20)],
+)
+def test_device_pipeline_commits_to_the_cpu_root(
+    cuda_on_cpu: ModuleType, profile: Profile, n: int
+) -> None:
+    """``cuda_product`` end to end on the CPU: kernels interpreted, only cuBLAS replaced."""
     spec = issue_challenge(n, profile, now=0.0, ttl_s=10.0)
-    product = cuda_backend.cuda_product(spec, TreeKeys.for_challenge(spec.challenge_id), _CPU)
+    product = cuda_on_cpu.cuda_product(spec, TreeKeys.for_challenge(spec.challenge_id), _CPU)
     reference = solve(spec)
     assert product.tree.root == reference.root
     for i in (0, n // 2, n - 1):
         assert product.row_bytes(i) == reference.product.row_bytes(i)
+
+
+@pytest.mark.parametrize("profile", [Profile.CUDA_F16, Profile.CUDA_I8])
+def test_device_pipeline_of_several_products_matches_numpy_and_verifies(
+    cuda_on_cpu: ModuleType, profile: Profile
+) -> None:
+    n, products = 64, 3
+    spec = issue_challenge(n, profile, now=0.0, ttl_s=10.0, products=products)
+    keys = TreeKeys.for_challenge(spec.challenge_id)
+    device = Solution(spec, cuda_on_cpu.cuda_product(spec, keys, _CPU), 0.0)
+    reference = solve(spec, "numpy")
+    assert device.root == reference.root
+    commitment = commit(device, hmac_sign)
+    drawn = draw_reveal(spec, commitment, rng=random.Random(7))
+    every_product = RevealRequest(
+        challenge_id=spec.challenge_id, rows=(0, n - 1, n, 2 * n + 5, 3 * n - 1), cols=(0, 9, 63)
+    )
+    for request in (drawn, every_product):
+        reveal = answer_reveal(device, request)
+        assert reveal == answer_reveal(reference, request)
+        verdict = verify(spec, commitment, request, reveal, now=0.0, verify_signature=hmac_check)
+        assert verdict.ok, verdict
+
+
+def test_device_pipeline_holds_every_product_before_the_first_multiply(
+    cuda_on_cpu: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the first multiply every A_j and B_jᵀ is generated and every result allocated: the
+    working set the challenge was sized for is resident at once."""
+    n, products, profile = 32, 3, Profile.CUDA_I8
+    spec = issue_challenge(n, profile, now=0.0, ttl_s=10.0, products=products)
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def spy(
+        a: torch.Tensor, b: torch.Tensor, profile: Profile, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        assert out is not None
+        if not seen:
+            seen.append((a._base.clone(), b._base.clone(), out._base))  # type: ignore[union-attr]
+        return _cpu_multiply(a, b, profile, out)
+
+    monkeypatch.setattr(cuda_on_cpu, "multiply", spy)
+    cuda_on_cpu.cuda_product(spec, TreeKeys.for_challenge(spec.challenge_id), _CPU)
+    all_a, all_b_columns, results = seen[0]
+    assert all_a.shape == all_b_columns.shape == (products, n, n)
+    assert results.shape == (products * n, n)
+    for j in range(products):
+        assert (all_a[j].double().numpy() == full_a(spec.seed, n, profile, product=j)).all()
+        expected_b = full_b_columns(spec.seed, n, profile, product=j)
+        assert (all_b_columns[j].double().numpy() == expected_b).all()
 
 
 @pytest.mark.gpu
@@ -204,4 +278,15 @@ def test_cuda_path_gives_the_cpu_root(profile: Profile, n: int) -> None:
     on_gpu, on_cpu = solve(spec, "torch", "cuda"), solve(spec, "numpy")
     assert on_gpu.root == on_cpu.root
     for i in (0, n - 1):
+        assert on_gpu.product.row_bytes(i) == on_cpu.product.row_bytes(i)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("profile", [Profile.CUDA_F16, Profile.CUDA_I8])
+def test_cuda_path_of_several_products_gives_the_cpu_root(profile: Profile) -> None:
+    spec = issue_challenge(512, profile, now=0.0, ttl_s=10.0, products=3)
+    on_gpu, on_cpu = solve(spec, "torch", "cuda"), solve(spec, "numpy")
+    assert on_gpu.root == on_cpu.root
+    for i in (0, 512, 3 * 512 - 1):
         assert on_gpu.product.row_bytes(i) == on_cpu.product.row_bytes(i)

@@ -22,6 +22,7 @@ PINNED = {
     "availability_fractions",
     "bucket_index",
     "challenge_stats",
+    "lease_share",
     "lower_tail_mean",
     "normalise_weights",
     "online_bucket_counts",

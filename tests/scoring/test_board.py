@@ -95,32 +95,54 @@ def test_no_lease_anywhere_means_final_is_challenge() -> None:
     }
 
 
-def test_with_leases_the_split_is_seventy_thirty() -> None:
+def test_with_leases_the_shares_split_by_the_ramped_lease_share() -> None:
+    # Replaces the old 70/30 switch on best-miner-normalised scores: both parts are now shares
+    # of their totals and the lease share is min(0.7, R / V).
     records = history("a", "w", 100 * TF) + history("b", "w", 50 * TF)
-    leases = [LeaseRevenue("b", 3.0, NOW - 60), LeaseRevenue("b", 1.0, NOW - 120)]
-    leases.append(LeaseRevenue("a", 2.0, NOW - 60))
-    board = score_network(records, [online("a", "w"), online("b", "w")], leases=leases, now=NOW)
-    assert board.lease_active
+    leases = [LeaseRevenue("b", 3.0, NOW - 60, "w"), LeaseRevenue("b", 1.0, NOW - 120, "w")]
+    leases.append(LeaseRevenue("a", 2.0, NOW - 60, "w"))
+    avail = [online("a", "w"), online("b", "w")]
+    params = ScoringParams(lease_emission_value=60.0)
+    board = score_network(records, avail, leases=leases, now=NOW, params=params)
+    assert board.lease_active and (board.lease_revenue, board.lease_share) == (6.0, 0.1)
     a, b = board.miner("a"), board.miner("b")
-    assert (b.lease_revenue, b.lease, a.lease) == (4.0, 1.0, 0.5)
-    assert a.final == pytest.approx(0.7 * 0.5 + 0.3 * 1.0)
-    assert b.final == pytest.approx(0.7 * 1.0 + 0.3 * 0.5)
+    assert (b.lease_revenue, b.lease, a.lease) == (4.0, pytest.approx(2 / 3), pytest.approx(1 / 3))
+    assert a.share == pytest.approx(0.1 * (1 / 3) + 0.9 * (2 / 3))
+    assert b.share == pytest.approx(0.1 * (2 / 3) + 0.9 * (1 / 3))
+    assert (a.final, b.final) == (1.0, pytest.approx(b.share / a.share))
+    assert (a.challenge, b.challenge) == (1.0, pytest.approx(0.5))  # still best-normalised
+    weights = normalise_weights(board.final_scores(), {"a": 0, "b": 1})
+    assert weights == {0: pytest.approx(a.share), 1: pytest.approx(b.share)}
 
 
-def test_lease_only_network() -> None:
-    leases = [LeaseRevenue("a", 1.0, NOW - 1), LeaseRevenue("b", 3.0, NOW - 1)]
-    board = score_network([], leases=leases, now=NOW, miners=["c"])
-    assert board.lease_active
-    assert board.final_scores() == {"a": pytest.approx(0.7 / 3), "b": 0.7, "c": 0.0}
+def test_the_lease_share_stops_at_lease_weight() -> None:
+    records = history("a", "w", 100 * TF) + history("b", "w", 100 * TF)
+    leases = [LeaseRevenue("b", 500.0, NOW - 60, "w")]
+    board = score_network(records, [online("a", "w"), online("b", "w")], leases=leases, now=NOW)
+    assert board.lease_share == pytest.approx(0.7)
+    assert board.miner("a").share == pytest.approx(0.3 * 0.5)
+    assert board.miner("b").share == pytest.approx(0.7 + 0.3 * 0.5)
+
+
+def test_with_no_challenge_score_anywhere_weights_follow_lease_revenue() -> None:
+    # Both workers passed (so their revenue counts) but were never seen online: no miner has a
+    # challenge score, and the weights can only follow lease revenue (docs/scoring.md).
+    records = history("a", "w", TF, rounds=1) + history("b", "w", TF, rounds=1)
+    leases = [LeaseRevenue("a", 0.1, NOW, "w"), LeaseRevenue("b", 0.3, NOW, "w")]
+    board = score_network(records, leases=leases, now=NOW, miners=["c"])
+    assert board.lease_active and board.lease_share == pytest.approx(0.4)
+    assert board.final_scores() == {"a": pytest.approx(1 / 3), "b": 1.0, "c": 0.0}
     weights = normalise_weights(board.final_scores(), {"a": 0, "b": 1, "c": 2})
     assert weights == {0: pytest.approx(0.25), 1: pytest.approx(0.75)}
 
 
 def test_leases_outside_the_window_do_not_count() -> None:
-    old = LeaseRevenue("a", 5.0, NOW - P.lease_window_min * 60 - 1)
-    future = LeaseRevenue("a", 5.0, NOW + 10)
-    board = score_network([], leases=[old, future], now=NOW, miners=["a"])
+    records = history("a", "w", TF)
+    old = LeaseRevenue("a", 5.0, NOW - P.lease_window_min * 60 - 1, "w")
+    future = LeaseRevenue("a", 5.0, NOW + 10, "w")
+    board = score_network(records, leases=[old, future], now=NOW, miners=["a"])
     assert not board.lease_active and board.miner("a").lease_revenue == 0.0
+    assert board.miner("a").lease_rejected == 0.0  # outside the window is not "rejected"
 
 
 def test_ip_changes_count_only_inside_the_availability_window() -> None:

@@ -66,13 +66,18 @@ def networks(draw: st.DrawFn) -> Network:
     miners = [f"m{i}" for i in range(draw(st.integers(1, 4)))]
     records, avail, changes, leases = [], [], [], []
     for m in miners:
-        for w in [f"w{j}" for j in range(draw(st.integers(1, 3)))]:
+        workers = [f"w{j}" for j in range(draw(st.integers(1, 3)))]
+        for w in workers:
             records += draw(st.lists(record(m, w), max_size=12))
             avail.append(WorkerAvailability(m, w, draw(st.integers(0, P.availability_buckets))))
             for _ in range(draw(st.integers(0, 3))):
                 changes.append(IpChange(m, w, NOW - draw(st.floats(0, 200 * 3600))))
         for _ in range(draw(st.integers(0, 2))):
-            leases.append(LeaseRevenue(m, draw(st.floats(0, 100)), NOW - draw(ages)))
+            # Some name no worker or one that never existed: those must never count.
+            worker = draw(st.sampled_from(["", "ghost", *workers]))
+            at = NOW - draw(ages)
+            start = at - draw(st.floats(0, 3 * 3600))
+            leases.append(LeaseRevenue(m, draw(st.floats(0, 100)), at, worker, start))
     return Network(records, avail, changes, leases, miners)
 
 
@@ -171,8 +176,15 @@ def test_scores_and_weights_are_bounded_and_finite(net: Network) -> None:
     board = net.score()
     for m in board.miners:
         assert 0.0 <= m.challenge <= 1.0 and 0.0 <= m.lease <= 1.0 and 0.0 <= m.final <= 1.0
+        assert 0.0 <= m.share <= 1.0
+    assert 0.0 <= board.lease_share <= P.max_lease_share
     for w in board.workers:
         assert math.isfinite(w.score) and w.score >= 0
         assert 0 <= w.participation <= 1 and 0 <= w.availability <= 1
     total = sum(shares(board).values())
     assert total == 0.0 or math.isclose(total, 1.0)
+    if any(m.challenge_raw > 0 for m in board.miners):
+        # Both parts are shares of their totals, so the shares are the weights already.
+        assert math.isclose(sum(m.share for m in board.miners), 1.0)
+        for hotkey, weight in shares(board).items():
+            assert math.isclose(weight, board.miner(hotkey).share, abs_tol=1e-12)

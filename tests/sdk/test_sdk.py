@@ -15,14 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import byteleap.sdk as sdk
-from byteleap.cloud.gateway import errors as cloud_errors
-from byteleap.cloud.gateway.models import LogEntry
-from byteleap.cloud.gateway.rest import create_rest_app
-from byteleap.cloud.gateway.sse import log_event
+from byteleap.gateway import errors as cloud_errors
+from byteleap.gateway.rest import create_rest_app
+from byteleap.gateway.sse import log_event
+from byteleap.protocol.api import LogEntry
 from byteleap.sdk import AsyncClient, Client, JobSpec, JobState
 from byteleap.sdk.errors import ApiError, error_for_status
 from byteleap.sdk.sse import EventParser
-from cloud.gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
+from gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
 
 ECHO = JobSpec(command=["echo", "hi"])
 
@@ -41,12 +41,12 @@ async def alice(live: LiveGateway) -> AsyncIterator[AsyncClient]:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(sdk.__all__) == [
-        "ApiError", "ArtifactListing", "ArtifactView", "AsyncClient", "BadResponse", "Client",
-        "Conflict", "GatewayUnreachable", "InputFile", "InvalidRequest", "JobSpec", "JobState",
-        "JobView", "LeaseSpec", "LeaseState", "LeaseView", "LogEntry", "NotFound",
-        "PayloadTooLarge", "PaymentRequired", "QuotaExceeded", "RejectedArtifact", "Resources",
-        "SdkError", "ServiceSpec", "ServiceState", "ServiceView", "Unauthorized", "Unavailable",
-        "WaitTimedOut",
+        "ApiError", "ArtifactListing", "ArtifactView", "AsyncClient", "BadResponse", "Balance",
+        "Client", "Conflict", "GatewayUnreachable", "InputFile", "InvalidRequest", "JobEstimate",
+        "JobSpec", "JobState", "JobView", "LeaseSpec", "LeaseState", "LeaseView", "LogEntry",
+        "NotFound", "PayloadTooLarge", "PaymentRequired", "Prices", "QuotaExceeded",
+        "RejectedArtifact", "Resources", "SdkError", "ServiceSpec", "ServiceState", "ServiceView",
+        "Unauthorized", "Unavailable", "Usage", "WaitTimedOut", "format_amount", "format_rate",
     ]  # fmt: skip
     for name in sdk.__all__:
         assert getattr(sdk, name) is not None
@@ -83,6 +83,15 @@ async def test_logs_fetches_every_page(alice: AsyncClient, live: LiveGateway) ->
     live.call(live.service.finish, job.id, 0, [str(i) for i in range(2500)])
     entries = await alice.logs(job.id)
     assert [e.seq for e in entries] == list(range(2500))
+
+
+async def test_logs_fetches_pages_cut_short_by_their_size(
+    alice: AsyncClient, live: LiveGateway
+) -> None:
+    job = await alice.submit(ECHO)
+    live.call(live.service.finish, job.id, 0, ["w" * 60_000 for _ in range(50)])  # 3 MB
+    entries = await alice.logs(job.id)
+    assert [e.seq for e in entries] == list(range(50))
 
 
 async def test_idempotency_key_returns_the_same_job(alice: AsyncClient) -> None:

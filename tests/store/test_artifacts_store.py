@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from byteleap.cloud.gateway.models import JobState
+from byteleap.protocol.api import JobState
 from byteleap.store import JobRecord, RecordNotFound, Store, create_tenant, insert_job
-from byteleap.store.artifacts import (
+from byteleap.store.artifact_records import (
     ArtifactRecord,
     get_artifact,
     list_artifacts,

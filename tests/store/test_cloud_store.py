@@ -13,24 +13,29 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byteleap.cloud.gateway.models import JOB_TRANSITIONS, JobState
+from byteleap.protocol.api import JOB_TRANSITIONS, JobState
 from byteleap.store import (
     IllegalTransition,
+    InsufficientFunds,
     JobRecord,
     RecordNotFound,
     Store,
     StoreConflict,
     add_api_key,
     advance_job,
+    available,
     charge,
     count_jobs,
     create_tenant,
     credit,
     get_job,
     get_tenant,
+    held_for,
+    hold,
     insert_job,
     ledger,
     list_jobs,
+    release,
     revoke_api_key,
     tenant_by_key_hash,
     update_job,
@@ -132,27 +137,58 @@ async def test_a_key_hash_belongs_to_one_tenant(store: Store) -> None:
 # -- balance and ledger ---------------------------------------------------------------------
 
 
-async def test_charge_never_goes_below_zero_and_every_move_is_in_the_ledger(store: Store) -> None:
+async def test_a_charge_is_whole_or_refused_and_every_move_is_in_the_ledger(
+    store: Store,
+) -> None:
     acme = await _tenant(store, balance=10.0)
     async with store.session() as s:
         assert await charge(s, acme, 3.0, reason="job", job_id="job_a", at=T0 + 1) == 3.0
-        assert await charge(s, acme, 10.0, reason="job", job_id="job_b", at=T0 + 2) == 7.0
-        assert await charge(s, acme, 5.0, reason="lease", job_id=None, at=T0 + 3) == 0.0
+    # No clamp: a charge the balance cannot cover is refused whole and changes nothing.
+    with pytest.raises(InsufficientFunds):
+        async with store.session() as s:
+            await charge(s, acme, 10.0, reason="job", job_id="job_b", at=T0 + 2)
+    async with store.session() as s:
+        assert (await get_tenant(s, acme)).balance == 7.0
+        assert await charge(s, acme, 7.0, reason="lease", job_id=None, at=T0 + 3) == 7.0
         assert (await get_tenant(s, acme)).balance == 0.0
         assert await credit(s, acme, 2.5, reason="top-up", job_id=None, at=T0 + 4) == 2.5
         assert await charge(s, acme, 0.0, reason="job", job_id="job_c", at=T0 + 5) == 0.0
         rows = await ledger(s, acme)
     got = [(r.amount, r.balance_after, r.reason, r.job_id, r.at) for r in rows]
     assert got == [
-        (0.0, 2.5, "job", "job_c", T0 + 5),
+        (-0.0, 2.5, "job", "job_c", T0 + 5),
         (2.5, 2.5, "top-up", None, T0 + 4),
-        (0.0, 0.0, "lease", None, T0 + 3),
-        (-7.0, 0.0, "job", "job_b", T0 + 2),
+        (-7.0, 0.0, "lease", None, T0 + 3),
         (-3.0, 7.0, "job", "job_a", T0 + 1),
     ]
     assert 10.0 + sum(r.amount for r in rows) == pytest.approx(2.5)
     async with store.session() as s:
         assert [r.job_id for r in await ledger(s, acme, limit=2)] == ["job_c", None]
+
+
+async def test_a_hold_sets_money_aside_and_its_item_is_charged_from_it(store: Store) -> None:
+    acme = await _tenant(store, balance=10.0)
+    async with store.session() as s:
+        assert await hold(s, acme, "job_a", 6.0, at=T0) == 6.0
+        assert await available(s, acme) == 4.0
+    with pytest.raises(InsufficientFunds):  # 4 free, 5 asked: nothing held
+        async with store.session() as s:
+            await hold(s, acme, "job_b", 5.0, at=T0)
+    async with store.session() as s:
+        assert await held_for(s, "job_b") == 0.0
+        assert await hold(s, acme, "job_a", 1.0, at=T0) == 7.0  # a lease extended
+        # The item's own hold pays first: 2 of job_a's 7 leave 5 held, 3 free.
+        assert await charge(s, acme, 2.0, reason="job", job_id="job_a", at=T0 + 1) == 2.0
+        assert (await held_for(s, "job_a"), await available(s, acme)) == (5.0, 3.0)
+        # Another item cannot spend job_a's hold.
+    with pytest.raises(InsufficientFunds):
+        async with store.session() as s:
+            await charge(s, acme, 4.0, reason="job", job_id="job_x", at=T0 + 2)
+    async with store.session() as s:
+        assert await release(s, "job_a") == 5.0
+        assert await release(s, "job_a") == 0.0
+        assert (await get_tenant(s, acme)).balance == 8.0
+        assert await available(s, acme) == 8.0
 
 
 _money = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -168,20 +204,26 @@ async def test_balance_is_the_ledger_and_never_negative(
     name = f"t{next(_ids)}"
     async with store.session() as s:
         tid = (await create_tenant(s, name, balance=start, at=T0)).id
-        expected = start
-        for is_charge, amount in moves:
-            if is_charge:
-                charged = await charge(s, tid, amount, reason="job", job_id=None, at=T0)
-                assert charged == expected - max(0.0, expected - amount)
-                expected = max(0.0, expected - amount)
-            else:
-                assert await credit(s, tid, amount, reason="top-up", job_id=None, at=T0) == (
-                    expected + amount
-                )
-                expected += amount
+    expected, written = start, 0
+    for is_charge, amount in moves:
+        if is_charge and amount > expected:
+            with pytest.raises(InsufficientFunds):
+                async with store.session() as s:
+                    await charge(s, tid, amount, reason="job", job_id=None, at=T0)
+        elif is_charge:
+            async with store.session() as s:
+                assert await charge(s, tid, amount, reason="job", job_id=None, at=T0) == amount
+            expected, written = expected - amount, written + 1
+        else:
+            async with store.session() as s:
+                got = await credit(s, tid, amount, reason="top-up", job_id=None, at=T0)
+            assert got == expected + amount
+            expected, written = expected + amount, written + 1
+        async with store.session() as s:
             assert (await get_tenant(s, tid)).balance == expected >= 0.0
+    async with store.session() as s:
         rows = await ledger(s, tid, limit=100)
-    assert len(rows) == len(moves)
+    assert len(rows) == written
     previous = start
     for row in reversed(rows):  # oldest first: each row moves the balance by its amount
         assert row.balance_after >= 0.0
@@ -222,11 +264,26 @@ async def test_concurrent_charges_spend_the_money_once(store: Store) -> None:
         async with store.session() as s:
             return await charge(s, acme, 1.5, reason="job", job_id=None, at=T0)
 
-    charged = await asyncio.gather(*(one() for _ in range(12)))
-    assert sum(charged) == pytest.approx(10.0)
+    charged = await asyncio.gather(*(one() for _ in range(12)), return_exceptions=True)
+    # Six charges of 1.5 fit in 10; the other six are refused whole, none clamped.
+    assert sorted(c for c in charged if isinstance(c, float)) == [1.5] * 6
+    assert all(isinstance(c, InsufficientFunds) for c in charged if not isinstance(c, float))
     async with store.session() as s:
-        assert (await get_tenant(s, acme)).balance == 0.0
-        assert sum(r.amount for r in await ledger(s, acme)) == pytest.approx(-10.0)
+        assert (await get_tenant(s, acme)).balance == pytest.approx(1.0)
+        assert sum(r.amount for r in await ledger(s, acme)) == pytest.approx(-9.0)
+
+
+async def test_concurrent_holds_never_set_aside_more_than_the_balance(store: Store) -> None:
+    acme = await _tenant(store, balance=10.0)
+
+    async def one(i: int) -> float:
+        async with store.session() as s:
+            return await hold(s, acme, f"job_{i}", 3.0, at=T0)
+
+    held = await asyncio.gather(*(one(i) for i in range(8)), return_exceptions=True)
+    assert [h for h in held if isinstance(h, float)] == [3.0] * 3
+    async with store.session() as s:
+        assert await available(s, acme) == pytest.approx(1.0)
 
 
 # -- jobs: insert, read, list ---------------------------------------------------------------

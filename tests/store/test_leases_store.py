@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byteleap.cloud.gateway.models import LeaseState
+from byteleap.protocol.api import LeaseState
 from byteleap.store import (
     LEASE_TRANSITIONS,
+    AlreadyBilled,
     IllegalTransition,
     LeaseRecord,
     RecordNotFound,
@@ -396,3 +397,27 @@ async def test_billing_is_monotone_bounded_and_sums_its_accepted_deltas(
     assert stored.billed_until == last <= lease.ends_at
     assert stored.receipts == len(accepted)
     assert stored.cost == pytest.approx(sum(accepted))
+
+
+async def test_a_period_is_billed_once_however_many_gateways_bill_it(store: Store) -> None:
+    """Two gateway replicas billing the same period: the first one's stands, the second one
+    is AlreadyBilled (its receipt and charge roll back with it)."""
+    acme = await _tenant(store)
+    lease = await _stored(store, acme)
+    start = math.floor(lease.billed_until)
+
+    async def bill() -> object:
+        try:
+            async with store.session() as s:
+                return await record_billing(
+                    s, lease.id, billed_until=start + 60, cost_delta=0.5, period_start=start
+                )
+        except AlreadyBilled as exc:
+            return exc
+
+    outcomes = await asyncio.gather(bill(), bill(), bill())
+    billed = [o for o in outcomes if isinstance(o, LeaseRecord)]
+    assert len(billed) == 1 and sum(isinstance(o, AlreadyBilled) for o in outcomes) == 2
+    async with store.session() as s:
+        after = await get_lease(s, lease.id)
+    assert (after.cost, after.receipts, after.billed_until) == (0.5, 1, start + 60)

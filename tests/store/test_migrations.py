@@ -16,9 +16,10 @@ TABLES = {
     "miners", "workers", "gpus", "availability_spans", "worker_ips", "challenges",
     "weight_sets", "weight_entries", "chain_events", "lease_receipts",
     "services", "service_replicas",
-    "tenants", "api_keys", "jobs", "tenant_ledger", "leases", "job_artifacts",
+    "tenants", "api_keys", "jobs", "tenant_ledger", "tenant_holds", "leases", "job_artifacts",
     "output_validations", "validation_runs", "lease_health", "lease_probe_failures",
     "tenant_networks", "tenant_network_members", "tenant_network_rejections",
+    "gateway_leadership", "gateway_secrets", "service_load_reports",
 }  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from bittensor import sp_core
 from sqlalchemy.engine import Connection
 
-from byteleap.cloud.receipts import (
+from byteleap.net.receipts import (
     LeaseReceipt,
     anonymous_lease_id,
     countersign_as_miner,

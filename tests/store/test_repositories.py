@@ -10,7 +10,7 @@ import pytest
 from byteleap.store import (
     ChallengeRecord,
     ChallengeStatus,
-    GpuInfo,
+    GpuRecord,
     IllegalTransition,
     NewChallenge,
     RecordNotFound,
@@ -88,7 +88,9 @@ async def test_workers_upsert_hardware_and_states(store: Store) -> None:
         again = await upsert_workers(s, miner_id, ["w2", "w3"], at=T0 + 5)
         assert again["w2"] == ids["w2"]
         assert again["w3"] not in ids.values()
-        hw = WorkerHardware("EPYC", 32, 256_000, 1_000_000, (GpuInfo(0, "H100", 81_559, "GPU-1"),))
+        hw = WorkerHardware(
+            "EPYC", 32, 256_000, 1_000_000, (GpuRecord(0, "H100", 81_559, "GPU-1"),)
+        )
         await set_worker_hardware(s, ids["w1"], hw)
         await set_worker_hardware(s, ids["w1"], hw)  # replaces, does not duplicate GPUs
         await set_worker_state(s, ids["w1"], WorkerState.CHALLENGED, at=T0 + 6)

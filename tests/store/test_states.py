@@ -11,7 +11,7 @@ from byteleap.store import (
     IllegalTransition,
     WorkerState,
 )
-from byteleap.store.states import check_challenge_transition, check_worker_transition
+from byteleap.store.transitions import check_challenge_transition, check_worker_transition
 
 
 def test_tables_cover_every_state() -> None:

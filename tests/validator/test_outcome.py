@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from byteleap.proof import Verdict, VerdictReason
 from byteleap.scoring import VERIFIED_WRONG, FailureReason
@@ -13,7 +11,6 @@ from byteleap.validator.outcome import (
     STATUS_OF_FAILURE,
     status_for_call_failure,
     status_of_verdict,
-    worker_seconds,
 )
 
 
@@ -39,34 +36,15 @@ def test_failed_means_verified_wrong_and_nothing_else() -> None:
         ("unreachable", ChallengeStatus.ERRORED),
         ("malformed", ChallengeStatus.ERRORED),
         ("something_new", ChallengeStatus.ERRORED),
-        # Taken by a customer between listing and challenge: counts for nobody.
-        ("illegal_transition", ChallengeStatus.ABANDONED),
+        ("round_deadline", ChallengeStatus.TIMED_OUT),
+        # A refusal after the challenge is issued is the worker's failure, whatever the miner
+        # says of it: "taken by a customer" used to count for nobody, which let a miner refuse
+        # every challenge it could not win.
+        ("illegal_transition", ChallengeStatus.ERRORED),
+        ("worker_unavailable", ChallengeStatus.ERRORED),
     ],
 )
-def test_call_failures_never_count_as_cheating(reason: str, status: ChallengeStatus) -> None:
-    assert status_for_call_failure(reason) is status
-
-
-@given(
-    elapsed=st.floats(min_value=1e-6, max_value=100.0),
-    rtt=st.floats(min_value=0.0, max_value=100.0),
-    cap=st.floats(min_value=0.0, max_value=5.0),
-)
-def test_worker_seconds_never_credits_more_than_the_cap_or_half_the_time(
-    elapsed: float, rtt: float, cap: float
+def test_call_failures_are_failures_but_never_cheating(
+    reason: str, status: ChallengeStatus
 ) -> None:
-    seconds = worker_seconds(elapsed, rtt, max_rtt_credit_s=cap)
-    assert seconds <= elapsed
-    assert seconds >= elapsed / 2
-    assert seconds >= elapsed - cap - 1e-12
-
-
-@pytest.mark.adversarial
-def test_a_miner_that_stalls_its_pings_gains_at_most_twice_its_throughput() -> None:
-    # A 40 ms commitment behind a ping the miner held for 2 s: before the cap, the validator
-    # took the whole 2 s off and floored the time at a microsecond (thousands of TFLOP/s).
-    honest = worker_seconds(0.040, 0.001, max_rtt_credit_s=0.05)
-    stalled = worker_seconds(0.040, 2.0, max_rtt_credit_s=0.05)
-    assert honest == pytest.approx(0.039)
-    assert stalled == pytest.approx(0.020)
-    assert honest / stalled <= 2.0
+    assert status_for_call_failure(reason) is status

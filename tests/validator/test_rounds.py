@@ -13,6 +13,7 @@ from byteleap import metrics
 from byteleap.chain.local.client import LocalChain
 from byteleap.config import ValidatorSettings
 from byteleap.net.messages import WorkerState
+from byteleap.net.miner_client import MinerClient
 from byteleap.store import (
     ChallengeStatus,
     NewChallenge,
@@ -22,8 +23,8 @@ from byteleap.store import (
     list_workers,
     open_challenges,
     record_challenge,
+    worker_identities,
 )
-from byteleap.validator.miner_client import MinerClient
 from byteleap.validator.rounds import RoundParams, RoundRunner
 from byteleap.validator.service import Validator
 from network_fixtures import miner_neuron
@@ -67,7 +68,12 @@ async def test_a_round_records_every_outcome_then_weights_reach_the_chain(
         async with store.session() as s:
             assert await open_challenges(s) == []
             stored = {w.worker_key for w in await list_workers(s)}
+            identities = await worker_identities(s, seen_since=0)
         assert set(workers.values()) <= stored
+        # Each worker's enrolled key is recorded at the listing: the duplicate check reads it.
+        keys = [i.public_key for i in identities]
+        assert len(keys) == len(identities) >= 3 and all(len(k) == 64 for k in keys)
+        assert len(set(keys)) == len(keys)
 
         validator = Validator(settings(network), network.validator, chain, store)
         assert await validator.set_weights_once() is True

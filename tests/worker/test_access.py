@@ -6,7 +6,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, parse_exec_frame
+from byteleap.protocol.exec_frames import (
+    EXEC_WINDOW,
+    ExecAck,
+    ExecExited,
+    ExecOutput,
+    ExecStart,
+    ExecStdin,
+    parse_exec_frame,
+)
 from byteleap.worker.access import ExecRunner
 
 SESSION = "ab" * 16
@@ -96,3 +104,51 @@ async def test_a_program_that_cannot_start_says_why(tmp_path: Path) -> None:
     start = ExecStart(session=SESSION, lease_id=LEASE, command=["/no/such/program"])
     frames = await _run(ExecRunner(tmp_path), start)
     assert frames.exited.exit_code is None and "cannot start" in frames.exited.reason
+
+
+async def _window_full(runner: ExecRunner, frames: Frames) -> None:
+    while len(frames.frames) < EXEC_WINDOW:  # noqa: ASYNC110 (polls the runner's own output)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # time enough for a runner that does not wait to send more
+
+
+async def test_output_waits_for_the_miners_acks(tmp_path: Path) -> None:
+    runner = ExecRunner(tmp_path)
+    frames = Frames()
+    size = 8_000_000
+    start = ExecStart(
+        session=SESSION, lease_id=LEASE, command=["sh", "-c", f"yes | head -c {size}"]
+    )
+    task = asyncio.create_task(runner.start(start, frames.send))
+    await _window_full(runner, frames)
+    assert len(frames.frames) == EXEC_WINDOW and not frames.ended.is_set()
+    acked = 0
+    while not frames.ended.is_set():  # the miner's part: ack what it passed on
+        if (passed := len(frames.frames) - acked) > 0:
+            runner.ack(ExecAck(session=SESSION, frames=min(passed, EXEC_WINDOW)))
+            acked += min(passed, EXEC_WINDOW)
+        await asyncio.sleep(0.001)
+    await asyncio.wait_for(task, 10)
+    assert frames.exited.exit_code == 0 and len(frames.output()) == size
+
+
+async def test_a_stop_ends_a_session_waiting_for_acks(tmp_path: Path) -> None:
+    runner = ExecRunner(tmp_path)
+    frames = Frames()
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["yes"])
+    task = asyncio.create_task(runner.start(start, frames.send))
+    await _window_full(runner, frames)
+    await runner.stop(SESSION)
+    await asyncio.wait_for(task, 10)
+    assert frames.exited.exit_code is not None and frames.exited.exit_code < 0
+    assert len(frames.frames) == EXEC_WINDOW + 1
+
+
+async def test_a_one_gpu_worker_shows_a_session_its_gpu_alone(tmp_path: Path) -> None:
+    gpu_env = {"CUDA_VISIBLE_DEVICES": "GPU-0f8e7d6c", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    asks_for_all = {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7", "MINE": "1"}
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["env"], env=asks_for_all)
+    frames = await _run(ExecRunner(tmp_path, gpu_env=gpu_env), start)
+    env = dict(line.split("=", 1) for line in frames.output().decode().splitlines())
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-0f8e7d6c" and env["MINE"] == "1"
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

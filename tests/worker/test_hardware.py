@@ -10,12 +10,9 @@ import psutil
 import pynvml
 import pytest
 
-from byteleap.worker import hardware
-from byteleap.worker.hardware import (
-    HardwareInventory,
-    choose_profile,
-    probe_hardware,
-)
+from byteleap.protocol.hardware import HardwareInventory, choose_profile
+from byteleap.worker import hardware_probe as hardware
+from byteleap.worker.hardware_probe import probe_hardware
 from hardware_samples import gpu_rig
 
 

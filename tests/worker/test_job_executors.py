@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from byteleap.cloud.executors import ExecutionSpec
 from byteleap.net.messages import JobRequest
+from byteleap.worker.executors import ExecutionSpec
 from byteleap.worker.job_executors import gpu_product_label, job_executor, kubernetes_options
 
 

@@ -1,6 +1,7 @@
 """A worker set to ``executor = "kubernetes"`` runs its jobs as Kubernetes Jobs: the worker's
-own ``JobRunner`` against the stand-in API server of ``cloud/k8s/fake_cluster.py`` (real HTTP,
-the official client), which plays kubelet by running the pod's command as a process."""
+own ``JobRunner`` against the stand-in API server of ``worker/executors/k8s/fake_cluster.py``
+(real HTTP, the official client), which plays kubelet by running the pod's command as a
+process."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from byteleap.cloud.executors import ExecutionSpec, KubernetesExecutor, KubernetesSettings
-from byteleap.cloud.executors.k8s_cluster import KubernetesCluster
-from byteleap.net.messages import JobEnded, JobOutput, JobRequest, parse_worker_message
+from byteleap.net.messages import JobEnded, JobLogChunk, JobRequest, parse_worker_message
+from byteleap.worker.executors import ExecutionSpec, KubernetesExecutor, KubernetesSettings
+from byteleap.worker.executors.k8s_cluster import KubernetesCluster
 from byteleap.worker.jobs import JobRunner
-from cloud.k8s.fake_cluster import FakeCluster, serve
+from worker.executors.k8s.fake_cluster import FakeCluster, serve
 
 pytestmark = pytest.mark.k8s
 
@@ -46,11 +47,11 @@ async def test_a_kubernetes_worker_runs_a_plain_job_as_a_cluster_job(
     runner = JobRunner(
         tmp_path, executor="kubernetes", gpu_model="NVIDIA H100 80GB HBM3", executors=executors
     )
-    sent: list[JobOutput | JobEnded] = []
+    sent: list[JobLogChunk | JobEnded] = []
 
     async def send(raw: str) -> None:
         message = parse_worker_message(raw)
-        assert isinstance(message, JobOutput | JobEnded)
+        assert isinstance(message, JobLogChunk | JobEnded)
         sent.append(message)
 
     job = JobRequest(
@@ -66,6 +67,8 @@ async def test_a_kubernetes_worker_runs_a_plain_job_as_a_cluster_job(
     ended = [m for m in sent if isinstance(m, JobEnded)]
     assert len(ended) == 1 and ended[0].result.exit_code == 0
     assert "in the cluster" in ended[0].result.stdout_tail
+    log = b"".join(m.data for m in sent if isinstance(m, JobLogChunk))
+    assert len(log) == ended[0].log_bytes and b"in the cluster\n" in log
     created = [body for method, _, body in fake.calls if method == "POST"]
     assert [o["kind"] for o in created] == ["Job"]
     labels = created[0]["metadata"]["labels"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import secrets
 
 from byteleap.net.messages import NetworkDown, NetworkUp
-from byteleap.net.wireguard import LinkCommands
 from byteleap.worker.networks import LeaseNetworkLinks, free_udp_port, ifname_for
+from byteleap.worker.wireguard_applier import LinkCommands
 
 
 def _up(lease_id: str) -> NetworkUp:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from byteleap.cloud.vm import VmHost, VmState
 from byteleap.config import WorkerVmSettings
 from byteleap.net.messages import parse_worker_message
-from byteleap.net.vm import StartVm, VmLeaseRequest, VmReport
-from byteleap.worker.hardware import CpuInfo, DiskInfo, GpuInfo, HardwareInventory, MemoryInfo
+from byteleap.protocol.hardware import CpuInfo, DiskInfo, GpuInfo, HardwareInventory, MemoryInfo
+from byteleap.protocol.vm_lease import StartVm, VmLeaseRequest, VmReport
+from byteleap.worker.vm import VmHost, VmState
 from byteleap.worker.vm_leases import VmLeases, gpu_pci_addresses, pci_address
-from cloud.vm.vm_fixtures import ed25519_key, missing, need_tools
+from worker.vm.vm_fixtures import ed25519_key, missing, need_tools
 
 LEASE = "0123456789abcdef0123456789abcdef"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from byteleap.miner.ledger import EnrollmentToken
+from byteleap.net.enrollment import EnrollmentToken
 
 
 def _free_port() -> int:

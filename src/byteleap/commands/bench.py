@@ -18,6 +18,16 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
+def _flat(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, dict) and value:
+            rows.update(_flat(value, f"{prefix}{key}."))
+        else:
+            rows[prefix + key] = value
+    return rows
+
+
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         typer.echo(json.dumps(result))
@@ -25,7 +35,14 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in result.items():
+    for key, value in _flat(result).items():
+        if key == "steps":  # a ramp: one row per rate tried
+            for step in value:
+                table.add_row(
+                    f"{step['submit_rate_per_s']:g}/s",
+                    f"p99 {step['submit_to_running_p99_s']} s, {step['jobs_per_min']} jobs/min",
+                )
+            continue
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     Console().print(table)
 
@@ -71,6 +88,40 @@ def scoring(
     _emit(result, as_json, f"scoring {workers} workers, {hours} h")
 
 
+@app.command("validator")
+def validator(
+    workers: Annotated[
+        int, typer.Option(min=1, help="Workers challenged in the round (a full subnet: 25600).")
+    ] = 256,
+    n: Annotated[int, typer.Option(min=1, help="Challenge size (cuda-f16).")] = 32768,
+    products: Annotated[int, typer.Option(min=1, help="Products per challenge.")] = 1,
+    store: Annotated[
+        str, typer.Option(help="postgres (a scratch database, dropped after) | sqlite")
+    ] = "postgres",
+    url: Annotated[str | None, typer.Option(help="Store URL instead of a scratch one.")] = None,
+    blas_threads: Annotated[
+        int, typer.Option(min=0, help="BLAS threads in the validator (0: the library's default).")
+    ] = 1,
+    profile: Annotated[
+        str | None, typer.Option(help="Also write a cProfile of the validator to this file.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One real validator round (store, TLS, btauth/1, verification) against synthetic miners:
+    the validator's CPU per challenge by stage, and the round one core covers."""
+    import asyncio
+
+    from byteleap.devnet.validator_bench import run_validator_bench
+
+    result = asyncio.run(
+        run_validator_bench(
+            workers, n=n, products=products, store=store, url=url, blas_threads=blas_threads,
+            profile_path=profile,
+        )
+    )  # fmt: skip
+    _emit(result, as_json, f"validator round: {workers} workers, n={n}")
+
+
 @app.command("network")
 def network(
     rounds: Annotated[int, typer.Option(min=1, help="Simulated challenge rounds.")] = 45,
@@ -78,7 +129,7 @@ def network(
     as_json: JsonFlag = False,
 ) -> None:
     """Simulate honest and cheating miners through real verification and real scoring."""
-    from byteleap.scoring.simulation import run_network_simulation
+    from byteleap.validator.simulation import run_network_simulation
 
     result = run_network_simulation(rounds, seed)
     _emit(result, as_json, f"network simulation, {rounds} rounds")
@@ -89,12 +140,40 @@ def gateway(
     workers: Annotated[int, typer.Option(min=1, help="Simulated CPU workers.")] = 1000,
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to submit.")] = 1000,
     rate: Annotated[float, typer.Option(min=0.1, help="Submissions per second.")] = 25.0,
+    store: Annotated[
+        str, typer.Option(help="sqlite, or postgres (a scratch database on 127.0.0.1:5432).")
+    ] = "sqlite",
+    replicas: Annotated[
+        int, typer.Option(min=1, max=8, help="Gateways sharing the store (needs postgres).")
+    ] = 1,
+    ramp: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated submission rates (per second), tried in order until p99 "
+            "submit→running passes 1 s; reports the ceiling. Replaces --jobs/--rate."
+        ),
+    ] = None,
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds per ramp step.")] = 20.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Submit → running latency and jobs per minute through the real gateway and executor."""
     import asyncio
 
-    from byteleap.cloud.gateway.bench import run_gateway_bench
+    from byteleap.devnet.gateway_bench import run_gateway_bench, run_gateway_ramp
 
-    result = asyncio.run(run_gateway_bench(workers, jobs, rate))
-    _emit(result, as_json, f"gateway: {jobs} jobs on {workers} simulated workers")
+    if store not in ("sqlite", "postgres"):
+        raise typer.BadParameter(f"--store is sqlite or postgres, not {store!r}")
+    if replicas > 1 and store != "postgres":
+        raise typer.BadParameter("--replicas above 1 needs --store postgres")
+    if ramp is not None:
+        try:
+            rates = [float(r) for r in ramp.split(",") if r.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--ramp takes numbers: {ramp!r}") from None
+        result = asyncio.run(
+            run_gateway_ramp(workers, rates, seconds, store=store, replicas=replicas)
+        )
+        _emit(result, as_json, f"gateway ramp on {workers} simulated workers ({store})")
+        return
+    result = asyncio.run(run_gateway_bench(workers, jobs, rate, store=store, replicas=replicas))
+    _emit(result, as_json, f"gateway: {jobs} jobs on {workers} simulated workers ({store})")

@@ -14,7 +14,7 @@ import typer
 
 from byteleap.commands.common import ConfigOption, settings_for
 from byteleap.config import ValidatorSettings
-from byteleap.store import migrate
+from byteleap.store import migrate, revisions
 from byteleap.store.errors import StoreError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -64,5 +64,5 @@ def downgrade(
 def current(config: ConfigOption = None, url: UrlOption = None) -> None:
     """Print the store's current revision ('base' when it has no schema yet)."""
     rev = _run(migrate.current(_url(config, url)))
-    head = migrate.head_revision()
+    head = revisions.head_revision()
     typer.echo(f"{rev or 'base'}{' (head)' if rev == head else ''}")

@@ -1,4 +1,4 @@
-"""`byteleap gateway run | tenant new NAME`."""
+"""`byteleap gateway run | tenant new NAME | tenant revoke-key`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from byteleap.commands.common import ConfigOption, settings_for
-from byteleap.config import GatewaySettings
+from byteleap.config import GatewaySettings, load_settings
 from byteleap.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -17,11 +17,22 @@ app.add_typer(tenant_app, name="tenant", help="Tenants and their API keys.")
 
 
 @app.command("run")
-def run(config: ConfigOption = None) -> None:
-    """Serve the customer API (REST) and place jobs on miners' workers."""
-    from byteleap.cloud.gateway.runner import run_gateway
+def run(
+    config: ConfigOption = None,
+    insecure_public: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-public",
+            help="Serve plain HTTP/gRPC on a non-loopback host: only with TLS ending in front "
+            "(a reverse proxy). Without it such a host needs tls_cert and tls_key.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the customer API (REST, gRPC) and place jobs on miners' workers."""
+    from byteleap.gateway.runner import run_gateway
 
-    settings = settings_for(GatewaySettings, config)
+    overrides = {"insecure_public": True} if insecure_public else {}
+    settings = load_settings(GatewaySettings, config, **overrides)
     configure_logging(settings.log_level)
     asyncio.run(run_gateway(settings))
 
@@ -33,7 +44,7 @@ def tenant_new(
     config: ConfigOption = None,
 ) -> None:
     """Create a tenant and print its API key (shown once; stored hashed)."""
-    from byteleap.cloud.gateway.service import create_tenant_with_key
+    from byteleap.gateway.core import create_tenant_with_key
     from byteleap.store import open_store, upgrade
 
     settings = settings_for(GatewaySettings, config)
@@ -47,3 +58,29 @@ def tenant_new(
             await store.close()
 
     typer.echo(asyncio.run(create()))
+
+
+@tenant_app.command("revoke-key")
+def tenant_revoke_key(
+    api_key: Annotated[
+        str, typer.Option(envvar="BYTELEAP_API_KEY", prompt=True, hide_input=True, help="The key.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API key: it is refused from now on and its open streams end within seconds."""
+    from byteleap.gateway.core import revoke_key
+    from byteleap.store import open_store
+
+    settings = settings_for(GatewaySettings, config)
+
+    async def revoke() -> bool:
+        store = await open_store(settings.store.url)
+        try:
+            return await revoke_key(store, api_key)
+        finally:
+            await store.close()
+
+    if not asyncio.run(revoke()):
+        typer.echo("no such live key", err=True)
+        raise typer.Exit(1)
+    typer.echo("revoked")

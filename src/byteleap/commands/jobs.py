@@ -2,31 +2,44 @@
 
 The gateway and key come from ``--gateway``/``--api-key`` or ``BYTELEAP_GATEWAY_URL`` and
 ``BYTELEAP_API_KEY`` (see ``commands.customer``). An error prints one line to stderr and
-exits 1; `result` (and `submit --wait`) exit with the job's own exit code.
+exits 1; `result` (and `submit --wait`) exit with the job's own exit code. ``--json`` prints
+the job as the API has it; `submit --wait` shows the job's steps on stderr as it goes.
 """
 
 from __future__ import annotations
 
-import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
+from byteleap.commands.billing import print_estimate
 from byteleap.commands.customer import (
     DEFAULT_GATEWAY,
     EXIT_ERROR,
     ApiKeyOption,
+    CaBundleOption,
     GatewayOption,
     JsonFlag,
+    LimitOption,
+    SpecFileOption,
+    echo_listing,
+    echo_record,
     fail,
     gateway_client,
+    read_spec,
 )
+from byteleap.commands.job_watch import end_line, follow
+from byteleap.commands.render import iso, money, one_line
 from byteleap.sdk import JobView, LogEntry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 EXIT_NOT_FINISHED = 3
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
+COMMAND_WIDTH = 60
 
 
 def _spec_body(
@@ -38,14 +51,7 @@ def _spec_body(
     env: list[str] | None,
 ) -> dict[str, Any]:
     """The job body: the ``--spec`` file if any, with each option given on top of it."""
-    body: dict[str, Any] = {}
-    if spec_file is not None:
-        try:
-            body = json.loads(spec_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise fail(f"error: cannot read spec {spec_file}: {exc}") from exc
-        if not isinstance(body, dict):
-            raise fail(f"error: spec {spec_file} is not a JSON object")
+    body = read_spec(spec_file)
     if command:
         body["command"] = command
     if image is not None:
@@ -67,28 +73,51 @@ def _spec_body(
 @app.command("submit")
 def submit(
     command: Annotated[list[str] | None, typer.Argument(help="The command, after --.")] = None,
-    spec_file: Annotated[
-        Path | None, typer.Option("--spec", help="A JSON job spec.", dir_okay=False)
-    ] = None,
+    spec_file: SpecFileOption = None,
     image: Annotated[str | None, typer.Option(help="Run in this container image.")] = None,
     gpus: Annotated[int | None, typer.Option(min=0, help="GPUs to reserve.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Job timeout, seconds.")] = None,
     env: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeatable).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Submit at most once.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait and print the result.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show its progress, then its result.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what it would hold and the workers that fit; submit nothing."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
-    """Submit a job and print its id (with --wait: its result, and exit with its code)."""
+    """Submit a job and print its id (with --wait: follow it, print its result and exit with
+    its code; with --json: the job, at submit or, with --wait, at its end)."""
     body = _spec_body(spec_file, command, image, gpus, timeout, env)
-    with gateway_client(gateway, api_key) as client:
+    if dry_run:
+        with gateway_client(gateway, api_key, ca_bundle) as client:
+            estimate = client.estimate(body)
+        echo_record(estimate, as_json, lambda: print_estimate(estimate))
+        return
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         job = client.submit(body, idempotency_key=idempotency_key)
         if not wait:
-            typer.echo(job.id)
+            echo_record(job, as_json, lambda: typer.echo(job.id))
             return
-        typer.echo(job.id, err=True)
-        job = client.wait(job.id, timeout_s=job.spec.timeout_s + 60, poll_s=0.5)
-    _print_result(job)
+        console = Console(stderr=True)
+        console.print(f"job {job.id} submitted", markup=False, highlight=False)
+        try:
+            job = follow(client, job, console)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"stopped waiting; job {job.id} goes on (byteleap jobs status {job.id}, "
+                f"byteleap jobs cancel {job.id})",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_result(job, as_json)
 
 
 @app.command("status")
@@ -97,35 +126,52 @@ def status(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Show a job's state."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         job = client.get(job_id)
-    if as_json:
-        typer.echo(job.model_dump_json(indent=2))
-        return
-    for key in ("id", "state", "attempts", "worker_id", "exit_code", "error", "cost"):
-        value = getattr(job, key)
+    echo_record(job, as_json, lambda: _echo_job(job))
+
+
+def _echo_job(job: JobView) -> None:
+    shown: dict[str, object] = {
+        "id": job.id, "state": job.state, "attempts": job.attempts, "worker_id": job.worker_id,
+        "miner_hotkey": job.miner_hotkey, "exit_code": job.exit_code,
+        "cost": money(job.cost, job.currency), "created_at": iso(job.created_at),
+    }  # fmt: skip
+    if job.started_at is not None:
+        shown["started_at"] = iso(job.started_at)
+    if job.finished_at is not None:
+        shown["finished_at"] = iso(job.finished_at)
+    if job.error:
+        shown["error"] = one_line(job.error)
+    for key, value in shown.items():
         if value is not None:
             typer.echo(f"{key}: {value}")
 
 
 @app.command("list")
 def list_jobs(
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    limit: LimitOption = 100,
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """List your jobs, newest first."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         jobs = client.list(limit)
-    if as_json:
-        typer.echo(json.dumps([job.model_dump(mode="json") for job in jobs]))
-        return
-    for job in jobs:
-        code = "" if job.exit_code is None else f" exit={job.exit_code}"
-        typer.echo(f"{job.id}  {job.state}{code}  {' '.join(job.spec.command)[:60]}")
+    echo_listing(jobs, as_json, _LIST_HEADERS, _job_row)
+
+
+_LIST_HEADERS = ("ID", "STATE", "EXIT", "COST", "CREATED", "COMMAND")
+
+
+def _job_row(job: JobView) -> tuple[str, ...]:
+    code = "-" if job.exit_code is None else str(job.exit_code)
+    command = one_line(shlex.join(job.spec.command), COMMAND_WIDTH)
+    return (job.id, job.state, code, money(job.cost, job.currency), iso(job.created_at), command)
 
 
 @app.command("logs")
@@ -135,9 +181,10 @@ def logs(
     after: Annotated[int, typer.Option(min=0, help="First line number.")] = 0,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Print a job's log lines (stderr lines to stderr)."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         entries = client.stream_logs(job_id, after) if follow else client.logs(job_id, after)
         for entry in entries:
             _print_line(entry)
@@ -145,12 +192,16 @@ def logs(
 
 @app.command("cancel")
 def cancel(
-    job_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+    job_id: str,
+    as_json: JsonFlag = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Cancel a job wherever it is."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         job = client.cancel(job_id)
-    typer.echo(f"{job.id} {job.state}")
+    echo_record(job, as_json, lambda: typer.echo(f"{job.id} {job.state}"))
 
 
 @app.command("result")
@@ -162,12 +213,15 @@ def result(
             "--download", help="Save the job's artifacts under this directory.", file_okay=False
         ),
     ] = None,
+    as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Print a finished job's output tails and exit with its exit code (with --download,
-    save its artifacts first and say which the gateway rejected)."""
-    with gateway_client(gateway, api_key) as client:
+    save its artifacts first and say which the gateway rejected; with --json, print the
+    job and exit the same way)."""
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         job = client.get(job_id)
         if download is not None and job.state.is_terminal:
             listing = client.artifacts(job_id)
@@ -175,22 +229,23 @@ def result(
                 typer.echo(f"saved {saved}", err=True)
             for rejected in listing.rejected:
                 typer.echo(f"rejected {rejected.path}: {rejected.reason}", err=True)
-    _print_result(job)
+    _print_result(job, as_json)
 
 
 def _print_line(entry: LogEntry) -> None:
     typer.echo(entry.line, err=entry.stream == "stderr")
 
 
-def _print_result(job: JobView) -> None:
+def _print_result(job: JobView, as_json: bool = False) -> None:
+    if as_json:
+        typer.echo(job.model_dump_json(indent=2))
     if not job.state.is_terminal:
         typer.echo(f"job {job.id} is {job.state}, not finished", err=True)
         raise typer.Exit(EXIT_NOT_FINISHED)
-    typer.echo(job.stdout_tail, nl=False)
-    typer.echo(job.stderr_tail, nl=False, err=True)
-    why = f": {job.error}" if job.error else ""
-    code = "" if job.exit_code is None else f" (exit {job.exit_code})"
-    typer.echo(f"job {job.id} {job.state}{code}{why}", err=True)
+    if not as_json:
+        typer.echo(job.stdout_tail, nl=False)
+        typer.echo(job.stderr_tail, nl=False, err=True)
+        typer.echo(end_line(job), err=True)
     if job.exit_code is not None:  # a signal's negative code is no shell exit status
         raise typer.Exit(job.exit_code if 0 <= job.exit_code <= 255 else EXIT_ERROR)
     raise typer.Exit(0 if job.state == "succeeded" else EXIT_ERROR)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,10 +15,11 @@ from byteleap.commands.customer import (
     DEFAULT_GATEWAY,
     EXIT_ERROR,
     ApiKeyOption,
+    CaBundleOption,
     GatewayOption,
     fail,
 )
-from byteleap.net.access import ExecExited
+from byteleap.protocol.exec_frames import ExecExited
 from byteleap.sdk import AsyncClient, SdkError
 from byteleap.sdk.access import ExecSession
 
@@ -30,9 +32,14 @@ async def _forward_stdin(session: ExecSession) -> None:
 
 
 async def _session(
-    gateway: str, api_key: str, lease_id: str, command: list[str] | None, tty: bool
+    gateway: str,
+    api_key: str,
+    lease_id: str,
+    command: list[str] | None,
+    tty: bool,
+    ca_bundle: Path | None,
 ) -> int:
-    async with AsyncClient(gateway, api_key) as client:
+    async with AsyncClient(gateway, api_key, ca_bundle=ca_bundle) as client:
         session = await client.open_exec(lease_id, command, tty=tty)
         async with session:
             feeder = asyncio.create_task(_forward_stdin(session))
@@ -51,11 +58,18 @@ async def _session(
                 feeder.cancel()
 
 
-def _run(gateway: str, api_key: str, lease_id: str, command: list[str] | None, tty: bool) -> None:
+def _run(
+    gateway: str,
+    api_key: str,
+    lease_id: str,
+    command: list[str] | None,
+    tty: bool,
+    ca_bundle: Path | None = None,
+) -> None:
     if not api_key:
         raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
     try:
-        code = asyncio.run(_session(gateway, api_key, lease_id, command, tty))
+        code = asyncio.run(_session(gateway, api_key, lease_id, command, tty, ca_bundle))
     except SdkError as exc:
         raise fail(f"error: {exc}") from exc
     raise typer.Exit(code)
@@ -66,13 +80,17 @@ def exec_command(
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Run a command on the lease's worker (stdin is passed on) and exit with its status."""
-    _run(gateway, api_key, lease_id, command, tty=False)
+    _run(gateway, api_key, lease_id, command, tty=False, ca_bundle=ca_bundle)
 
 
 def shell_command(
-    lease_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+    lease_id: str,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """An interactive shell on the lease's worker."""
-    _run(gateway, api_key, lease_id, None, tty=True)
+    _run(gateway, api_key, lease_id, None, tty=True, ca_bundle=ca_bundle)

@@ -1,14 +1,13 @@
 """`byteleap leases …`: reserve workers on a gateway by the second, through the SDK.
 
 Same gateway and key options as `byteleap jobs` (``commands.customer``); an error prints one
-line to stderr and exits 1.
+line to stderr and exits 1. A CPU lease shows ``gpu_count: 0`` and its ``cpu_cores``; times
+print as ISO 8601 (``--json``: the API's epoch seconds).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,16 +16,22 @@ import typer
 from byteleap.commands.customer import (
     DEFAULT_GATEWAY,
     ApiKeyOption,
+    CaBundleOption,
     GatewayOption,
     JsonFlag,
+    LimitOption,
+    echo_listing,
+    echo_record,
     gateway_client,
 )
 from byteleap.commands.lease_access import exec_command, shell_command
+from byteleap.commands.render import iso, money, one_line, rate
 from byteleap.sdk import LeaseView
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-_SHOWN = ("id", "state", "worker_id", "gpu_model", "gpu_count", "price_per_s", "cost", "receipts")
+_SHOWN = ("id", "state", "worker_id", "miner_hotkey", "gpu_model", "gpu_count", "cpu_cores")
+_LIST_HEADERS = ("ID", "STATE", "SIZE", "PRICE/S", "COST", "ENDS")
 
 
 def _lease_body(
@@ -89,15 +94,18 @@ def create(
     ] = None,
     vcpus: Annotated[int | None, typer.Option(min=1, help="VM: virtual CPUs.")] = None,
     memory: Annotated[int | None, typer.Option(min=256, help="VM: memory, MiB.")] = None,
+    as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
-    """Reserve a worker (or, with --ssh-key, a VM on one) now and print the lease id."""
+    """Reserve a worker (or, with --ssh-key, a VM on one) now and print the lease id (with
+    --json: the lease)."""
     vm = _vm_options(ssh_key, vcpus, memory)
     body = _lease_body(gpus, gpu_model, cpus, ram, duration, max_price, vm)
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         lease = client.create_lease(body)
-    typer.echo(lease.id)
+    echo_record(lease, as_json, lambda: typer.echo(lease.id))
 
 
 @app.command("status")
@@ -106,69 +114,89 @@ def status(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Show a lease: its worker, price, end and cost so far."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         lease = client.get_lease(lease_id)
-    if as_json:
-        typer.echo(lease.model_dump_json(indent=2))
-        return
+    echo_record(lease, as_json, lambda: _echo_lease(lease))
+
+
+def _echo_lease(lease: LeaseView) -> None:
     for key in _SHOWN:
-        typer.echo(f"{key}: {getattr(lease, key)}")
-    typer.echo(f"ends_at: {_when(lease.ends_at)}")
-    if lease.access is not None:
-        typer.echo(f"access: {lease.access}")
+        typer.echo(f"{key}: {_or_none(getattr(lease, key))}")
+    typer.echo(f"price_per_s: {rate(lease.price_per_s, lease.currency)}")
+    typer.echo(f"cost: {money(lease.cost, lease.currency)}")
+    typer.echo(f"receipts: {lease.receipts}")
+    typer.echo(f"created_at: {iso(lease.created_at)}")
+    typer.echo(f"ends_at: {iso(lease.ends_at)}")
     if lease.ended_at is not None:
-        typer.echo(f"ended_at: {_when(lease.ended_at)}")
+        typer.echo(f"ended_at: {iso(lease.ended_at)}")
+    if lease.health != "ok":
+        why = f" ({one_line(lease.degraded_reason)})" if lease.degraded_reason else ""
+        typer.echo(f"health: {lease.health}{why} since {iso(lease.degraded_at)}")
+    if lease.access is not None:
+        typer.echo(f"access: {one_line(lease.access)}")
+
+
+def _or_none(value: object) -> object:
+    return "-" if value is None else value
 
 
 @app.command("list")
 def list_leases(
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    limit: LimitOption = 100,
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """List your leases, newest first."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         leases = client.list_leases(limit)
-    if as_json:
-        typer.echo(json.dumps([lease.model_dump(mode="json") for lease in leases]))
-        return
-    for lease in leases:
-        typer.echo(f"{lease.id}  {lease.state}  {_size(lease)}  cost={lease.cost:.6f}")
+    echo_listing(leases, as_json, _LIST_HEADERS, _lease_row)
+
+
+def _lease_row(lease: LeaseView) -> tuple[str, ...]:
+    price, cost = rate(lease.price_per_s, lease.currency), money(lease.cost, lease.currency)
+    return (lease.id, lease.state, _size(lease), price, cost, iso(lease.ends_at))
 
 
 @app.command("extend")
 def extend(
     lease_id: str,
     seconds: Annotated[float, typer.Argument(help="Seconds to add.")],
+    as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Push a lease's end back."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         lease = client.extend_lease(lease_id, seconds)
-    typer.echo(f"{lease.id} ends_at {_when(lease.ends_at)}")
+    echo_record(lease, as_json, lambda: typer.echo(f"{lease.id} ends_at {iso(lease.ends_at)}"))
 
 
 @app.command("release")
 def release(
-    lease_id: str, gateway: GatewayOption = DEFAULT_GATEWAY, api_key: ApiKeyOption = ""
+    lease_id: str,
+    as_json: JsonFlag = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """End a lease now; billing stops."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         lease = client.release_lease(lease_id)
-    typer.echo(f"{lease.id} {lease.state} cost={lease.cost:.6f}")
+    line = f"{lease.id} {lease.state} cost={money(lease.cost, lease.currency)}"
+    echo_record(lease, as_json, lambda: typer.echo(line))
 
 
 def _size(lease: LeaseView) -> str:
-    unit = "cores" if lease.gpu_model == "cpu" else lease.gpu_model
-    return f"{lease.gpu_count}x{unit}"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    """``2xH100``, or ``4 cores`` for a CPU lease."""
+    if lease.gpu_count == 0:
+        return f"{lease.cpu_cores} cores"
+    return f"{lease.gpu_count}x{lease.gpu_model}"
 
 
 app.command("exec")(exec_command)

@@ -14,7 +14,7 @@ from rich.table import Table
 from byteleap.commands.common import ConfigOption, settings_for
 from byteleap.config import MinerSettings
 from byteleap.logs import configure_logging
-from byteleap.worker.hardware import HardwareInventory
+from byteleap.protocol.hardware import HardwareInventory
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 token_app = typer.Typer(no_args_is_help=True, add_completion=False)

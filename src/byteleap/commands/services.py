@@ -6,8 +6,6 @@ line to stderr and exits 1.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,11 +13,18 @@ import typer
 from byteleap.commands.customer import (
     DEFAULT_GATEWAY,
     ApiKeyOption,
+    CaBundleOption,
     GatewayOption,
     JsonFlag,
+    LimitOption,
+    SpecFileOption,
+    echo_listing,
+    echo_record,
     fail,
     gateway_client,
+    read_spec,
 )
+from byteleap.commands.render import money
 from byteleap.sdk import ServiceView
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -36,13 +41,17 @@ def _env(pairs: list[str]) -> dict[str, str]:
 
 
 def _show(service: ServiceView, as_json: bool) -> None:
-    if as_json:
-        typer.echo(service.model_dump_json(indent=2))
-        return
+    echo_record(service, as_json, lambda: _echo_service(service))
+
+
+def _echo_service(service: ServiceView) -> None:
     typer.echo(
         f"{service.id}  {service.name}  {service.state.value}  revision {service.revision}  "
-        f"ready {service.ready_replicas}/{service.desired_replicas}  cost {service.cost:.6f}"
+        f"ready {service.ready_replicas}/{service.desired_replicas}  "
+        f"cost {money(service.cost, service.currency)}"
     )
+    if service.problem:
+        typer.echo(f"  problem: {service.problem}")
     for r in service.replicas:
         if not r.state.is_terminal:
             typer.echo(
@@ -50,51 +59,90 @@ def _show(service: ServiceView, as_json: bool) -> None:
             )
 
 
+def _service_body(
+    spec: dict[str, Any],
+    name: str | None,
+    command: list[str] | None,
+    image: str | None,
+    env: list[str],
+    replicas: tuple[int | None, int | None, float | None],
+    health_path: str | None,
+) -> dict[str, Any]:
+    """The ServiceSpec body: the spec file's, with each option given on top of it."""
+    body = dict(spec)
+    if name is not None:
+        body["name"] = name
+    if command:
+        body["command"] = command
+    if image is not None:
+        body["image"] = image
+    if env:
+        body["env"] = {**body.get("env", {}), **_env(env)}
+    min_replicas, max_replicas, target_in_flight = replicas
+    autoscale = dict(body.get("autoscale", {}))
+    if min_replicas is not None:
+        autoscale["min_replicas"] = min_replicas
+    if max_replicas is not None:
+        autoscale["max_replicas"] = max_replicas
+    if min_replicas is not None and max_replicas is None:
+        autoscale["max_replicas"] = max(autoscale.get("max_replicas", 1), min_replicas)
+    if target_in_flight is not None:
+        autoscale["target_in_flight"] = target_in_flight
+    if autoscale:
+        body["autoscale"] = autoscale
+    if health_path is not None:
+        body["health"] = {**body.get("health", {}), "path": health_path}
+    if "name" not in body or "command" not in body:
+        raise fail("error: give the name and the command (after --), or --spec FILE with them")
+    return body
+
+
 @app.command("create")
 def create(
-    name: str,
-    command: Annotated[list[str], typer.Argument(help="The server's argv; it must serve $PORT.")],
+    name: Annotated[str | None, typer.Argument(help="The service's name.")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The server's argv; it must serve $PORT.")
+    ] = None,
+    spec_file: SpecFileOption = None,
     image: Annotated[str | None, typer.Option(help="Run it in this container image.")] = None,
     env: Annotated[list[str], typer.Option(help="KEY=VALUE, repeatable.")] = [],  # noqa: B006
-    min_replicas: Annotated[int, typer.Option(min=1)] = 1,
-    max_replicas: Annotated[int, typer.Option(min=1)] = 1,
+    min_replicas: Annotated[int | None, typer.Option(min=1, help="Default 1.")] = None,
+    max_replicas: Annotated[int | None, typer.Option(min=1, help="Default 1.")] = None,
     target_in_flight: Annotated[float | None, typer.Option(help="Requests per replica.")] = None,
-    health_path: str = "/health",
-    spec_file: Annotated[Path | None, typer.Option(help="A full ServiceSpec as JSON.")] = None,
+    health_path: Annotated[str | None, typer.Option(help="Default /health.")] = None,
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
-    """Deploy a service and print it."""
-    body: dict[str, Any] = json.loads(spec_file.read_text()) if spec_file else {}
-    body.update(name=name, command=command, env={**body.get("env", {}), **_env(env)})
-    if image is not None:
-        body["image"] = image
-    autoscale = {**body.get("autoscale", {}), "min_replicas": min_replicas}
-    autoscale["max_replicas"] = max(max_replicas, min_replicas)
-    if target_in_flight is not None:
-        autoscale["target_in_flight"] = target_in_flight
-    body["autoscale"] = autoscale
-    body.setdefault("health", {})["path"] = health_path
-    with gateway_client(gateway, api_key) as client:
+    """Deploy a service and print it (from a full ServiceSpec with --spec, options on top)."""
+    replicas = (min_replicas, max_replicas, target_in_flight)
+    body = _service_body(read_spec(spec_file), name, command, image, env, replicas, health_path)
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         _show(client.create_service(body), as_json)
+
+
+_LIST_HEADERS = ("ID", "NAME", "STATE", "REVISION", "READY", "COST")
+
+
+def _service_row(service: ServiceView) -> tuple[str, ...]:
+    ready = f"{service.ready_replicas}/{service.desired_replicas}"
+    state, revision = service.state.value, str(service.revision)
+    return (service.id, service.name, state, revision, ready, money(service.cost, service.currency))
 
 
 @app.command("list")
 def list_services(
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    limit: LimitOption = 100,
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Your services, newest first."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         services = client.list_services(limit)
-    if as_json:
-        typer.echo(json.dumps([s.model_dump(mode="json") for s in services], indent=2))
-        return
-    for service in services:
-        _show(service, False)
+    echo_listing(services, as_json, _LIST_HEADERS, _service_row)
 
 
 @app.command("get")
@@ -103,9 +151,10 @@ def get(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """A service with its replicas."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         _show(client.get_service(service_id), as_json)
 
 
@@ -119,13 +168,14 @@ def scale(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """New replica bounds or autoscaling targets."""
     given = {
         "min_replicas": min_replicas, "max_replicas": max_replicas,
         "target_in_flight": target_in_flight, "target_latency_ms": target_latency_ms,
     }  # fmt: skip
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         body = {k: v for k, v in given.items() if v is not None}
         _show(client.scale_service(service_id, body), as_json)
 
@@ -139,6 +189,7 @@ def update(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Roll the replicas over to a new image, command or env."""
     body: dict[str, Any] = {}
@@ -150,7 +201,7 @@ def update(
         body["env"] = _env(env)
     if not body:
         raise fail("error: nothing to update (--image, --command or --env)")
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         _show(client.update_service(service_id, body), as_json)
 
 
@@ -160,7 +211,8 @@ def delete(
     as_json: JsonFlag = False,
     gateway: GatewayOption = DEFAULT_GATEWAY,
     api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
 ) -> None:
     """Drain and stop every replica."""
-    with gateway_client(gateway, api_key) as client:
+    with gateway_client(gateway, api_key, ca_bundle) as client:
         _show(client.delete_service(service_id), as_json)

@@ -15,7 +15,16 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
-from byteleap.commands.customer import DEFAULT_GATEWAY, EXIT_ERROR, GatewayOption, JsonFlag
+from byteleap.commands.customer import (
+    DEFAULT_GATEWAY,
+    EXIT_ERROR,
+    CaBundleOption,
+    GatewayOption,
+    JsonFlag,
+)
+from byteleap.sdk import SdkError
+from byteleap.sdk.ca_bundle import tls_context
+from byteleap.sdk.gateway_address import gateway_base_url, why_unreachable
 
 TIMEOUT_S = 15.0
 
@@ -117,16 +126,30 @@ def _get(http: httpx.Client, path: str) -> dict[str, Any]:
 
 def status(
     gateway: GatewayOption = DEFAULT_GATEWAY,
+    ca_bundle: CaBundleOption = None,
     as_json: JsonFlag = False,
     top: Annotated[int, typer.Option("--top", min=1, max=256, help="Miners to list.")] = 5,
 ) -> None:
     """Summarise a running network: chain block, miners, workers, challenges, jobs, weights."""
     try:
-        with httpx.Client(base_url=gateway, timeout=TIMEOUT_S) as http:
+        gateway = gateway_base_url(gateway)
+        tls = tls_context(ca_bundle)
+        with httpx.Client(base_url=gateway, timeout=TIMEOUT_S, verify=tls or True) as http:
             overview = _get(http, "/v1/network/overview")
             miners = _get(http, "/v1/network/miners")
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        typer.echo(
+            f"error: gateway {gateway} answered {status} to {exc.request.url.path}", err=True
+        )
+        raise typer.Exit(EXIT_ERROR) from None
     except httpx.HTTPError as exc:
-        typer.echo(f"error: gateway {gateway} did not answer: {exc}", err=True)
+        typer.echo(
+            f"error: cannot reach the gateway at {gateway}: {why_unreachable(exc)}", err=True
+        )
+        raise typer.Exit(EXIT_ERROR) from None
+    except SdkError as exc:  # the address or the CA bundle
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     summary = summarise(overview, miners, gateway=gateway, top=top)
     if as_json:

@@ -7,20 +7,35 @@ import logging
 import time
 from pathlib import Path
 
+import asyncpg
 import bittensor as bt
+import sqlalchemy as sa
 
 from byteleap.chain.local.client import LocalChain
 from byteleap.chain.port import NeuronInfo
 from byteleap.config import MinerSettings, load_settings
+from byteleap.devnet.cheaters import (
+    flagged_workers,
+    share_worker_keys,
+    weight_shares,
+    worker_args,
+    worker_home,
+)
 from byteleap.devnet.state import (
-    CHEATS,
+    CHALLENGE_TTL_S,
+    CHEATERS_CHALLENGE_TTL_S,
+    TWIN_SUFFIX,
     VALIDATOR_STAKE,
     DevnetError,
     DevnetState,
+    behaviour_of,
     chain_of,
+    cheats_of,
     check_children,
     free_port,
+    idle_workers_expected,
     miner_names,
+    workers_of,
 )
 from byteleap.devnet.summary import (
     ChainSummary,
@@ -30,11 +45,11 @@ from byteleap.devnet.summary import (
 from byteleap.errors import ByteleapError
 from byteleap.keys import create_wallet
 from byteleap.miner.runner import ledger_for
+from byteleap.net.miner_client import MinerCallError, MinerClient
 from byteleap.net.tls import load_or_create_identity
 from byteleap.scoring import ScoringParams
-from byteleap.store import StoreError, latest_weights, open_store
+from byteleap.store import StoreError, latest_weights, open_store, upgrade
 from byteleap.store.validations import penalised_miners
-from byteleap.validator.miner_client import MinerCallError, MinerClient
 from byteleap.validator.scores import ScoreResult, compute_scores
 
 log = logging.getLogger(__name__)
@@ -43,10 +58,15 @@ log = logging.getLogger(__name__)
 async def step_keys(state: DevnetState) -> None:
     options = state.options
     names = ["validator"] + [f"miner{i}" for i in range(1, options.miners + 1)]
-    for i in range(options.cheaters):
+    for i, cheat in enumerate(cheats_of(options)):
         name = f"cheater{i + 1}"
         names.append(name)
-        state.cheats[name] = CHEATS[i % len(CHEATS)]
+        state.cheats[name] = cheat
+        if cheat == "shared-hotkeys":  # one box under two hotkeys
+            twin = name + TWIN_SUFFIX
+            names.append(twin)
+            state.cheats[twin] = cheat
+            state.twins[twin] = name
     for name in names:
         info = create_wallet(name, "default", path=state.wallet_dir)
         state.wallets[name] = bt.Wallet(name, "default", path=str(state.wallet_dir))
@@ -120,17 +140,18 @@ def write_miner_config(state: DevnetState, name: str, port: int) -> Path:
 
 async def step_workers(state: DevnetState) -> None:
     """Enroll each miner's CPU workers with one-time tokens and wait until they are idle."""
+    share_worker_keys(state)
     for name in miner_names(state):
         settings = load_settings(MinerSettings, state.options.home / f"{name}.toml")
         pin = load_or_create_identity(settings.state_dir).public_key.hex()
         ledger = ledger_for(settings)
         try:
-            tokens = [ledger.new_token(pin, 600) for _ in range(state.options.workers_per_miner)]
+            tokens = [ledger.new_token(pin, 600) for _ in range(workers_of(state, name))]
         finally:
             ledger.close()
         url = f"wss://127.0.0.1:{state.miner_ports[name]}/v1/worker"
         for index, token in enumerate(tokens, start=1):
-            home = state.options.home / f"{name}-worker{index}"
+            home = worker_home(state, name, index)
             state.supervisor.start(
                 f"{name}-worker{index}",
                 "worker",
@@ -141,7 +162,9 @@ async def step_workers(state: DevnetState) -> None:
                 "--home",
                 str(home),
                 "--behaviour",
-                state.cheats.get(name, "honest"),
+                behaviour_of(state, name),
+                *worker_args(state, name),
+                may_exit=state.cheats.get(name) == "wash-lease",
             )
     await _wait_for_workers(state)
 
@@ -156,7 +179,7 @@ async def _wait_for_workers(state: DevnetState) -> None:
         while True:
             idle = await _idle_workers(validator, neuron)
             state.workers_online[neuron.hotkey] = idle
-            if idle >= state.options.workers_per_miner:
+            if idle >= idle_workers_expected(state, name):
                 break
             check_children(state)
             if time.monotonic() > deadline:
@@ -173,16 +196,59 @@ async def _idle_workers(validator: bt.Wallet, neuron: NeuronInfo) -> int:
         return 0
 
 
+async def _admin(url: str, *statements: str) -> None:
+    """Run ``statements`` on ``url``'s server through its ``postgres`` database."""
+    target = sa.make_url(url)
+    try:
+        admin = await asyncpg.connect(
+            host=target.host or "127.0.0.1",
+            port=target.port or 5432,
+            user=target.username or "postgres",
+            password=target.password,
+            database="postgres",
+            timeout=5,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DevnetError(
+            f"PostgreSQL at {target.host}:{target.port} is not usable: {exc}"
+        ) from exc
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+async def fresh_postgres(url: str) -> str:
+    """Drop and create ``url``'s database and migrate it: the devnet starts from nothing, as
+    it does on SQLite."""
+    name = sa.make_url(url).database
+    if not name or not name.replace("_", "").isalnum():
+        raise DevnetError(f"the devnet's PostgreSQL database name must be a plain word: {name!r}")
+    await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    await upgrade(url)
+    return url
+
+
+async def drop_postgres(url: str) -> None:
+    """Drop ``url``'s database (what :func:`fresh_postgres` made)."""
+    await _admin(url, f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+
+
 async def step_validator(state: DevnetState) -> None:
     """Start the validator and wait until every worker has passed ``rounds`` challenges."""
     options = state.options
-    state.store_url = f"sqlite+aiosqlite:///{(options.home / 'validator.db').resolve()}"
+    if options.store == "postgres":
+        state.store_url = await fresh_postgres(options.postgres_url)
+    else:
+        state.store_url = f"sqlite+aiosqlite:///{(options.home / 'validator.db').resolve()}"
     config = options.home / "validator.toml"
     state.validator_metrics_port = free_port()
+    ttl = CHEATERS_CHALLENGE_TTL_S if state.cheats else CHALLENGE_TTL_S
     config.write_text(
         f"[validator]\nround_interval_s = {options.round_interval_s}\n"
         "weights_interval_s = 2\nweights_every_blocks = 4\n"
-        f"challenge_n = {options.challenge_n}\nchallenge_ttl_s = 20\n"
+        f"challenge_n = {options.challenge_n}\nchallenge_ttl_s = {ttl:g}\n"
         f"metrics_port = {state.validator_metrics_port}\n"
         f'[validator.wallet]\nname = "validator"\npath = "{state.wallet_dir.resolve()}"\n'
         f'[validator.chain]\nurl = "{state.chain_url}"\n'
@@ -270,6 +336,7 @@ async def step_metagraph(state: DevnetState) -> None:
             wrong_output = await penalised_miners(s, since=0, until=time.time())
     finally:
         await store.close()
+    duplicated = await flagged_workers(state, metagraph)
     for neuron in sorted(metagraph.neurons, key=lambda n: n.uid):
         role = state.roles.get(neuron.hotkey, "unknown")
         state.summary.neurons.append(
@@ -284,7 +351,9 @@ async def step_metagraph(state: DevnetState) -> None:
         if role == "miner":
             summary = _miner_summary(state, neuron.uid, neuron.hotkey)
             summary.wrong_output = neuron.hotkey in wrong_output
+            summary.duplicated = duplicated.get(neuron.hotkey, 0)
             state.summary.miners.append(summary)
+    weight_shares(state.summary)
 
 
 def _miner_summary(state: DevnetState, uid: int, hotkey: str) -> MinerSummary:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from byteleap.cloud.services.spec import ServiceView
 from byteleap.devnet.state import DevnetError, DevnetState, check_children
 from byteleap.devnet.summary import ServiceSummary
+from byteleap.protocol.service_spec import ServiceView
 from byteleap.sdk import AsyncClient
 from byteleap.sdk.errors import SdkError
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from byteleap.cloud.gateway.models import JobView
+from byteleap.protocol.api import JobView
 
 
 class StepResult(BaseModel):
@@ -33,6 +33,9 @@ class MinerSummary(BaseModel):
     challenge_score: float = 0.0
     lease_score: float = 0.0
     weight: float = 0.0
+    weight_share: float = 0.0  # its weight over all miners' weights
+    # Its workers that share a key or GPU uuid with another listed worker (any miner's).
+    duplicated: int = 0
     # A re-executed job of one of its workers disagreed with the majority (lease score lost).
     wrong_output: bool = False
 
@@ -68,6 +71,19 @@ class LeaseSummary(BaseModel):
     exec_ok: bool | None = None  # `echo ok` through the lease's exec endpoint answered ok
 
 
+class WashLeaseSummary(BaseModel):
+    """A wash-lease cheater renting its own worker as a customer, and what it paid."""
+
+    miner: str  # the cheater's hotkey
+    lease_id: str | None = None
+    worker: str | None = None
+    own_worker: bool = False  # the lease landed on the cheater's own worker
+    state: str = "refused"
+    receipts: int = 0
+    paid: float = 0.0
+    refused: str | None = None  # why the gateway would not place it
+
+
 class ServiceSummary(BaseModel):
     id: str
     replicas_max: int  # ready replicas at the peak of the load
@@ -93,4 +109,7 @@ class DevnetSummary(BaseModel):
     jobs: list[JobSummary] = Field(default_factory=list)
     leases: list[LeaseSummary] = Field(default_factory=list)
     services: list[ServiceSummary] = Field(default_factory=list)
+    wash_leases: list[WashLeaseSummary] = Field(default_factory=list)
+    # The cheating miners' weights over all miners' weights (None: no cheaters).
+    cheater_share: float | None = None
     neurons: list[NeuronRow] = Field(default_factory=list)

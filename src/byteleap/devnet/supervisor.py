@@ -26,6 +26,8 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     _log_file: IO[bytes] = field(repr=False)
+    # A child whose exit is part of the plan (a worker its miner is meant to refuse).
+    may_exit: bool = False
 
     @property
     def alive(self) -> bool:
@@ -46,7 +48,7 @@ class Supervisor:
         self.env = {**os.environ, **(env or {})}
         self.children: list[Child] = []
 
-    def start(self, name: str, *args: str) -> Child:
+    def start(self, name: str, *args: str, may_exit: bool = False) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log_file = log_path.open("ab")
@@ -58,7 +60,7 @@ class Supervisor:
             env=self.env,
             start_new_session=True,
         )
-        child = Child(name, process, log_path, log_file)
+        child = Child(name, process, log_path, log_file, may_exit=may_exit)
         self.children.append(child)
         log.info("started", extra={"child": name, "pid": process.pid})
         return child

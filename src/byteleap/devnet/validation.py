@@ -1,9 +1,9 @@
 """The devnet's output-validation step: deterministic jobs re-executed on other miners.
 
 Without output cheaters one job is enough to show a ``match``. With ``wrong-output`` cheaters
-(``--cheaters 4`` and up) every offered worker gets two jobs, so the cheater's worker runs at
-least one: its result disagrees with the other miners' re-runs, the majority decides, and its
-miner loses its lease score for the window.
+(``--cheaters 7`` and up) there are two jobs for every worker that can be offered, so the
+cheater's worker runs at least one: its result disagrees with the other miners' re-runs, the
+majority decides, and its miner loses its lease score for the window.
 """
 
 from __future__ import annotations
@@ -12,19 +12,25 @@ import asyncio
 import sys
 import time
 
-from byteleap.devnet.state import DevnetError, DevnetState, check_children
+from byteleap.devnet.state import DevnetError, DevnetState, check_children, miner_names, workers_of
 from byteleap.devnet.summary import JobSummary
 from byteleap.sdk import AsyncClient
 
 OUTPUT_CHEAT = "wrong-output"
 SETTLED = ("match", "mismatch")
+# Cheats whose workers pass challenges, so the gateway may offer them customer work (not
+# shared-hotkeys: the gateway drops duplicated workers; not wash-lease: refused at enrollment).
+OFFERED_CHEATS = frozenset({OUTPUT_CHEAT, "multiplex"})
 
 
 async def step_validation(state: DevnetState) -> None:
     """Submit deterministic jobs asking for validation and wait for every verdict."""
-    options = state.options
     output_cheaters = sum(1 for cheat in state.cheats.values() if cheat == OUTPUT_CHEAT)
-    offered = (options.miners + output_cheaters) * options.workers_per_miner
+    offered = sum(
+        workers_of(state, name)
+        for name in miner_names(state)
+        if name not in state.cheats or state.cheats[name] in OFFERED_CHEATS
+    )
     count = 2 * offered if output_cheaters else 1
     code = "import hashlib; print(hashlib.sha256(b'byteleap' * 100000).hexdigest())"
     spec = {

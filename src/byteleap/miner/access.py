@@ -5,6 +5,11 @@ gateway that holds the lease may, and only while it is active. The relay names t
 starts it on the worker and passes frames both ways until the program exits, either side
 hangs up, nothing moves for ``idle_s``, or the lease ends — then the worker is told to stop
 it. A worker's frames reach only sessions on that same worker.
+
+Output is paced by credit (``EXEC_WINDOW``, see protocol/exec_frames.py): each frame the
+gateway took is acknowledged to the worker, in batches of ``ACK_EVERY``, so a slow reader
+makes the worker wait, never this relay's queue overflow. A worker that sends past its window
+breaks the protocol, and that ends the session.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from dataclasses import dataclass, field
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from byteleap.errors import ByteleapError
 from byteleap.miner.leases import MinerLease
 from byteleap.miner.links import WorkerLink
-from byteleap.net.access import (
+from byteleap.protocol.exec_frames import (
+    EXEC_WINDOW,
+    ExecAck,
     ExecExited,
     ExecFrameError,
     ExecOutput,
@@ -33,7 +41,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 LEASE_CHECK_S = 1.0
-BACKLOG = 256  # output frames waiting for a slow gateway
+BACKLOG = EXEC_WINDOW + 1  # a worker's whole window, and its ExecExited
+ACK_EVERY = EXEC_WINDOW // 4
+FAREWELL_S = 5.0  # the last frame and the close, to a gateway that may not be reading
 WS_CLOSE_ENDED = 4000 + 410
 
 
@@ -61,11 +71,12 @@ class ExecSessions:
         try:
             relay.outbox.put_nowait(frame)
             relay.active_at = asyncio.get_running_loop().time()
-        except asyncio.QueueFull:  # the gateway stopped reading: end the session
-            log.warning("exec output backlog full", extra={"worker": worker_id})
+        except asyncio.QueueFull:  # more than its window: the worker ignores the pacing
+            log.warning("exec output past the window", extra={"worker": worker_id})
             with contextlib.suppress(asyncio.QueueEmpty):
                 relay.outbox.get_nowait()
-            relay.outbox.put_nowait(ExecExited(session=frame.session, reason="output backlog"))
+            ended = ExecExited(session=frame.session, reason="the worker sent past its window")
+            relay.outbox.put_nowait(ended)
 
     async def relay(self, socket: WebSocket, lease: MinerLease, link: WorkerLink) -> None:
         """Run one session for an accepted gateway socket until it ends."""
@@ -83,8 +94,9 @@ class ExecSessions:
                 ).model_dump_json()
             )
             ended = await self._pump(socket, session, relay, lease, link)
-            await socket.send_text(ended.model_copy(update={"session": None}).model_dump_json())
-            await socket.close()
+            last = ended.model_copy(update={"session": None}).model_dump_json()
+            with contextlib.suppress(TimeoutError):  # a gateway that stopped reading
+                await asyncio.wait_for(_send_and_close(socket, last), FAREWELL_S)
         except (TimeoutError, ExecFrameError) as exc:
             with contextlib.suppress(Exception):
                 await socket.send_text(ExecExited(reason=str(exc) or "timeout").model_dump_json())
@@ -100,27 +112,68 @@ class ExecSessions:
         self, socket: WebSocket, session: str, relay: _Relay, lease: MinerLease, link: WorkerLink
     ) -> ExecExited:
         inbound = asyncio.create_task(self._inbound(socket, session, relay, link))
-        loop = asyncio.get_running_loop()
+        unacked = 0
         try:
             while True:
-                if not lease.active:
-                    return ExecExited(reason="the lease ended")
-                if loop.time() - relay.active_at > self.idle_s:
-                    return ExecExited(reason=f"idle for {self.idle_s:g}s")
-                if inbound.done():
-                    inbound.result()  # re-raise a disconnect or a bad frame
-                    return ExecExited(reason="the caller stopped the session")
+                if (ended := self._ended(relay, lease, inbound)) is not None:
+                    return ended
                 try:
                     frame = await asyncio.wait_for(relay.outbox.get(), LEASE_CHECK_S)
                 except TimeoutError:
                     continue
                 if isinstance(frame, ExecExited):
                     return frame
-                await socket.send_text(frame.model_copy(update={"session": None}).model_dump_json())
+                text = frame.model_copy(update={"session": None}).model_dump_json()
+                if (ended := await self._forward(socket, text, relay, lease, inbound)) is not None:
+                    return ended
+                unacked += 1
+                if unacked >= ACK_EVERY or relay.outbox.empty():
+                    try:
+                        link.post(ExecAck(session=session, frames=unacked).model_dump_json())
+                    except ByteleapError as exc:  # the worker's link is gone or jammed
+                        return ExecExited(reason=f"the worker is unreachable: {exc}")
+                    unacked = 0
         finally:
             inbound.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await inbound
+
+    def _ended(
+        self, relay: _Relay, lease: MinerLease, inbound: asyncio.Task[None]
+    ) -> ExecExited | None:
+        """Why the session must end now, if it must."""
+        if not lease.active:
+            return ExecExited(reason="the lease ended")
+        if asyncio.get_running_loop().time() - relay.active_at > self.idle_s:
+            return ExecExited(reason=f"idle for {self.idle_s:g}s")
+        if inbound.done():
+            inbound.result()  # re-raise a disconnect or a bad frame
+            return ExecExited(reason="the caller stopped the session")
+        return None
+
+    async def _forward(
+        self,
+        socket: WebSocket,
+        text: str,
+        relay: _Relay,
+        lease: MinerLease,
+        inbound: asyncio.Task[None],
+    ) -> ExecExited | None:
+        """Send one output frame, however slowly the gateway takes it, unless the session
+        must end meanwhile (the lease ended, it idled, the caller stopped it)."""
+        sending = asyncio.ensure_future(socket.send_text(text))
+        try:
+            while True:
+                done, _ = await asyncio.wait({sending}, timeout=LEASE_CHECK_S)
+                if done:
+                    sending.result()
+                    relay.active_at = asyncio.get_running_loop().time()  # it is being read
+                    return None
+                if (ended := self._ended(relay, lease, inbound)) is not None:
+                    return ended
+        finally:
+            if not sending.done():
+                sending.cancel()
 
     async def _inbound(
         self, socket: WebSocket, session: str, relay: _Relay, link: WorkerLink
@@ -132,3 +185,8 @@ class ExecSessions:
                 return
             if isinstance(frame, ExecStdin):
                 link.post(frame.model_copy(update={"session": session}).model_dump_json())
+
+
+async def _send_and_close(socket: WebSocket, text: str) -> None:
+    await socket.send_text(text)
+    await socket.close()

@@ -3,6 +3,8 @@
 MinerError
  ├── UnknownWorker      no such worker id                       (reason: unknown_worker)
  ├── UnknownChallenge   no committed challenge with that id     (reason: unknown_challenge)
+ ├── UnknownBatch       no open challenge batch with that id    (reason: unknown_batch)
+ ├── TooManyBatches     the caller holds too many open batches  (reason: too_many_batches)
  ├── UnknownJob         no job with that id on this miner       (reason: unknown_job)
  ├── JobConflict        another attempt of the job is running   (reason: job_running)
  ├── UnknownLease       no such lease for the calling gateway   (reason: unknown_lease)
@@ -11,7 +13,8 @@ MinerError
  ├── WorkerUnavailable  offline, revoked or busy                (reason: worker_unavailable)
  ├── WorkerLost         the link dropped while work was pending (reason: worker_lost)
  ├── WorkerTimeout      the worker did not answer in time       (reason: timeout)
- └── TokenRejected      unknown, used or expired enrollment     (reason: token_rejected)
+ ├── TokenRejected      unknown, used or expired enrollment     (reason: token_rejected)
+ └── ImpossibleHardware the worker claims hardware that cannot be (reason: impossible_hardware)
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ class UnknownWorker(MinerError):
 
 class UnknownChallenge(MinerError):
     reason = "unknown_challenge"
+
+
+class UnknownBatch(MinerError):
+    reason = "unknown_batch"
+
+
+class TooManyBatches(MinerError):
+    reason = "too_many_batches"
 
 
 class UnknownJob(MinerError):
@@ -65,3 +76,7 @@ class WorkerTimeout(MinerError):
 
 class TokenRejected(MinerError):
     reason = "token_rejected"
+
+
+class ImpossibleHardware(MinerError):
+    reason = "impossible_hardware"

@@ -14,9 +14,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from byteleap.cloud.receipts import LeaseReceipt
 from byteleap.miner.errors import LeaseRefused, UnknownLease, WorkerLost, WorkerTimeout
 from byteleap.miner.links import WorkerLink
+from byteleap.net.heartbeat import LeaseHeartbeat
 from byteleap.net.messages import (
     LeaseLiveness,
     LeaseProbed,
@@ -24,7 +24,8 @@ from byteleap.net.messages import (
     LeaseStatus,
     ProbeLease,
 )
-from byteleap.net.vm import VmAccess, VmReport
+from byteleap.net.receipts import LeaseReceipt
+from byteleap.protocol.vm_lease import VmAccess, VmReport
 
 # Clocks of gateway and miner differ a little; a period may start or end this much outside.
 SKEW_S = 5.0
@@ -65,11 +66,22 @@ class LeaseProbes:
         self._pending: dict[str, tuple[str, asyncio.Future[LeaseProbed]]] = {}
 
     async def ask(
-        self, lease: MinerLease, link: WorkerLink | None, timeout_s: float
+        self,
+        lease: MinerLease,
+        link: WorkerLink | None,
+        timeout_s: float,
+        nonce: str | None = None,
     ) -> LeaseLiveness:
-        def answer(alive: bool, reason: str, detail: str = "") -> LeaseLiveness:
+        """Probe the lease's worker; with the prober's ``nonce``, the worker's signed
+        heartbeat for it is handed back as it came (the miner cannot sign one itself)."""
+
+        def answer(
+            alive: bool, reason: str, detail: str = "", heartbeat: LeaseHeartbeat | None = None
+        ) -> LeaseLiveness:
             fields = {"lease_id": lease.request.lease_id, "alive": alive, "reason": reason}
-            return LeaseLiveness.model_validate({**fields, "detail": detail[:2000]})
+            return LeaseLiveness.model_validate(
+                {**fields, "detail": detail[:2000], "heartbeat": heartbeat}
+            )
 
         if not lease.active:
             return answer(False, "ended", lease.detail or "the lease has ended")
@@ -79,9 +91,8 @@ class LeaseProbes:
         future: asyncio.Future[LeaseProbed] = asyncio.get_running_loop().create_future()
         self._pending[probe_id] = (lease.request.worker_id, future)
         try:
-            link.post(
-                ProbeLease(probe_id=probe_id, lease_id=lease.request.lease_id).model_dump_json()
-            )
+            probe = ProbeLease(probe_id=probe_id, lease_id=lease.request.lease_id, nonce=nonce)
+            link.post(probe.model_dump_json())
             probed = await asyncio.wait_for(future, timeout_s)
         except (WorkerLost, WorkerTimeout) as exc:  # gone, or its outbox is full
             return answer(False, "closed", str(exc))
@@ -90,8 +101,9 @@ class LeaseProbes:
         finally:
             self._pending.pop(probe_id, None)
         if not probed.alive:
-            return answer(False, "refused", probed.detail or "the worker says it is not alive")
-        return answer(True, "ok", probed.detail)
+            detail = probed.detail or "the worker says it is not alive"
+            return answer(False, "refused", detail, probed.heartbeat)
+        return answer(True, "ok", probed.detail, probed.heartbeat)
 
     def deliver(self, worker_id: str, message: LeaseProbed) -> bool:
         """Hand a worker's answer to its probe; a worker may answer only its own."""

@@ -8,19 +8,17 @@ plain sqlite3 in WAL mode is enough; every write is its own transaction.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from byteleap.miner.errors import TokenRejected, UnknownWorker
 from byteleap.miner.registry import WorkerEntry
+from byteleap.net.enrollment import EnrollmentToken
 from byteleap.net.messages import WorkerState
-from byteleap.worker.hardware import HardwareInventory
+from byteleap.protocol.hardware import HardwareInventory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -48,30 +46,6 @@ CREATE TABLE IF NOT EXISTS tokens (
     worker_id TEXT
 );
 """
-TOKEN_PREFIX = "blt1."
-
-
-@dataclass(frozen=True)
-class EnrollmentToken:
-    """What a worker needs to join: the secret and the miner's pinned TLS key."""
-
-    secret: str
-    miner_public_key: str
-
-    def encode(self) -> str:
-        raw = json.dumps({"s": self.secret, "pin": self.miner_public_key}).encode()
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> EnrollmentToken:
-        if not token.startswith(TOKEN_PREFIX):
-            raise TokenRejected("not a byteleap enrollment token")
-        body = token[len(TOKEN_PREFIX) :]
-        try:
-            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            return cls(secret=str(data["s"]), miner_public_key=str(data["pin"]))
-        except (ValueError, KeyError, TypeError):
-            raise TokenRejected("enrollment token is corrupt") from None
 
 
 def _hash(secret: str) -> str:

@@ -20,7 +20,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 from bittensor.signing import WalletLike
@@ -31,12 +30,10 @@ from pydantic import ValidationError
 from byteleap.miner.errors import LeaseRefused, WorkerLost, WorkerTimeout
 from byteleap.miner.leases import MinerLease
 from byteleap.miner.links import WorkerLink
+from byteleap.miner.signed_http import MinerApp, parse_body
 from byteleap.net.messages import LeaseNetwork, NetworkDown, NetworkJoin, NetworkPeers, NetworkUp
 from byteleap.net.wireguard import sign_join
 from byteleap.net.wireguard.messages import MAX_AUTH_HEADERS, MAX_PEER_SET_BYTES, SignedPeerSet
-
-if TYPE_CHECKING:
-    from byteleap.miner.service import MinerApp
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +201,6 @@ def _refusal(answer: httpx.Response) -> str:
 def mount_lease_networks(app: FastAPI, miner: MinerApp, networks: LeaseNetworks) -> None:
     """The gateway-facing routes (signed both ways, like the rest of the miner's API); the
     worker socket finds ``networks`` in ``app.state`` for the joins workers send."""
-    from byteleap.miner.service import _parse
 
     app.state.lease_networks = networks
 
@@ -212,12 +208,12 @@ def mount_lease_networks(app: FastAPI, miner: MinerApp, networks: LeaseNetworks)
     async def attach_network(lease_id: str, request: Request) -> Response:
         caller, body = await miner.authenticate(request)
         lease = miner.node.leases.get(lease_id, caller)
-        networks.attach(lease, _parse(LeaseNetwork, body))
+        networks.attach(lease, parse_body(LeaseNetwork, body))
         return miner.reply(request, caller, lease.status())
 
     @app.post("/v1/leases/{lease_id}/network/peers")
     async def push_peer_set(lease_id: str, request: Request) -> Response:
         caller, body = await miner.authenticate(request)
         lease = miner.node.leases.get(lease_id, caller)
-        networks.relay(lease, _parse(SignedPeerSet, body))
+        networks.relay(lease, parse_body(SignedPeerSet, body))
         return miner.reply(request, caller, lease.status())

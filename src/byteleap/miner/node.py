@@ -19,17 +19,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from byteleap import metrics
 from byteleap.errors import ByteleapError
+from byteleap.miner.challenge_batches import BatchBook
 from byteleap.miner.errors import (
+    ImpossibleHardware,
     LeaseRefused,
     TokenRejected,
     UnknownChallenge,
     WorkerUnavailable,
 )
-from byteleap.miner.jobs import JobBook
+from byteleap.miner.jobs import CANCEL_GRACE_S, JobBook, MinerJob
 from byteleap.miner.leases import LeaseBook, MinerLease
-from byteleap.miner.ledger import EnrollmentToken, MinerLedger
+from byteleap.miner.ledger import MinerLedger
 from byteleap.miner.links import HangUp, Send, WorkerLink
 from byteleap.miner.registry import WorkerEntry, WorkerRegistry
+from byteleap.net.enrollment import EnrollmentToken, hello_payload
+from byteleap.net.errors import MalformedToken
 from byteleap.net.messages import (
     CancelJob,
     Enroll,
@@ -45,18 +49,16 @@ from byteleap.net.messages import (
     RunJob,
     WorkerState,
 )
-from byteleap.net.vm import StartVm, StopVm
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
-from byteleap.worker.hardware import HardwareInventory, choose_profile
+from byteleap.protocol.gpu_models import hardware_claim_problem
+from byteleap.protocol.hardware import HardwareInventory, choose_profile
+from byteleap.protocol.vm_lease import StartVm, StopVm
 
 log = logging.getLogger(__name__)
 
-HELLO_CONTEXT = b"byteleap-worker-hello/1"
-
-
-def hello_payload(nonce_hex: str, miner_hotkey: str) -> bytes:
-    """What a worker signs to prove it holds its key, bound to this miner and this nonce."""
-    return HELLO_CONTEXT + bytes.fromhex(nonce_hex) + miner_hotkey.encode()
+#: How long after its deadline a committed challenge waits for its reveal before the worker is
+#: idle again (the validator reveals within its round, far sooner).
+REVEAL_GRACE_S = 30.0
 
 
 def new_worker_id() -> str:
@@ -77,20 +79,29 @@ class MinerNode:
     clock: Callable[[], float] = time.time
     registry: WorkerRegistry = field(default_factory=WorkerRegistry)
     links: dict[str, WorkerLink] = field(default_factory=dict)
-    # challenge id -> worker id, between the commitment and the reveal
-    active: dict[str, str] = field(default_factory=dict)
+    # challenge id -> (worker id, when to give up on the reveal), between commitment and reveal
+    active: dict[str, tuple[str, float]] = field(default_factory=dict)
     jobs: JobBook = field(default_factory=JobBook)
     leases: LeaseBook = field(default_factory=LeaseBook)
 
     def __post_init__(self) -> None:
+        self.batches = BatchBook(self.challenge, self.clock)
         for entry in self.ledger.load():
             self.registry.add(entry)
 
     # -- worker links -----------------------------------------------------------------
 
     def admit(self, message: Enroll | Hello, nonce: str, ip: str) -> WorkerEntry:
-        """Check an enrollment or a hello; returns the (now online) worker."""
+        """Check an enrollment or a hello; returns the (now online) worker.
+
+        A worker whose hardware cannot be real (``gpu_models.hardware_claim_problem``: an
+        unknown GPU, more VRAM than its model has, absurd cores or memory) is refused before
+        its token is spent: an honest miner does not list a claim it knows to be false.
+        """
         now = self.clock()
+        problem = hardware_claim_problem(message.hardware)
+        if problem is not None:
+            raise ImpossibleHardware(f"worker hardware refused: {problem}", problem=problem)
         if isinstance(message, Enroll):
             return self._enroll(message, ip, now)
         entry = self.registry.get(message.worker_id)
@@ -111,7 +122,10 @@ class MinerNode:
         return entry
 
     def _enroll(self, message: Enroll, ip: str, now: float) -> WorkerEntry:
-        token = EnrollmentToken.decode(message.token)
+        try:
+            token = EnrollmentToken.decode(message.token)
+        except MalformedToken as exc:
+            raise TokenRejected(str(exc)) from None
         if token.miner_public_key != self.tls_public_key:
             raise TokenRejected("token was issued by another miner")
         entry = WorkerEntry(
@@ -169,6 +183,11 @@ class MinerNode:
                 # up, it has to reconnect and say hello again.
                 await link.hang_up()
             await self.detach(worker_id, "missed heartbeats")
+        now = self.clock()
+        for challenge_id, (worker_id, give_up_at) in list(self.active.items()):
+            if give_up_at < now:
+                del self.active[challenge_id]
+                self._release(worker_id)
         return silent
 
     async def expire_forever(self) -> None:
@@ -176,6 +195,7 @@ class MinerNode:
             await asyncio.sleep(self.heartbeat_s / 2)
             await self.expire()
             self.end_due_leases()
+            self.end_unconfirmed_cancels()
 
     # -- leases -----------------------------------------------------------------------
 
@@ -246,13 +266,16 @@ class MinerNode:
         except BaseException:
             self._release(worker_id)
             raise
-        self.active[spec.challenge_id] = worker_id
+        # A validator that never asks for the reveal (it crashed, its round ended) must not
+        # leave the worker challenged for good.
+        self.active[spec.challenge_id] = (worker_id, spec.deadline + REVEAL_GRACE_S)
         return commitment
 
     async def reveal(self, request: RevealRequest, timeout_s: float) -> Reveal:
-        worker_id = self.active.pop(request.challenge_id, None)
-        if worker_id is None:
+        pending = self.active.pop(request.challenge_id, None)
+        if pending is None:
             raise UnknownChallenge(f"no committed challenge {request.challenge_id}")
+        worker_id, _ = pending
         try:
             return await self._link(worker_id).reveal(request, timeout_s)
         finally:
@@ -292,8 +315,15 @@ class MinerNode:
     def cancel_job(self, job_id: str) -> JobStatus:
         job = self.jobs.get(job_id)
         if not job.state.is_terminal:
+            # Booked first: a worker that never answers (or cannot be told) is freed anyway.
+            self.jobs.asked_to_cancel(job_id, self.clock() + CANCEL_GRACE_S)
             self._link(job.request.worker_id).post(CancelJob(job_id=job_id).model_dump_json())
         return job.status()
+
+    def end_unconfirmed_cancels(self) -> None:
+        for job in self.jobs.unconfirmed_cancels(self.clock()):
+            log.warning("cancel never confirmed", extra={"job": job.request.job_id})
+            self._job_done(job)
 
     def on_job_message(self, message: JobOutput | JobEnded | JobRefused) -> None:
         if isinstance(message, JobOutput):
@@ -301,11 +331,14 @@ class MinerNode:
             return
         job = self.jobs.end(message)
         if job is not None:
-            metrics.JOBS_ENDED.labels(job.state.value).inc()
-            worker_id = job.request.worker_id
-            if self.registry.get(worker_id).state is WorkerState.BUSY:
-                self.registry.transition(worker_id, WorkerState.IDLE)
-            log.info("job ended", extra={"job": message.job_id, "state": job.state.value})
+            self._job_done(job)
+
+    def _job_done(self, job: MinerJob) -> None:
+        metrics.JOBS_ENDED.labels(job.state.value).inc()
+        worker_id = job.request.worker_id
+        if self.registry.get(worker_id).state is WorkerState.BUSY:
+            self.registry.transition(worker_id, WorkerState.IDLE)
+        log.info("job ended", extra={"job": job.request.job_id, "state": job.state.value})
 
     def on_serving(self, worker_id: str, message: JobServing) -> None:
         """A replica's port: reachable at the worker's address as this miner sees it."""

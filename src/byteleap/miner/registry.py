@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from byteleap.miner.errors import IllegalTransition, UnknownWorker, WorkerUnavailable
 from byteleap.net.messages import WorkerState, WorkerView
-from byteleap.worker.hardware import HardwareInventory
+from byteleap.protocol.hardware import HardwareInventory
 
 S = WorkerState
 TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {

@@ -10,6 +10,8 @@ import uvicorn
 from byteleap.chain import open_chain
 from byteleap.config import MinerSettings
 from byteleap.keys import load_wallet
+from byteleap.metrics import serve_metrics
+from byteleap.miner.jobs import JobBook
 from byteleap.miner.ledger import MinerLedger
 from byteleap.miner.node import MinerNode
 from byteleap.miner.permits import PermitCache
@@ -22,6 +24,7 @@ from byteleap.net.tls import load_or_create_identity
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "miner.db"
+JOB_LOGS_DIR = "job-logs"  # jobs' logs, kept while the job is (emptied at start)
 
 
 def ledger_for(settings: MinerSettings) -> MinerLedger:
@@ -40,6 +43,11 @@ async def run_miner(settings: MinerSettings) -> None:
         ledger=ledger_for(settings),
         heartbeat_s=settings.heartbeat_s,
         missed_heartbeats=settings.missed_heartbeats,
+        jobs=JobBook(
+            max_job_log_bytes=settings.job_logs.max_job_bytes,
+            max_log_bytes=settings.job_logs.max_total_bytes,
+            logs_dir=settings.state_dir / JOB_LOGS_DIR,
+        ),
     )
     verifier = RequestVerifier(
         self_hotkey=hotkey,
@@ -54,10 +62,16 @@ async def run_miner(settings: MinerSettings) -> None:
         ssl_certfile=str(identity.cert_path),
         ssl_keyfile=str(identity.key_path),
         ws_max_size=2 * MAX_WS_MESSAGE_BYTES,
+        # A worker's link carries its jobs' logs in chunks of up to 1 MiB: uvicorn's default
+        # of 32 queued messages let a fast job park ~45 MB of them in the miner; a few keep
+        # the rest in the worker's socket, which then waits (TCP backpressure).
+        ws_max_queue=4,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port)  # 127.0.0.1: unauthenticated, so never public
     serving = asyncio.create_task(server.serve(), name="miner-server")
     try:
         # Publish the axon only once it answers: a validator reading the metagraph

@@ -3,7 +3,8 @@
 NetError
  ├── PinMismatch      the peer's TLS key is not the one published on chain (reason: pin_mismatch)
  ├── PeerUnreachable  the peer did not answer the TLS handshake               (reason: unreachable)
- └── IdentityError    a local TLS identity is missing or unreadable           (reason: identity)
+ ├── IdentityError    a local TLS identity is missing or unreadable           (reason: identity)
+ └── MalformedToken   an enrollment token that does not decode          (reason: token_rejected)
 """
 
 from __future__ import annotations
@@ -25,3 +26,7 @@ class PeerUnreachable(NetError):
 
 class IdentityError(NetError):
     reason = "identity"
+
+
+class MalformedToken(NetError):
+    reason = "token_rejected"

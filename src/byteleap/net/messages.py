@@ -15,21 +15,45 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from byteleap.cloud.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
-from byteleap.cloud.executors.base import ExecutionResult, ExecutionSpec
 from byteleap.errors import ByteleapError
-from byteleap.net.access import ExecExited, ExecOutput, ExecStart, ExecStdin, ExecStop
-from byteleap.net.vm import StartVm, StopVm, VmAccess, VmLeaseRequest, VmReport
+from byteleap.net.heartbeat import LeaseHeartbeat, WorkerId
+from byteleap.net.job_times import JobTimes
 from byteleap.net.wireguard.messages import JoinRequest, SignedPeerSet
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
-from byteleap.worker.hardware import HardwareInventory
+from byteleap.protocol.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
+from byteleap.protocol.exec_frames import (
+    ExecAck,
+    ExecExited,
+    ExecOutput,
+    ExecStart,
+    ExecStdin,
+    ExecStop,
+)
+from byteleap.protocol.execution import ExecutionResult, ExecutionSpec
+from byteleap.protocol.hardware import HardwareInventory
+from byteleap.protocol.ids import Bytes32Hex, Bytes64Hex, HexId
+from byteleap.protocol.states import WorkerState
+from byteleap.protocol.vm_lease import StartVm, StopVm, VmAccess, VmLeaseRequest, VmReport
 
 PROTOCOL_VERSION = 1
 # A reveal at the largest n is ~1.1 MB per row; 8 rows plus proofs stay far below this.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_HTTP_BODY_BYTES = 1024 * 1024
+
+#: A job's log travels from worker to miner in pieces of at most this many bytes (``JobLogChunk``).
+LOG_CHUNK_BYTES = 1 << 20
+#: The most a page of log lines (``JobLogs``) carries, as JSON: far under a reply's 1 MiB.
+MAX_LOG_PAGE_BYTES = 512 << 10
 
 MAX_ARTIFACT_PATH = MAX_PATH_CHARS
 MAX_ARTIFACT_READ = 4 * CHUNK_BYTES
@@ -39,9 +63,6 @@ _BYTES_AS_BASE64 = ConfigDict(
     frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
 )
 
-Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
-WorkerId = Annotated[str, Field(pattern=r"^w-[0-9a-f]{16}$")]
 JobId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
 
@@ -49,14 +70,6 @@ class MessageError(ByteleapError):
     """A message was oversized, malformed or of an unknown type."""
 
     reason = "malformed"
-
-
-class WorkerState(StrEnum):
-    IDLE = "idle"
-    CHALLENGED = "challenged"
-    LEASED = "leased"
-    BUSY = "busy"
-    OFFLINE = "offline"
 
 
 class _Msg(BaseModel):
@@ -78,7 +91,7 @@ class JobRequest(_Msg):
     image: str | None = Field(default=None, max_length=500)
     spec: ExecutionSpec
     # Run on the caller's leased worker (the miner-side, anonymous lease id).
-    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    lease_id: HexId | None = None
     # A service replica: the worker sets PORT to a free port and reports it (`JobServing`).
     serve: bool = False
     # Send the artifacts the job leaves, up to this many bytes (None: send none).
@@ -94,7 +107,7 @@ class JobLogLine(BaseModel):
     ts: float
 
 
-class JobState(StrEnum):
+class RunState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -105,7 +118,38 @@ class JobState(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self is not JobState.RUNNING
+        return self is not RunState.RUNNING
+
+
+#: The most of each output tail a job status carries; the full log is read page by page.
+MAX_STATUS_TAIL_BYTES = 64 << 10
+
+
+def clip_tail(text: str, limit: int = MAX_STATUS_TAIL_BYTES) -> tuple[str, int]:
+    """The last ``limit`` bytes of ``text`` at most (cut at a character), and how many bytes
+    were cut off."""
+    data = text.encode("utf-8", errors="surrogatepass")
+    if len(data) <= limit:
+        return text, 0
+    kept = data[-limit:].decode("utf-8", errors="ignore")  # a cut character goes whole
+    return kept, len(data) - len(kept.encode("utf-8", errors="surrogatepass"))
+
+
+def clip_result(result: ExecutionResult, limit: int = MAX_STATUS_TAIL_BYTES) -> ExecutionResult:
+    """``result`` with each output tail clipped to ``limit`` bytes, the cut counted dropped
+    (so an output's digest still counts every byte it had)."""
+    stdout, stdout_cut = clip_tail(result.stdout_tail, limit)
+    stderr, stderr_cut = clip_tail(result.stderr_tail, limit)
+    if not stdout_cut and not stderr_cut:
+        return result
+    return result.model_copy(
+        update={
+            "stdout_tail": stdout,
+            "stderr_tail": stderr,
+            "stdout_dropped_bytes": result.stdout_dropped_bytes + stdout_cut,
+            "stderr_dropped_bytes": result.stderr_dropped_bytes + stderr_cut,
+        }
+    )
 
 
 class JobStatus(_Msg):
@@ -113,18 +157,30 @@ class JobStatus(_Msg):
     job_id: JobId
     attempt: int
     worker_id: WorkerId
-    state: JobState
+    state: RunState
     result: ExecutionResult | None = None
     detail: str = ""
     log_lines: int = 0
     endpoint: str | None = None  # host:port of a service replica, once the worker reported it
+    times: JobTimes | None = None  # an ended job's run, signed by its worker (what is billed)
+
+    @field_validator("result")
+    @classmethod
+    def _small_tails(cls, result: ExecutionResult | None) -> ExecutionResult | None:
+        # Clipped, not refused: a status from an older miner still reads.
+        return None if result is None else clip_result(result)
 
 
 class JobLogs(_Msg):
+    """A page of a job's log lines, numbered from the ``after`` asked for: at most the limit
+    asked for and ``MAX_LOG_PAGE_BYTES`` of JSON. ``more``: lines past this page are there
+    already; ``done``: the job ended and its whole log was read (none will follow)."""
+
     type: Literal["job_logs"] = "job_logs"
     job_id: JobId
     lines: list[JobLogLine]
     done: bool
+    more: bool = False
 
 
 # ---- leases (gateway → miner) --------------------------------------------------------
@@ -134,7 +190,7 @@ class LeaseRequest(_Msg):
     """Reserve ``worker_id`` for the caller until ``ends_at`` (unix seconds)."""
 
     type: Literal["lease_request"] = "lease_request"
-    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    lease_id: HexId
     worker_id: WorkerId
     ends_at: float = Field(gt=0, allow_inf_nan=False)
     # A "vm" lease runs a KVM virtual machine on the worker (see ``net.vm``).
@@ -153,15 +209,17 @@ class LeaseExtension(_Msg):
     ends_at: float = Field(gt=0, allow_inf_nan=False)
 
 
-ProbeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+ProbeId = HexId
 
 
 class ProbeLease(_Msg):
-    """Miner → worker: is the leased workload alive? Answer with `LeaseProbed`."""
+    """Miner → worker: is the leased workload alive? Answer with `LeaseProbed`, and with a
+    heartbeat signed over ``nonce`` (the prober's, see ``net.heartbeat``) when one is given."""
 
     type: Literal["probe_lease"] = "probe_lease"
     probe_id: ProbeId
-    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    lease_id: HexId
+    nonce: Bytes32Hex | None = None
 
 
 class LeaseProbed(_Msg):
@@ -171,16 +229,20 @@ class LeaseProbed(_Msg):
     probe_id: ProbeId
     alive: bool
     detail: str = Field(default="", max_length=500)
+    heartbeat: LeaseHeartbeat | None = None  # signed by the worker's key, for the probe's nonce
 
 
 class LeaseLiveness(_Msg):
-    """Miner → gateway: how a lease's workload answered a probe (``ok`` only when alive)."""
+    """Miner → gateway: how a lease's workload answered a probe (``ok`` only when alive).
+    The miner's word alone proves nothing: the gateway accepts only the worker's own
+    ``heartbeat``, signed for the probe's nonce (``net.heartbeat``)."""
 
     type: Literal["lease_liveness"] = "lease_liveness"
-    lease_id: str
+    lease_id: str = Field(max_length=128)
     alive: bool
     reason: Literal["ok", "ended", "closed", "timeout", "refused"]
     detail: str = Field(default="", max_length=2000)
+    heartbeat: LeaseHeartbeat | None = None
 
 
 class LeaseStatus(_Msg):
@@ -197,7 +259,7 @@ class LeaseStatus(_Msg):
 
 # ---- tenants' private networks (net.wireguard; gateway → miner → worker and back) ---
 
-LeaseWireId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+LeaseWireId = HexId
 Hotkey = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -260,7 +322,7 @@ class Enroll(_Msg):
 
     type: Literal["enroll"] = "enroll"
     token: str = Field(min_length=16, max_length=256)
-    public_key: Hex32
+    public_key: Bytes32Hex
     hardware: HardwareInventory
 
 
@@ -269,7 +331,7 @@ class Hello(_Msg):
 
     type: Literal["hello"] = "hello"
     worker_id: WorkerId
-    signature: Hex64
+    signature: Bytes64Hex
     hardware: HardwareInventory
 
 
@@ -295,22 +357,39 @@ class ChallengeAborted(_Msg):
 
 
 class JobOutput(_Msg):
-    """A batch of a running job's log lines, numbered from 0 in order."""
+    """A batch of a running job's log lines, numbered from 0 in order (how workers before
+    `JobLogChunk` sent their logs; a miner still takes them)."""
 
     type: Literal["job_output"] = "job_output"
     job_id: JobId
     lines: list[JobLogLine] = Field(max_length=1000)
 
 
+class JobLogChunk(_Msg):
+    """Bytes ``offset``… of a job's log as its worker spilled it (records of ``net.job_log``),
+    sent in order; the last ones may come after the job's `JobEnded`, which says the size."""
+
+    model_config = _BYTES_AS_BASE64
+    type: Literal["job_log_chunk"] = "job_log_chunk"
+    job_id: JobId
+    offset: int = Field(ge=0)
+    data: Annotated[bytes, Field(min_length=1, max_length=LOG_CHUNK_BYTES)]
+
+
 class JobEnded(_Msg):
+    """The job ended with ``result``; ``log_bytes``: the whole size of its log in
+    `JobLogChunk` bytes (None: a worker that sends its log as `JobOutput` lines)."""
+
     type: Literal["job_ended"] = "job_ended"
     job_id: JobId
     result: ExecutionResult
+    log_bytes: int | None = Field(default=None, ge=0)
+    times: JobTimes | None = None  # the run's start and end, signed by the worker
 
 
 class ArtifactChunk(_Msg):
     """A piece of one artifact of a job that ended, sent before its `JobEnded`; the
-    pieces of a file come in order, ``last`` on its final one (see ``cloud.artifacts``)."""
+    pieces of a file come in order, ``last`` on its final one (see ``protocol.artifacts``)."""
 
     model_config = _BYTES_AS_BASE64
     type: Literal["artifact_chunk"] = "artifact_chunk"
@@ -347,6 +426,7 @@ WorkerToMiner = Annotated[
     | Revealed
     | ChallengeAborted
     | JobOutput
+    | JobLogChunk
     | JobServing
     | JobEnded
     | JobRefused
@@ -363,7 +443,7 @@ WorkerToMiner = Annotated[
 
 class AuthNonce(_Msg):
     type: Literal["auth_nonce"] = "auth_nonce"
-    nonce: Hex32
+    nonce: Bytes32Hex
     miner_hotkey: str
 
 
@@ -414,7 +494,8 @@ MinerToWorker = Annotated[
     | NetworkDown
     | ExecStart
     | ExecStdin
-    | ExecStop,
+    | ExecStop
+    | ExecAck,
     Field(discriminator="type"),
 ]
 
@@ -425,7 +506,7 @@ class WorkerView(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     worker_id: WorkerId
-    public_key: Hex32
+    public_key: Bytes32Hex
     state: WorkerState
     profile: str
     hardware: HardwareInventory
@@ -445,9 +526,59 @@ class StartChallenge(_Msg):
     spec: ChallengeSpec
 
 
-class CommitmentReply(_Msg):
-    type: Literal["commitment_reply"] = "commitment_reply"
-    commitment: Commitment
+#: The most challenges one batch carries (the validator challenges at most this many workers of
+#: one miner in a round).
+MAX_BATCH = 256
+
+
+class ChallengeBatch(_Msg):
+    """Every challenge a miner gets in a round, issued at one instant (validator → miner).
+
+    The miner starts them all at once and answers at once with an acknowledgement; the
+    validator then collects the results as they come (``ChallengeBatchReply``) and times each
+    commitment's arrival itself, so the order the miner serves them in cannot raise what they
+    are credited (``scoring.credit``).
+    """
+
+    type: Literal["challenge_batch"] = "challenge_batch"
+    batch_id: HexId
+    items: list[StartChallenge] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _one_challenge_per_worker(self) -> ChallengeBatch:
+        workers = {item.worker_id for item in self.items}
+        challenges = {item.spec.challenge_id for item in self.items}
+        if len(workers) != len(self.items) or len(challenges) != len(self.items):
+            raise ValueError("a batch names each worker and each challenge once")
+        return self
+
+
+class BatchItemResult(_Msg):
+    """One worker's answer in a batch: its commitment, or why there is none."""
+
+    worker_id: WorkerId
+    challenge_id: str = Field(max_length=128)
+    commitment: Commitment | None = None
+    error: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _commitment_or_error(self) -> BatchItemResult:
+        if (self.commitment is None) == (self.error is None):
+            raise ValueError("a result holds a commitment or an error, not both or neither")
+        if self.commitment is not None and self.commitment.challenge_id != self.challenge_id:
+            raise ValueError("the commitment answers another challenge")
+        return self
+
+
+class ChallengeBatchReply(_Msg):
+    """The batch's results from position ``seen`` on, in the order they completed; ``done``
+    once every challenge of the batch has one."""
+
+    type: Literal["challenge_batch_reply"] = "challenge_batch_reply"
+    batch_id: HexId
+    seen: int = Field(ge=0, le=MAX_BATCH)
+    results: list[BatchItemResult] = Field(max_length=MAX_BATCH)
+    done: bool = False
 
 
 class ArtifactRead(_Msg):

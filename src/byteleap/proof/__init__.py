@@ -5,7 +5,7 @@ generation, the row-leaf Merkle tree, the wire messages, the worker's solve/comm
 the validator's issue/draw/verify. See DESIGN.md §3.
 """
 
-from byteleap.proof.backends import Backend, Product, run_target
+from byteleap.proof.backends import Backend, run_target
 from byteleap.proof.challenge import (
     Solution,
     answer_reveal,
@@ -40,12 +40,15 @@ from byteleap.proof.messages import (
     parse_reveal,
     reveal_size_limit,
 )
+from byteleap.proof.product import Product
 from byteleap.proof.profiles import Profile, StreamBounds, max_n, value_bounds
+from byteleap.proof.sizing import ChallengeSize, deadline_s, size_challenge, time_range
 from byteleap.proof.verify import ReplayGuard, SignatureCheck, verify
 
 __all__ = [
     "Backend",
     "BackendError",
+    "ChallengeSize",
     "ChallengeSpec",
     "Cheat",
     "Commitment",
@@ -71,6 +74,7 @@ __all__ = [
     "cheat_solution",
     "cols_of_b",
     "commit",
+    "deadline_s",
     "draw_reveal",
     "full_a",
     "full_b",
@@ -85,7 +89,9 @@ __all__ = [
     "rows_of_a",
     "run_target",
     "signing_payload",
+    "size_challenge",
     "solve",
+    "time_range",
     "value_bounds",
     "verify",
 ]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from byteleap.proof.backends import Backend, Product, compute_product
+from byteleap.proof.backends import Backend, compute_product
 from byteleap.proof.errors import ProofError
 from byteleap.proof.messages import (
     ChallengeSpec,
@@ -18,6 +18,7 @@ from byteleap.proof.messages import (
     RevealedRow,
     RevealRequest,
 )
+from byteleap.proof.product import Product
 from byteleap.proof.profiles import Profile, value_bounds
 
 COMMITMENT_DOMAIN = b"byteleap/proof/v1/commitment\x00"
@@ -25,8 +26,14 @@ DEFAULT_ROWS = 8  # s
 DEFAULT_COLS = 32  # t
 
 
-def issue_challenge(n: int, profile: Profile, *, now: float, ttl_s: float) -> ChallengeSpec:
-    """A fresh challenge with a 256-bit CSPRNG seed; refuses n the profile cannot make exact."""
+def issue_challenge(
+    n: int, profile: Profile, *, now: float, ttl_s: float, products: int = 1
+) -> ChallengeSpec:
+    """A fresh challenge with a 256-bit CSPRNG seed; refuses n the profile cannot make exact.
+
+    ``products`` independent n×n products share the seed (``sizing.size_challenge`` picks n
+    and products for a GPU); every one has the same bounds, so exactness is that of one.
+    """
     value_bounds(profile, n)
     return ChallengeSpec(
         challenge_id=secrets.token_hex(16),
@@ -35,6 +42,7 @@ def issue_challenge(n: int, profile: Profile, *, now: float, ttl_s: float) -> Ch
         profile=profile,
         issued_at=now,
         deadline=now + ttl_s,
+        products=products,
     )
 
 
@@ -85,13 +93,14 @@ def draw_reveal(
     t: int = DEFAULT_COLS,
     rng: random.Random | None = None,
 ) -> RevealRequest:
-    """Draw s distinct rows and t distinct columns; call only once the commitment is in."""
+    """Draw s distinct rows (of all products·n) and t distinct columns (of n); call only once
+    the commitment is in."""
     if commitment.challenge_id != spec.challenge_id:
         raise ProofError("commitment answers another challenge", reason="wrong_challenge")
     draw = rng if rng is not None else secrets.SystemRandom()
     return RevealRequest(
         challenge_id=spec.challenge_id,
-        rows=tuple(draw.sample(range(spec.n), min(s, spec.n))),
+        rows=tuple(draw.sample(range(spec.row_count), min(s, spec.row_count))),
         cols=tuple(draw.sample(range(spec.n), min(t, spec.n))),
     )
 

@@ -11,6 +11,10 @@ block k // 16, so any slice starts in O(1) by setting the counter.
 A is stored row-major (entry k = A[k // n, k % n]); B is stored column-major
 (entry k = B[k % n, k // n]), so one row of A and one column of B are each one contiguous
 slice, generated alone in O(n).
+
+A challenge of several products (``ChallengeSpec.products``) multiplies A_j·B_j for j = 0, 1, …:
+product j's matrices are the streams ``stream_of(STREAM_A, j)`` and ``stream_of(STREAM_B, j)``,
+the matrix word with j in its upper bits, so product 0 is the single product of old.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from byteleap.proof.profiles import Profile, value_bounds
 SEED_BYTES = 32
 STREAM_A = 0xA
 STREAM_B = 0xB
+#: The product index sits above the matrix tag in the counter's matrix word.
+_PRODUCT_SHIFT = 8
 _VALUES_PER_BLOCK = 16  # one Philox block = 4 × uint64 = 16 × uint16
 # Entries per Philox call. The raw words (256 KiB) and the uint32 scratch (512 KiB) still fit
 # in L2 until the transform reads them, and each chunk releases and retakes the GIL a few
@@ -36,6 +42,15 @@ _CHUNK = 1 << 17
 _PARALLEL_MIN = 1 << 20
 
 F64Array = npt.NDArray[np.float64]
+
+
+def stream_of(matrix: int, product: int) -> int:
+    """The counter's matrix word for ``matrix`` (STREAM_A or STREAM_B) of product ``product``:
+    the tag in the low byte keeps A and B apart, the product above it keeps products apart, and
+    product 0 keeps the bare tag (the streams of a one-product challenge)."""
+    if product < 0:
+        raise ValueError(f"product index {product} is negative")
+    return matrix | (product << _PRODUCT_SHIFT)
 
 
 class _Stream:
@@ -100,24 +115,36 @@ def _stream_slices(seed: bytes, stream: int, n: int, v: int, lines: Sequence[int
     return out
 
 
-def rows_of_a(seed: bytes, n: int, profile: Profile, rows: Sequence[int]) -> F64Array:
-    """Rows ``rows`` of A, shape (len(rows), n)."""
-    return _stream_slices(seed, STREAM_A, n, value_bounds(profile, n).a, rows)
+def rows_of_a(
+    seed: bytes, n: int, profile: Profile, rows: Sequence[int], *, product: int = 0
+) -> F64Array:
+    """Rows ``rows`` of A (of product ``product``), shape (len(rows), n)."""
+    return _stream_slices(seed, stream_of(STREAM_A, product), n, value_bounds(profile, n).a, rows)
 
 
-def cols_of_b(seed: bytes, n: int, profile: Profile, cols: Sequence[int]) -> F64Array:
-    """Columns ``cols`` of B, one per row of the result: shape (len(cols), n)."""
-    return _stream_slices(seed, STREAM_B, n, value_bounds(profile, n).b, cols)
+def cols_of_b(
+    seed: bytes, n: int, profile: Profile, cols: Sequence[int], *, product: int = 0
+) -> F64Array:
+    """Columns ``cols`` of B (of product ``product``), one per row: shape (len(cols), n)."""
+    return _stream_slices(seed, stream_of(STREAM_B, product), n, value_bounds(profile, n).b, cols)
 
 
 def block_of_a(
-    seed: bytes, n: int, profile: Profile, start: int, stop: int, *, threads: int = 2
+    seed: bytes,
+    n: int,
+    profile: Profile,
+    start: int,
+    stop: int,
+    *,
+    threads: int = 2,
+    product: int = 0,
 ) -> F64Array:
     """Rows start..stop-1 of A (one contiguous slice of the stream), shape (stop - start, n)."""
     if not 0 <= start <= stop <= n:
         raise IndexError(f"rows {start}..{stop} outside 0..{n}")
     out = np.empty((stop - start) * n, dtype=np.float64)
-    _fill(out, seed, STREAM_A, start * n, value_bounds(profile, n).a, threads)
+    v = value_bounds(profile, n).a
+    _fill(out, seed, stream_of(STREAM_A, product), start * n, v, threads)
     return out.reshape(stop - start, n)
 
 
@@ -136,18 +163,46 @@ def _fill(flat: F64Array, seed: bytes, stream: int, start: int, v: int, threads:
             part.result()
 
 
-def full_a(seed: bytes, n: int, profile: Profile, *, threads: int = 2) -> F64Array:
+def _checked_flat(out: F64Array, n: int) -> F64Array:
+    if out.shape != (n, n) or not out.flags.c_contiguous or out.dtype != np.float64:
+        raise ValueError(f"expected a C-contiguous float64 ({n}, {n}) array")
+    return out.reshape(n * n)
+
+
+def fill_a(
+    out: F64Array, seed: bytes, profile: Profile, *, product: int = 0, threads: int = 2
+) -> None:
+    """Write A (of product ``product``) into the preallocated (n, n) array ``out``."""
+    n = out.shape[0]
+    flat = _checked_flat(out, n)
+    _fill(flat, seed, stream_of(STREAM_A, product), 0, value_bounds(profile, n).a, threads)
+
+
+def fill_b_columns(
+    out: F64Array, seed: bytes, profile: Profile, *, product: int = 0, threads: int = 2
+) -> None:
+    """Write Bᵀ (of product ``product``) into the preallocated (n, n) array ``out``."""
+    n = out.shape[0]
+    flat = _checked_flat(out, n)
+    _fill(flat, seed, stream_of(STREAM_B, product), 0, value_bounds(profile, n).b, threads)
+
+
+def full_a(
+    seed: bytes, n: int, profile: Profile, *, threads: int = 2, product: int = 0
+) -> F64Array:
     """All of A, row-major, shape (n, n)."""
-    return block_of_a(seed, n, profile, 0, n, threads=threads)
+    return block_of_a(seed, n, profile, 0, n, threads=threads, product=product)
 
 
-def full_b_columns(seed: bytes, n: int, profile: Profile, *, threads: int = 2) -> F64Array:
+def full_b_columns(
+    seed: bytes, n: int, profile: Profile, *, threads: int = 2, product: int = 0
+) -> F64Array:
     """Bᵀ: row j is column j of B (so ``full_b_columns(...).T`` is B, Fortran-ordered)."""
-    flat = np.empty(n * n, dtype=np.float64)
-    _fill(flat, seed, STREAM_B, 0, value_bounds(profile, n).b, threads)
-    return flat.reshape(n, n)
+    out = np.empty((n, n), dtype=np.float64)
+    fill_b_columns(out, seed, profile, product=product, threads=threads)
+    return out
 
 
-def full_b(seed: bytes, n: int, profile: Profile) -> F64Array:
+def full_b(seed: bytes, n: int, profile: Profile, *, product: int = 0) -> F64Array:
     """All of B, shape (n, n), a Fortran-ordered view."""
-    return full_b_columns(seed, n, profile).T
+    return full_b_columns(seed, n, profile, product=product).T

@@ -18,8 +18,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    model_serializer,
 )
 
 from byteleap.proof.errors import MalformedMessageError, OversizedMessageError
@@ -28,6 +30,11 @@ from byteleap.proof.profiles import Profile
 CHALLENGE_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 MAX_SIGNATURE_BYTES = 256
 MAX_PROOF_DEPTH = 64
+#: The most independent products one challenge may hold. Sizing fills a GPU's memory with
+#: several products where one n under the profile's exactness bound cannot (``sizing``); 64
+#: lets a 24–141 GB card reach residency at expected times well under a second, and the
+#: bound keeps a spec's work finite.
+MAX_PRODUCTS = 64
 
 
 def _hex_bytes(size: int | None, max_size: int | None = None) -> PlainValidator:
@@ -77,6 +84,9 @@ class _Message(BaseModel):
 
 
 class ChallengeSpec(_Message):
+    """One challenge: ``products`` independent n×n products A_j·B_j of one seed, committed as
+    one tree of products·n rows (global row r is row r mod n of product r div n)."""
+
     type: Literal["challenge"] = "challenge"
     challenge_id: ChallengeId
     seed: Seed
@@ -84,6 +94,27 @@ class ChallengeSpec(_Message):
     profile: Profile
     issued_at: FiniteTime
     deadline: FiniteTime
+    products: int = Field(default=1, ge=1, le=MAX_PRODUCTS)
+
+    @model_serializer(mode="wrap")
+    def _omit_one_product(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # A one-product spec serialises as before the field existed, so workers that forbid
+        # unknown fields keep accepting it; a worker that cannot solve several products
+        # refuses such a spec instead of committing to product 0 alone.
+        data: dict[str, object] = handler(self)
+        if self.products == 1:
+            data.pop("products", None)
+        return data
+
+    @property
+    def row_count(self) -> int:
+        """Leaves of the committed tree: products·n."""
+        return self.products * self.n
+
+    @property
+    def work_flops(self) -> int:
+        """Multiply-adds counted as two flops: 2·products·n³."""
+        return 2 * self.products * self.n**3
 
 
 class Commitment(_Message):
@@ -190,6 +221,11 @@ def parse_challenge(raw: bytes | str, *, max_bytes: int = 4096) -> ChallengeSpec
 
 
 def reveal_size_limit(n: int, rows: int) -> int:
-    """A generous byte limit for a reveal of ``rows`` rows of an n-wide product."""
+    """A generous byte limit for a reveal of ``rows`` rows of an n-wide product.
+
+    It holds for any number of products: a revealed row is n entries whatever product it
+    belongs to, and its proof is counted at ``MAX_PROOF_DEPTH`` siblings, beyond the
+    ⌈log₂(products·n)⌉ ≤ 24 of the largest challenge.
+    """
     per_row = math.ceil(4 * n / 3) * 4 + 70 * MAX_PROOF_DEPTH + 64
     return rows * per_row + 1024

@@ -75,6 +75,21 @@ def _params(seed: bytes, stream: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(params.view(np.int64)).to(device)
 
 
+def generate_into(out: torch.Tensor, seed: bytes, stream: int, v: int) -> None:
+    """Write entries 0..out.numel()-1 of one stream into the contiguous tensor ``out``.
+
+    The caller allocates: a challenge of several products holds every matrix at once.
+    """
+    if not out.is_contiguous():
+        raise ValueError("generate_into needs a contiguous tensor")
+    count = out.numel()
+    blocks = triton.cdiv(count, _ENTRIES_PER_BLOCK)
+    grid = (triton.cdiv(blocks, _LANES),)
+    _philox_kernel[grid](
+        out, _params(seed, stream, out.device), count, 2 * v + 1, v, LANES=_LANES, **_OPTIONS
+    )
+
+
 def generate(
     seed: bytes, stream: int, n: int, v: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -84,11 +99,6 @@ def generate(
     """
     import torch
 
-    count = n * n
-    out = torch.empty(count, dtype=dtype, device=device)
-    blocks = triton.cdiv(count, _ENTRIES_PER_BLOCK)
-    grid = (triton.cdiv(blocks, _LANES),)
-    _philox_kernel[grid](
-        out, _params(seed, stream, device), count, 2 * v + 1, v, LANES=_LANES, **_OPTIONS
-    )
-    return out.view(n, n)
+    out = torch.empty((n, n), dtype=dtype, device=device)
+    generate_into(out, seed, stream, v)
+    return out

@@ -2,7 +2,9 @@
 
 Checks run cheapest first: challenge identity, lateness, signature, replay, shape, Merkle
 proofs, then the sampled entries C[i, j] recomputed from the seed (only the s rows of A and t
-columns of B are generated) and compared bit for bit.
+columns of B are generated) and compared bit for bit. In a challenge of several products the
+tree holds products·n rows; global row r is row r mod n of product r div n, recomputed from
+that product's A and B.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from byteleap.proof.challenge import signing_payload
 from byteleap.proof.matrices import cols_of_b, rows_of_a
@@ -71,22 +74,25 @@ def verify(
         return Verdict.failed(VerdictReason.BAD_SIGNATURE, "commitment signature does not verify")
     if replay_guard is not None and not replay_guard.check_and_record(commitment.root):
         return Verdict.failed(VerdictReason.REPLAYED, "commitment root seen before")
-    shape = _check_shape(spec.n, request, reveal)
+    shape = _check_shape(spec, request, reveal)
     if shape is not None:
         return shape
     keys = TreeKeys.for_challenge(cid)
     for row in reveal.rows:
         leaf = leaf_hash(keys, row.index, row_digest(row.data))
-        if root_from_proof(keys, row.index, spec.n, leaf, row.proof) != commitment.root:
+        if root_from_proof(keys, row.index, spec.row_count, leaf, row.proof) != commitment.root:
             return Verdict.failed(
                 VerdictReason.BAD_PROOF, "proof does not reach root", row=row.index
             )
     return _check_values(spec, request, reveal)
 
 
-def _check_shape(n: int, request: RevealRequest, reveal: Reveal) -> Verdict | None:
+def _check_shape(spec: ChallengeSpec, request: RevealRequest, reveal: Reveal) -> Verdict | None:
+    n = spec.n
     if tuple(row.index for row in reveal.rows) != request.rows:
         return Verdict.failed(VerdictReason.WRONG_SHAPE, "revealed rows differ from the request")
+    if any(not 0 <= i < spec.row_count for i in request.rows):
+        return Verdict.failed(VerdictReason.WRONG_SHAPE, "requested row outside the matrix")
     for row in reveal.rows:
         if len(row.data) != 4 * n:
             return Verdict.failed(
@@ -99,14 +105,28 @@ def _check_shape(n: int, request: RevealRequest, reveal: Reveal) -> Verdict | No
     return None
 
 
+def expected_entries(spec: ChallengeSpec, request: RevealRequest) -> npt.NDArray[np.int64]:
+    """C[i, j] for the drawn rows i and columns j, shape (rows, cols), computed from the seed
+    alone: each drawn row of A against the drawn columns of B, product by product."""
+    cols = list(request.cols)
+    expected = np.empty((len(request.rows), len(cols)), dtype=np.int64)
+    by_product: dict[int, list[int]] = {}
+    for k, i in enumerate(request.rows):
+        by_product.setdefault(i // spec.n, []).append(k)
+    for product, ks in by_product.items():
+        local = [request.rows[k] % spec.n for k in ks]
+        a_rows = rows_of_a(spec.seed, spec.n, spec.profile, local, product=product)
+        b_cols = cols_of_b(spec.seed, spec.n, spec.profile, cols, product=product)
+        # float64 BLAS is exact: every profile keeps n·a·b < 2^31 < 2^53 in every product.
+        expected[ks] = (a_rows @ b_cols.T).astype(np.int64)
+    return expected
+
+
 def _check_values(spec: ChallengeSpec, request: RevealRequest, reveal: Reveal) -> Verdict:
     if not request.rows or not request.cols:
         return Verdict.passed()
     cols = list(request.cols)
-    a_rows = rows_of_a(spec.seed, spec.n, spec.profile, request.rows)
-    b_cols = cols_of_b(spec.seed, spec.n, spec.profile, cols)
-    # float64 BLAS is exact: every profile keeps n·v² < 2^31 < 2^53.
-    expected = (a_rows @ b_cols.T).astype(np.int64)
+    expected = expected_entries(spec, request)
     revealed = np.stack([np.frombuffer(row.data, dtype="<i4")[cols] for row in reveal.rows]).astype(
         np.int64
     )

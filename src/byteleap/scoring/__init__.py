@@ -12,16 +12,22 @@ online over 169 h, halved per IP change, 0 from 3 changes), score = performance 
 while a verified wrong answer (wrong entry or bad Merkle proof, never a timeout) is younger than
 ``wrong_answer_ban_min``.
 
-Per miner: challenge_raw = sum of its best K (100) worker scores; challenge = challenge_raw
-÷ the best miner's; lease = verified lease revenue in the lease window ÷ the best miner's;
-final = 0.7 × lease + 0.3 × challenge.
+A flagged worker (``flagged``: one identity reported by two workers or two hotkeys, see
+``byteleap.protocol.identity``) scores 0 and its lease revenue does not count.
 
-**No lease anywhere.** While no miner has lease revenue in the window (``ScoreBoard.
-lease_active`` is False; the case until lease receipts exist), final = challenge: the lease
-share is handed to the challenge score rather than left unpaid, so weights follow challenge
-scores instead of all being scaled down (after normalisation the weights are the same either
-way; the printed ``final`` is what changes). As soon as one miner has revenue the 0.7/0.3 split
-applies to everyone, and miners with no lease get at most 0.3.
+Per miner: challenge_raw = sum of its best K (100) worker scores; challenge = challenge_raw ÷
+the best miner's (for display). Lease revenue in the lease window counts only when its worker
+passed a challenge between ``lease_challenge_window_min`` (60) before its lease began and the
+period's end, and is not flagged (``leases``); R is the network's counted revenue and a miner's
+lease = its revenue ÷ R.
+
+**The lease share ramps.** s = min(0.7, R / V), with V (``lease_emission_value``) what the
+miners' emission over one lease window is worth in the receipts' currency: 0 with no revenue,
+no cliff. A miner's share of the weights is s × lease + (1 − s) × challenge_raw ÷ all miners'
+challenge_raw (the shares sum to 1); final = share ÷ the best miner's, so with no revenue final
+= challenge as before. Renting one's own worker for x raises one's share by at most x / V: the
+weight bought is worth at most what it cost (proof in docs/scoring.md). If no miner has a
+challenge score at all, the weights follow lease revenue alone and that bound does not hold.
 
 **All zero.** Empty or all-zero scores give no weights (an empty dict), never NaN and never a
 uniform spread; see ``weights``.
@@ -43,6 +49,7 @@ from byteleap.scoring.challenge import (
     lower_tail_mean,
 )
 from byteleap.scoring.errors import ScoringError
+from byteleap.scoring.leases import lease_share
 from byteleap.scoring.params import ScoringParams
 from byteleap.scoring.records import (
     VERIFIED_WRONG,
@@ -77,6 +84,7 @@ __all__ = [
     "availability_fractions",
     "bucket_index",
     "challenge_stats",
+    "lease_share",
     "lower_tail_mean",
     "normalise_weights",
     "online_bucket_counts",

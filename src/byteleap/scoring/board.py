@@ -1,14 +1,14 @@
 """From records to a ScoreBoard: worker scores, each miner's best K, lease, final.
 
 ``score_network`` takes plain records; ``score_columns`` is the same computation on arrays for
-callers (the store, the benchmark) that already hold columns.
+callers (the store, the benchmark) that already hold columns. Which lease revenue counts and
+the lease share are in ``leases``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from byteleap.scoring.availability import availability_fractions
 from byteleap.scoring.challenge import ChallengeColumns, ChallengeStats, challenge_stats
 from byteleap.scoring.errors import ScoringError
+from byteleap.scoring.leases import LeaseTally, lease_share, passes_from_columns, tally_leases
 from byteleap.scoring.params import ScoringParams
 from byteleap.scoring.records import (
     ChallengeRecord,
@@ -29,6 +30,7 @@ from byteleap.scoring.results import MinerScore, ScoreBoard, WorkerScore
 __all__ = ["score_columns", "score_network"]
 
 _DEFAULT = ScoringParams()
+_NONE: Mapping[WorkerKey, str] = {}
 
 
 def score_network(
@@ -40,8 +42,13 @@ def score_network(
     now: float,
     params: ScoringParams = _DEFAULT,
     miners: Iterable[str] = (),
+    flagged: Mapping[WorkerKey, str] = _NONE,
 ) -> ScoreBoard:
-    """Score every miner in ``miners`` and every miner or worker the inputs mention."""
+    """Score every miner in ``miners`` and every miner or worker the inputs mention.
+
+    ``flagged`` names workers whose identity is in doubt, with why (``shared_key``,
+    ``shared_gpu``, ...): their challenge score is 0 and their lease revenue does not count.
+    """
     records = list(records)
     avail = list(availability)
     changes = list(ip_changes)
@@ -56,7 +63,15 @@ def score_network(
     ip_counts = np.array([hops[k] for k in keys], dtype=np.int64)
     columns = ChallengeColumns.from_records(records, index)
     return score_columns(
-        keys, columns, online, ip_counts, leases, now=now, params=params, miners=miners
+        keys,
+        columns,
+        online,
+        ip_counts,
+        leases,
+        now=now,
+        params=params,
+        miners=miners,
+        flagged=flagged,
     )
 
 
@@ -70,8 +85,15 @@ def score_columns(
     now: float,
     params: ScoringParams = _DEFAULT,
     miners: Iterable[str] = (),
+    flagged: Mapping[WorkerKey, str] = _NONE,
+    lease_passes: Mapping[WorkerKey, Sequence[float]] | None = None,
 ) -> ScoreBoard:
-    """The whole computation; ``columns.worker`` and both count arrays index ``workers``."""
+    """The whole computation; ``columns.worker`` and both count arrays index ``workers``.
+
+    ``lease_passes``: each worker's passed-challenge times (ascending) that may vouch for its
+    lease revenue, for callers whose columns do not hold the passes' real times or reach back
+    far enough; None reads them from ``columns``.
+    """
     n = len(workers)
     if online_buckets.shape != (n,) or ip_changes.shape != (n,):
         raise ScoringError("one availability count per worker is required", reason="shape")
@@ -79,37 +101,32 @@ def score_columns(
     avail = availability_fractions(online_buckets, ip_changes, params)
     scores = stats.performance * stats.participation * avail
     scores[stats.banned] = 0.0
+    flags = [flagged.get(k) for k in workers]
+    scores[np.array([f is not None for f in flags], dtype=np.bool_)] = 0.0
 
-    revenue = _lease_revenue(leases, now=now, params=params)
-    hotkeys = sorted({k[0] for k in workers} | set(revenue) | set(miners))
+    if lease_passes is None:
+        lease_passes = passes_from_columns(workers, columns, now=now)
+    tally = tally_leases(leases, lease_passes, flagged, now=now, params=params)
+    hotkeys = sorted({k[0] for k in workers} | {*tally.by_miner, *tally.rejected, *miners})
     miner_of = np.array(_miner_indices(workers, hotkeys), dtype=np.intp)
     raw, counted = _best_k_sums(miner_of, scores, len(hotkeys), params.top_k_workers)
-    lease_raw = np.array([revenue.get(h, 0.0) for h in hotkeys], dtype=np.float64)
-    miner_rows = _miner_rows(hotkeys, miner_of, raw, lease_raw, params)
-    worker_rows = _worker_rows(workers, stats, avail, ip_changes, scores, counted)
+    share = lease_share(tally.total, params)
+    miner_rows = _miner_rows(hotkeys, miner_of, raw, tally, share)
+    revenue = [tally.by_worker.get(k, 0.0) for k in workers]
+    worker_rows = _worker_rows(workers, stats, avail, ip_changes, scores, counted, flags, revenue)
     return ScoreBoard(
         now=now,
-        lease_active=bool(lease_raw.sum() > 0),
+        lease_active=tally.total > 0,
         miners=miner_rows,
         workers=tuple(sorted(worker_rows, key=lambda w: (w.miner_hotkey, w.worker_id))),
+        lease_share=share,
+        lease_revenue=tally.total,
     )
 
 
 def _miner_indices(workers: Sequence[WorkerKey], hotkeys: list[str]) -> list[int]:
     position = {h: i for i, h in enumerate(hotkeys)}
     return [position[k[0]] for k in workers]
-
-
-def _lease_revenue(
-    leases: Iterable[LeaseRevenue], *, now: float, params: ScoringParams
-) -> dict[str, float]:
-    since = now - params.lease_window_min * 60.0
-    amounts: dict[str, list[float]] = {}
-    for lease in leases:
-        if since < lease.at <= now:
-            amounts.setdefault(lease.miner_hotkey, []).append(lease.amount)
-    # fsum is exactly rounded, so the total does not depend on the order receipts arrive in.
-    return {h: math.fsum(v) for h, v in amounts.items()}
 
 
 def _best_k_sums(
@@ -128,24 +145,24 @@ def _best_k_sums(
     return sums.astype(np.float64), counted
 
 
-def _normalised(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    best = float(values.max()) if values.size else 0.0
-    return values / best if best > 0 else np.zeros_like(values)
+def _part(values: NDArray[np.float64], of: float) -> NDArray[np.float64]:
+    return values / of if of > 0 else np.zeros_like(values)
 
 
 def _miner_rows(
     hotkeys: list[str],
     miner_of: NDArray[np.intp],
     raw: NDArray[np.float64],
-    lease_raw: NDArray[np.float64],
-    params: ScoringParams,
+    tally: LeaseTally,
+    share: float,
 ) -> tuple[MinerScore, ...]:
-    challenge = _normalised(raw)
-    lease = _normalised(lease_raw)
-    if lease_raw.sum() > 0:
-        final = params.lease_weight * lease + params.challenge_weight * challenge
-    else:
-        final = challenge
+    revenue = np.array([tally.by_miner.get(h, 0.0) for h in hotkeys], dtype=np.float64)
+    lease = _part(revenue, tally.total)
+    # Shares of the totals, not of the best miner: the lease share s then buys exactly s of
+    # the weights and a miner's gain from its own revenue is bounded (scoring.leases).
+    weights = share * lease + (1.0 - share) * _part(raw, float(raw.sum()))
+    final = _part(weights, float(weights.max()) if weights.size else 0.0)
+    challenge = _part(raw, float(raw.max()) if raw.size else 0.0)
     workers = np.bincount(miner_of, minlength=len(hotkeys))
     return tuple(
         MinerScore(
@@ -153,9 +170,11 @@ def _miner_rows(
             workers=int(workers[i]),
             challenge_raw=float(raw[i]),
             challenge=float(challenge[i]),
-            lease_revenue=float(lease_raw[i]),
+            lease_revenue=float(revenue[i]),
             lease=float(lease[i]),
             final=float(final[i]),
+            share=float(weights[i]),
+            lease_rejected=tally.rejected.get(h, 0.0),
         )
         for i, h in enumerate(hotkeys)
     )
@@ -168,6 +187,8 @@ def _worker_rows(
     ip_changes: NDArray[np.int64],
     scores: NDArray[np.float64],
     counted: NDArray[np.bool_],
+    flags: list[str | None],
+    revenue: list[float],
 ) -> list[WorkerScore]:
     columns = zip(
         workers,
@@ -181,9 +202,11 @@ def _worker_rows(
         stats.banned.tolist(),
         scores.tolist(),
         counted.tolist(),
+        flags,
+        revenue,
         strict=True,
     )
     return [
-        WorkerScore(k[0], k[1], s, f, wr, p, perf, a, ipc, b, sc, c)
-        for k, s, f, wr, p, perf, a, ipc, b, sc, c in columns
+        WorkerScore(k[0], k[1], s, f, wr, p, perf, a, ipc, b, sc, c, flag, r)
+        for k, s, f, wr, p, perf, a, ipc, b, sc, c, flag, r in columns
     ]

@@ -26,14 +26,29 @@ class ScoringParams(BaseModel):
     wrong_answer_ban_min: float = Field(default=180.0, ge=0)
     top_k_workers: int = Field(default=100, ge=1)
     lease_window_min: float = Field(default=180.0, gt=0)
+    # At full ramp the lease share is lease_weight / (lease_weight + challenge_weight).
     lease_weight: float = Field(default=0.7, ge=0)
     challenge_weight: float = Field(default=0.3, ge=0)
+    # V: what the miners' emission over one lease window is worth in the receipts' currency.
+    # The lease share is min(max_lease_share, R / V) for the network's verified revenue R, so
+    # weight bought by renting one's own worker costs at least what it earns. An operator
+    # setting (docs/scoring.md says how to derive it); too high only slows the ramp, too low
+    # makes washing pay.
+    lease_emission_value: float = Field(default=1.0, gt=0)
+    # Revenue counts only if the worker passed a challenge at most this long before its lease
+    # began (or during it). 15 rounds at 240 s: an idle honest worker passes every round.
+    lease_challenge_window_min: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _weights_not_both_zero(self) -> ScoringParams:
         if self.lease_weight + self.challenge_weight <= 0:
             raise ValueError("lease_weight + challenge_weight must be > 0")
         return self
+
+    @property
+    def max_lease_share(self) -> float:
+        """The lease share once verified revenue reaches ``max_lease_share`` × V (0.7)."""
+        return self.lease_weight / (self.lease_weight + self.challenge_weight)
 
     @property
     def window_s(self) -> float:

@@ -119,11 +119,34 @@ class IpChange:
 
 @dataclass(frozen=True, slots=True)
 class LeaseRevenue:
-    """Verified revenue from one lease receipt (issued later by the gateway; empty until then)."""
+    """Verified revenue from one lease receipt: ``amount`` for the period ending at ``at``.
+
+    ``worker_id`` names the leased worker (revenue counts only while that worker has passed a
+    challenge, so a record without one never counts). ``lease_start`` is when the lease began
+    (its first billed period's start): a leased worker is not challenged, so the challenge that
+    vouches for every period of a lease is the one before the lease began. None: ``at``.
+    """
 
     miner_hotkey: str
     amount: float
     at: float
+    worker_id: str = ""
+    lease_start: float | None = None
 
     def __post_init__(self) -> None:
         _check_amount(self.amount, "lease_amount")
+        start = self.lease_start
+        if start is not None and not (math.isfinite(start) and start <= self.at):
+            raise ScoringError(
+                f"lease_start must be finite and at or before the period's end, got {start!r}",
+                reason="bad_lease_start",
+            )
+
+    @property
+    def key(self) -> WorkerKey:
+        return (self.miner_hotkey, self.worker_id)
+
+    @property
+    def anchor(self) -> float:
+        """The time the vouching challenge must be near: the lease's start, else ``at``."""
+        return self.at if self.lease_start is None else self.lease_start

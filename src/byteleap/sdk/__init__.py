@@ -10,14 +10,19 @@ lease workers by the second.
         print(client.wait(job.id).exit_code)
         lease = client.create_lease({"resources": {"gpu_count": 1}, "duration_s": 3600})
         client.release_lease(lease.id)
+        money = client.balance()
+        print(format_amount(money.available, money.currency))
 
 `AsyncClient` has the same methods as coroutines (and `stream_logs` as an async iterator).
-Errors are the `SdkError` tree (see ``byteleap.sdk.errors``).
+Errors are the `SdkError` tree (see ``byteleap.sdk.errors``); an unusable gateway address
+(no ``http(s)://``, no host) is an `SdkError` with reason ``bad_url`` when the client is made.
+
+Times in the views (``created_at``, ``ends_at``, …) are Unix epoch seconds (UTC floats), as
+the API sends them: ``datetime.fromtimestamp(lease.ends_at, UTC)`` makes one a datetime.
+A CPU lease has ``gpu_count`` 0 and ``gpu_model`` None; ``cpu_cores`` says its size.
 """
 
-from byteleap.cloud.artifacts import ArtifactListing, ArtifactView, RejectedArtifact
-from byteleap.cloud.executors.base import InputFile
-from byteleap.cloud.gateway.models import (
+from byteleap.protocol.api import (
     JobSpec,
     JobState,
     JobView,
@@ -27,7 +32,17 @@ from byteleap.cloud.gateway.models import (
     LogEntry,
     Resources,
 )
-from byteleap.cloud.services.spec import ServiceSpec, ServiceState, ServiceView
+from byteleap.protocol.artifacts import ArtifactListing, ArtifactView, RejectedArtifact
+from byteleap.protocol.billing import (
+    Balance,
+    JobEstimate,
+    Prices,
+    Usage,
+    format_amount,
+    format_rate,
+)
+from byteleap.protocol.execution import InputFile
+from byteleap.protocol.service_spec import ServiceSpec, ServiceState, ServiceView
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.errors import (
     ApiError,
@@ -52,11 +67,13 @@ __all__ = [
     "ArtifactView",
     "AsyncClient",
     "BadResponse",
+    "Balance",
     "Client",
     "Conflict",
     "GatewayUnreachable",
     "InputFile",
     "InvalidRequest",
+    "JobEstimate",
     "JobSpec",
     "JobState",
     "JobView",
@@ -67,6 +84,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PaymentRequired",
+    "Prices",
     "QuotaExceeded",
     "RejectedArtifact",
     "Resources",
@@ -76,5 +94,8 @@ __all__ = [
     "ServiceView",
     "Unauthorized",
     "Unavailable",
+    "Usage",
     "WaitTimedOut",
+    "format_amount",
+    "format_rate",
 ]

@@ -1,9 +1,10 @@
 """Exec sessions on a lease: a command (or a shell) on the leased worker, over the gateway's
-``/v1/leases/{id}/exec`` WebSocket (frames: ``byteleap.net.access``)."""
+``/v1/leases/{id}/exec`` WebSocket (frames: ``byteleap.protocol.exec_frames``)."""
 
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -11,7 +12,7 @@ from urllib.parse import quote
 
 import websockets
 
-from byteleap.net.access import (
+from byteleap.protocol.exec_frames import (
     MAX_EXEC_DATA,
     MAX_EXEC_FRAME,
     ExecExited,
@@ -23,6 +24,7 @@ from byteleap.net.access import (
     parse_exec_frame,
 )
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, error_for_status
+from byteleap.sdk.gateway_address import gateway_base_url, why_unreachable
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,23 @@ async def open_exec(
     tty: bool = False,
     env: dict[str, str] | None = None,
     open_timeout_s: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> ExecSession:
-    """Start ``command`` (none: a shell) on the lease's worker and return its session."""
+    """Start ``command`` (none: a shell) on the lease's worker and return its session
+    (over ``wss://`` with ``tls``, the client's CA bundle, when the gateway is ``https://``)."""
     url = (
-        base_url.rstrip("/").replace("http", "ws", 1)
+        gateway_base_url(base_url).replace("http", "ws", 1)
         + f"/v1/leases/{quote(lease_id, safe='')}/exec"
     )
+    # websockets' own default context for wss:// unless the client was given a CA bundle.
+    trust = {"ssl": tls} if tls is not None and url.startswith("wss://") else {}
     try:
         socket = await websockets.connect(
             url,
             additional_headers={"Authorization": f"Bearer {api_key}"},
             max_size=MAX_EXEC_FRAME,
             open_timeout=open_timeout_s,
+            **trust,
         )
     except websockets.InvalidStatus as exc:
         response = exc.response
@@ -112,7 +119,9 @@ async def open_exec(
             reason, detail = "http_error", ""
         raise error_for_status(response.status_code, reason, detail, None) from None
     except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-        raise GatewayUnreachable(f"{url}: {exc!r}") from exc
+        raise GatewayUnreachable(
+            f"cannot reach the gateway's exec session at {url}: {why_unreachable(exc)}"
+        ) from exc
     start = ExecStart(command=command, tty=tty, env=env or {})
     await socket.send(start.model_dump_json())
     return ExecSession(socket)

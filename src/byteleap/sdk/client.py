@@ -19,10 +19,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from byteleap.cloud.artifacts import ArtifactListing, check_artifact_path
-from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
+from byteleap.protocol.api import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
+from byteleap.protocol.artifacts import ArtifactListing, check_artifact_path
 from byteleap.sdk.access import ExecResult, ExecSession, open_exec
+from byteleap.sdk.billing import BillingApi
+from byteleap.sdk.ca_bundle import tls_context
 from byteleap.sdk.errors import BadResponse, GatewayUnreachable, WaitTimedOut, error_for_status
+from byteleap.sdk.gateway_address import gateway_base_url, why_unreachable
 from byteleap.sdk.services import ServicesApi
 from byteleap.sdk.sse import parse_events
 
@@ -35,11 +38,15 @@ _LEASE_LIST = TypeAdapter(list[LeaseView])
 class _LogPage(BaseModel):
     entries: list[LogEntry]
     next: int
+    more: bool = False  # cut by its bounds (a gateway before it was said: a full page)
 
 
-class AsyncClient(ServicesApi):
-    """An API-key client for one gateway (``base_url`` such as ``http://host:8080``).
+class AsyncClient(ServicesApi, BillingApi):
+    """An API-key client for one gateway (``base_url`` such as ``https://host:8080``; a
+    trailing slash is dropped, an address that is no http(s) URL is an `SdkError` at once).
 
+    ``ca_bundle`` is a PEM file of the CAs that sign the gateway's certificate, when the
+    system does not trust it (default: ``$BYTELEAP_CA_BUNDLE``, else the system's CAs).
     ``transport`` replaces the network (an ``httpx.AsyncBaseTransport``, e.g.
     ``httpx.ASGITransport(app)`` to talk to an in-process app)."""
 
@@ -50,14 +57,17 @@ class AsyncClient(ServicesApi):
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: str | Path | None = None,
     ) -> None:
         self._timeout = timeout
-        self._base_url, self._api_key = base_url, api_key
+        self._base_url, self._api_key = gateway_base_url(base_url), api_key
+        self._tls = tls_context(ca_bundle)
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/v1",
+            base_url=self._base_url + "/v1",
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
             transport=transport,
+            verify=self._tls if self._tls is not None else True,
         )
 
     async def aclose(self) -> None:
@@ -100,12 +110,13 @@ class AsyncClient(ServicesApi):
                 _LogPage, await self._request("GET", f"{_job(job_id)}/logs", params=params)
             )
             entries.extend(page.entries)
-            if len(page.entries) < LOG_PAGE:
+            if not page.entries or (not page.more and len(page.entries) < LOG_PAGE):
                 return entries
             after = page.next
 
     async def stream_logs(self, job_id: str, after: int = 0) -> AsyncGenerator[LogEntry, None]:
-        """Lines as they are logged (Server-Sent Events), until the job ends."""
+        """Lines as they are logged (Server-Sent Events), until the job ends; the gateway's
+        error if it cuts the stream short (`Unauthorized` once the key is revoked)."""
         request = self._http.build_request(
             "GET",
             f"{_job(job_id)}/logs",
@@ -116,7 +127,7 @@ class AsyncClient(ServicesApi):
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"{request.url}: {exc!r}") from exc
+            raise self._unreachable("GET", f"{_job(job_id)}/logs", exc) from exc
         try:
             if response.is_error:
                 await response.aread()
@@ -126,8 +137,12 @@ class AsyncClient(ServicesApi):
                     return
                 if event.event == "log":
                     yield _parse_json(LogEntry, event.data)
+                if event.event == "error":
+                    raise _stream_error(event.data)
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"log stream of {job_id} broke: {exc!r}") from exc
+            raise GatewayUnreachable(
+                f"log stream of {job_id} broke: {why_unreachable(exc)}"
+            ) from exc
         finally:
             await response.aclose()
         raise GatewayUnreachable(f"log stream of {job_id} ended before the job did")
@@ -168,7 +183,7 @@ class AsyncClient(ServicesApi):
                         digest.update(chunk)
                         await asyncio.to_thread(out.write, chunk)
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"download of {path} broke: {exc!r}") from exc
+            raise GatewayUnreachable(f"download of {path} broke: {why_unreachable(exc)}") from exc
         expected = response.headers.get("x-sha256")
         if expected != digest.hexdigest():
             partial.unlink(missing_ok=True)
@@ -193,7 +208,7 @@ class AsyncClient(ServicesApi):
         """An exec session on the lease's worker: ``command``, or an interactive shell."""
         return await open_exec(
             self._base_url, self._api_key, lease_id, command, tty=tty, env=env,
-            open_timeout_s=self._timeout,
+            open_timeout_s=self._timeout, tls=self._tls,
         )  # fmt: skip
 
     async def exec(
@@ -232,9 +247,15 @@ class AsyncClient(ServicesApi):
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise GatewayUnreachable(f"{method} {self._http.base_url}{path}: {exc!r}") from exc
+            raise self._unreachable(method, path, exc) from exc
         _raise_for(response)
         return response
+
+    def _unreachable(self, method: str, path: str, exc: Exception) -> GatewayUnreachable:
+        return GatewayUnreachable(
+            f"cannot reach the gateway at {self._base_url} ({method} /v1{path}): "
+            + why_unreachable(exc)
+        )
 
 
 def _inside(directory: Path, path: str) -> Path:
@@ -264,6 +285,17 @@ def _raise_for(response: httpx.Response) -> None:
     except (ValueError, KeyError, TypeError):
         reason, detail, field = "http_error", response.text[:500], None
     raise error_for_status(response.status_code, reason, detail, field)
+
+
+class _StreamError(BaseModel):
+    status: int
+    error: str
+    detail: str = ""
+
+
+def _stream_error(data: str) -> Exception:
+    body = _parse_json(_StreamError, data)
+    return error_for_status(body.status, body.error, body.detail)
 
 
 def _parse(model: type[T] | TypeAdapter[T], response: httpx.Response) -> T:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from byteleap.cloud.services.spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
+from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
 
 if TYPE_CHECKING:
     from byteleap.sdk.client import AsyncClient

@@ -17,10 +17,11 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from byteleap.cloud.artifacts import ArtifactListing
-from byteleap.cloud.gateway.models import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
-from byteleap.net.access import ExecExited, ExecOutput
+from byteleap.protocol.api import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
+from byteleap.protocol.artifacts import ArtifactListing
+from byteleap.protocol.exec_frames import ExecExited, ExecOutput
 from byteleap.sdk.access import ExecResult, ExecSession
+from byteleap.sdk.billing import SyncBillingApi
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.services import SyncServicesApi
 
@@ -87,7 +88,7 @@ class SyncExecSession:
         self.close()
 
 
-class Client(SyncServicesApi):
+class Client(SyncServicesApi, SyncBillingApi):
     """The blocking twin of `AsyncClient`; same arguments (``transport`` is still an
     ``httpx.AsyncBaseTransport``), same methods, same errors."""
 
@@ -98,9 +99,14 @@ class Client(SyncServicesApi):
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_bundle: str | Path | None = None,
     ) -> None:
+        # Built before the loop thread: a bad CA bundle raises here with nothing to stop.
+        client = AsyncClient(
+            base_url, api_key, timeout=timeout, transport=transport, ca_bundle=ca_bundle
+        )
         self._loop = _LoopThread()
-        self._client = AsyncClient(base_url, api_key, timeout=timeout, transport=transport)
+        self._client = client
 
     def close(self) -> None:
         try:

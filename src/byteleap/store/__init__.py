@@ -19,6 +19,12 @@ frozen dataclasses or named tuples, never ORM objects. Errors: see
 :mod:`byteleap.store.errors`.
 """
 
+from byteleap.protocol.states import (
+    CHALLENGE_TRANSITIONS,
+    WORKER_TRANSITIONS,
+    ChallengeStatus,
+    WorkerState,
+)
 from byteleap.store.availability import (
     BUCKET_SECONDS,
     SpanRow,
@@ -40,6 +46,7 @@ from byteleap.store.challenges import (
     bulk_insert_challenges,
     challenge_rows,
     challenge_summaries,
+    first_passes,
     get_challenge,
     open_challenges,
     record_challenge,
@@ -47,19 +54,15 @@ from byteleap.store.challenges import (
 from byteleap.store.cloud import (
     JOB_FIELDS,
     JobRecord,
-    LedgerRecord,
     TenantRecord,
     add_api_key,
     advance_job,
-    charge,
     check_job_transition,
     count_jobs,
     create_tenant,
-    credit,
     get_job,
     get_tenant,
     insert_job,
-    ledger,
     list_jobs,
     revoke_api_key,
     tenant_by_key_hash,
@@ -67,6 +70,7 @@ from byteleap.store.cloud import (
 )
 from byteleap.store.engine import Store, open_store
 from byteleap.store.errors import (
+    AlreadyBilled,
     IllegalTransition,
     RecordNotFound,
     StoreConflict,
@@ -75,6 +79,7 @@ from byteleap.store.errors import (
     StoreSchemaError,
     StoreUnavailable,
 )
+from byteleap.store.identities import set_worker_public_key, worker_identities
 from byteleap.store.leases import (
     LEASE_TRANSITIONS,
     LeaseRecord,
@@ -87,16 +92,30 @@ from byteleap.store.leases import (
     list_leases,
     record_billing,
 )
-from byteleap.store.migrate import current, downgrade, head_revision, upgrade
+from byteleap.store.listings import ListedWorker, record_listed_workers
+from byteleap.store.migrate import current, downgrade, upgrade
+from byteleap.store.money import (
+    InsufficientFunds,
+    LedgerRecord,
+    available,
+    charge,
+    credit,
+    held_for,
+    hold,
+    ledger,
+    release,
+)
 from byteleap.store.receipts import (
+    LeaseKey,
     ReceiptRecord,
     get_receipt,
+    lease_starts,
     prune_receipts,
     receipts_in_window,
     record_receipt,
 )
 from byteleap.store.registry import (
-    GpuInfo,
+    GpuRecord,
     MinerRecord,
     WorkerHardware,
     WorkerIpRecord,
@@ -114,12 +133,8 @@ from byteleap.store.registry import (
     upsert_miner,
     upsert_workers,
 )
-from byteleap.store.states import (
-    CHALLENGE_TRANSITIONS,
-    WORKER_TRANSITIONS,
-    ChallengeStatus,
-    WorkerState,
-)
+from byteleap.store.revisions import head_revision
+from byteleap.store.round_challenges import ChallengeEnd, end_challenges, record_challenges
 from byteleap.store.weights import (
     ChainEventRecord,
     WeightSetRecord,
@@ -137,15 +152,20 @@ __all__ = [
     "JOB_FIELDS",
     "LEASE_TRANSITIONS",
     "WORKER_TRANSITIONS",
+    "AlreadyBilled",
     "ChainEventRecord",
+    "ChallengeEnd",
     "ChallengeRecord",
     "ChallengeRow",
     "ChallengeStatus",
-    "GpuInfo",
+    "GpuRecord",
     "IllegalTransition",
+    "InsufficientFunds",
     "JobRecord",
+    "LeaseKey",
     "LeaseRecord",
     "LedgerRecord",
+    "ListedWorker",
     "MinerRecord",
     "NewChallenge",
     "ReceiptRecord",
@@ -168,6 +188,7 @@ __all__ = [
     "add_api_key",
     "advance_challenge",
     "advance_job",
+    "available",
     "bucket_of",
     "bulk_insert_challenges",
     "bulk_insert_spans",
@@ -184,8 +205,10 @@ __all__ = [
     "credit",
     "current",
     "downgrade",
+    "end_challenges",
     "end_lease",
     "extend_lease",
+    "first_passes",
     "get_challenge",
     "get_job",
     "get_lease",
@@ -194,10 +217,13 @@ __all__ = [
     "get_tenant",
     "get_worker",
     "head_revision",
+    "held_for",
+    "hold",
     "insert_job",
     "insert_lease",
     "ip_history",
     "latest_weights",
+    "lease_starts",
     "ledger",
     "list_jobs",
     "list_leases",
@@ -214,11 +240,15 @@ __all__ = [
     "record_billing",
     "record_chain_event",
     "record_challenge",
+    "record_challenges",
+    "record_listed_workers",
     "record_receipt",
     "record_weights",
     "record_worker_ip",
+    "release",
     "revoke_api_key",
     "set_worker_hardware",
+    "set_worker_public_key",
     "set_worker_state",
     "set_worker_states",
     "spans_from_buckets",
@@ -229,4 +259,5 @@ __all__ = [
     "upsert_miner",
     "upsert_workers",
     "weights_history",
+    "worker_identities",
 ]

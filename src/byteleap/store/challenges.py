@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from byteleap.store.bulk import copy_rows
+from byteleap.protocol.states import ChallengeStatus
+from byteleap.store.bulk import chunked, copy_rows
 from byteleap.store.errors import RecordNotFound
 from byteleap.store.models import Challenge
-from byteleap.store.states import ChallengeStatus, check_challenge_transition
+from byteleap.store.transitions import check_challenge_transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,44 @@ async def challenge_summaries(
             )
         )
     return out
+
+
+# A compound SELECT of this many terms stays under SQLite's limit of 500.
+_FIRST_PASS_CHUNK = 200
+
+
+async def first_passes(
+    session: AsyncSession, starts: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], int]:
+    """For each ``(worker id, since)``: when the worker's first passed challenge issued at or
+    after ``since`` was issued; pairs with none are left out.
+
+    One indexed lookup per pair (``ix_challenges_worker_issued``), so a worker leased for
+    weeks costs no more than one leased for minutes.
+    """
+    c = Challenge
+    found: dict[tuple[int, int], int] = {}
+    for batch in chunked(sorted(set(starts)), _FIRST_PASS_CHUNK):
+        terms = [
+            sa.select(
+                sa.literal(worker, sa.Integer).label("worker"),
+                sa.literal(since, sa.BigInteger).label("since"),
+                sa.select(sa.func.min(c.issued_at))
+                .where(
+                    c.worker_id == worker,
+                    c.status == ChallengeStatus.PASSED,
+                    c.issued_at >= since,
+                )
+                .scalar_subquery()
+                .label("first"),
+            )
+            for worker, since in batch
+        ]
+        stmt = terms[0] if len(terms) == 1 else sa.union_all(*terms)
+        for worker, since, first in await session.execute(stmt):
+            if first is not None:
+                found[(int(worker), int(since))] = int(first)
+    return found
 
 
 async def bulk_insert_challenges(session: AsyncSession, records: Iterable[ChallengeRecord]) -> int:

@@ -1,10 +1,9 @@
-"""The gateway's persistence: tenants, hashed API keys, balances with a ledger, and jobs.
+"""The gateway's persistence: tenants, hashed API keys and jobs.
 
 The gateway is hosted by the validator and keeps its facts in the validator's database.
-API keys are stored only as the sha256 hex of the key. Every balance change writes a
-ledger row in the same transaction; a charge never takes a balance below zero (it takes
-what is left). Jobs move only along ``JOB_TRANSITIONS``: a terminal job is final, and
-its record refuses every further change (:class:`IllegalTransition`).
+API keys are stored only as the sha256 hex of the key. Balances, holds and the ledger are
+in :mod:`byteleap.store.money`. Jobs move only along ``JOB_TRANSITIONS``: a terminal job
+is final, and its record refuses every further change (:class:`IllegalTransition`).
 
 Insertion is idempotent per ``(tenant_id, idempotency_key)``: the same spec again returns
 the stored job; a different spec under the same key is a :class:`StoreConflict`.
@@ -20,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from byteleap.cloud.gateway.models import JOB_TRANSITIONS, JobState
+from byteleap.protocol.api import JOB_TRANSITIONS, JobState
 from byteleap.store.errors import IllegalTransition, RecordNotFound, StoreConflict
-from byteleap.store.models import ApiKey, Job, LedgerEntry, Tenant
+from byteleap.store.models import ApiKey, Job, Tenant
+from byteleap.store.money import check_amount
 
 # A row changed by another writer between our read and our guarded write: read again.
 _RETRIES = 20
@@ -36,19 +36,6 @@ class TenantRecord:
     max_running_jobs: int
     max_queued_jobs: int
     created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
-    """One balance change: ``amount`` < 0 for a charge, > 0 for a credit."""
-
-    id: int
-    tenant_id: int
-    amount: float
-    balance_after: float
-    reason: str
-    job_id: str | None
-    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +60,6 @@ class JobRecord:
 
 
 _TENANT_COLUMNS = [getattr(Tenant, f.name) for f in fields(TenantRecord)]
-_LEDGER_COLUMNS = [getattr(LedgerEntry, f.name) for f in fields(LedgerRecord)]
 _JOB_COLUMNS = [getattr(Job, f.name) for f in fields(JobRecord)]
 #: What ``advance_job`` / ``update_job`` may change besides the state.
 JOB_FIELDS = frozenset(
@@ -107,7 +93,7 @@ async def create_tenant(
     at: int,
 ) -> TenantRecord:
     """A new tenant; :class:`StoreConflict` if the name is taken."""
-    _check_amount(balance, "balance")
+    check_amount(balance, "balance")
     if max_running_jobs < 0 or max_queued_jobs < 0:
         raise ValueError("job quotas cannot be negative")
     taken = await s.scalar(sa.select(Tenant.id).where(Tenant.name == name))
@@ -158,94 +144,6 @@ async def tenant_by_key_hash(s: AsyncSession, key_hash: str) -> TenantRecord | N
     )
     row = (await s.execute(stmt)).first()
     return None if row is None else TenantRecord(*row)
-
-
-# -- balance and ledger -------------------------------------------------------------------
-
-
-def _check_amount(amount: float, what: str = "amount") -> None:
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"{what} must be finite and >= 0, not {amount!r}")
-
-
-async def _move_balance(s: AsyncSession, tenant_id: int, delta: float) -> tuple[float, float]:
-    """Add ``delta`` to the balance, stopping at zero; (old, new).
-
-    The write is guarded by the balance it was computed from (compare and swap), so two
-    gateways charging the same tenant at once cannot both spend the same money.
-    """
-    for _ in range(_RETRIES):
-        old = (await get_tenant(s, tenant_id)).balance
-        new = max(0.0, old + delta)
-        result = await s.execute(
-            sa.update(Tenant)
-            .where(Tenant.id == tenant_id, Tenant.balance == old)
-            .values(balance=new)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            return old, new
-    raise StoreConflict(
-        f"tenant {tenant_id}: the balance kept changing", entity="tenant", id=tenant_id
-    )
-
-
-async def _write_ledger(
-    s: AsyncSession,
-    tenant_id: int,
-    amount: float,
-    balance_after: float,
-    *,
-    reason: str,
-    job_id: str | None,
-    at: float,
-) -> None:
-    s.add(
-        LedgerEntry(
-            tenant_id=tenant_id,
-            amount=amount,
-            balance_after=balance_after,
-            reason=reason,
-            job_id=job_id,
-            at=at,
-        )
-    )
-    await s.flush()
-
-
-async def charge(
-    s: AsyncSession, tenant_id: int, amount: float, *, reason: str, job_id: str | None, at: float
-) -> float:
-    """Lower the balance by ``amount``, never below zero; the amount actually charged.
-
-    Always writes a ledger row (with the charged amount, possibly 0), so every billing
-    decision leaves a trace.
-    """
-    _check_amount(amount)
-    old, new = await _move_balance(s, tenant_id, -amount)
-    charged = old - new
-    await _write_ledger(s, tenant_id, -charged, new, reason=reason, job_id=job_id, at=at)
-    return charged
-
-
-async def credit(
-    s: AsyncSession, tenant_id: int, amount: float, *, reason: str, job_id: str | None, at: float
-) -> float:
-    """Raise the balance by ``amount`` (refund, top-up); the new balance."""
-    _check_amount(amount)
-    _old, new = await _move_balance(s, tenant_id, amount)
-    await _write_ledger(s, tenant_id, amount, new, reason=reason, job_id=job_id, at=at)
-    return new
-
-
-async def ledger(s: AsyncSession, tenant_id: int, *, limit: int = 100) -> list[LedgerRecord]:
-    """A tenant's balance changes, newest first."""
-    stmt = (
-        sa.select(*_LEDGER_COLUMNS)
-        .where(LedgerEntry.tenant_id == tenant_id)
-        .order_by(LedgerEntry.id.desc())
-        .limit(limit)
-    )
-    return [LedgerRecord(*row) for row in await s.execute(stmt)]
 
 
 # -- jobs ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 
 from byteleap.store.errors import StoreError, StoreSchemaError, StoreUnavailable, translate_error
+from byteleap.store.revisions import head_revision, revision_of
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,7 @@ async def open_store(
 
 
 async def _check_head(store: Store) -> None:
-    from byteleap.store.migrate import current_revision, head_revision
-
-    have, want = await current_revision(store), head_revision()
+    have, want = await store.run_sync(revision_of, transaction=False), head_revision()
     if have != want:
         raise StoreSchemaError(
             f"{store.target} is at schema revision {have or 'none'}, this code needs {want}: "

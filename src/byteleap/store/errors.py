@@ -4,6 +4,7 @@
      ├── StoreUnavailable      bad URL, cannot connect, connection lost ("store_unavailable")
      ├── StoreSchemaError      schema missing or not at the head revision ("store_schema")
      ├── StoreConflict         a uniqueness / foreign-key / check constraint refused a write
+     │    └── AlreadyBilled    a period another writer billed first
      ├── StoreQueryError       the database rejected a statement for another reason
      ├── RecordNotFound        a repository was asked to change a row that does not exist
      └── IllegalTransition     a status move the transition table does not allow (domain)
@@ -37,6 +38,12 @@ class StoreSchemaError(StoreError):
 
 class StoreConflict(StoreError):
     reason = "store_conflict"
+
+
+class AlreadyBilled(StoreConflict):
+    """A period was billed by another writer (another gateway replica) first."""
+
+    reason = "already_billed"
 
 
 class StoreQueryError(StoreError):

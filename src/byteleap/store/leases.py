@@ -24,21 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from byteleap.cloud.gateway.models import LeaseState
-from byteleap.store.errors import IllegalTransition, RecordNotFound, StoreConflict
+from byteleap.protocol.api import LEASE_TRANSITIONS, LeaseState
+from byteleap.store.errors import AlreadyBilled, IllegalTransition, RecordNotFound, StoreConflict
 from byteleap.store.models import Lease
 
 # A row changed by another writer between our read and our guarded write: read again.
 _RETRIES = 20
-
-_L = LeaseState
-#: Lease moves: an active lease ends one way; an ended lease goes nowhere.
-LEASE_TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {
-    _L.ACTIVE: frozenset({_L.RELEASED, _L.EXPIRED, _L.FAILED}),
-    _L.RELEASED: frozenset(),
-    _L.EXPIRED: frozenset(),
-    _L.FAILED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +52,9 @@ class LeaseRecord:
     receipts: int
     #: The final period after the end was billed; nothing more will be.
     settled: bool = False
+    #: The worker's Ed25519 key (hex) as listed when the lease was placed: its liveness
+    #: heartbeats must be signed by it (None: a lease stored before keys were kept).
+    worker_public_key: str | None = None
 
 
 _LEASE_COLUMNS = [getattr(Lease, f.name) for f in fields(LeaseRecord)]
@@ -213,17 +207,30 @@ def _check_billing(lease: LeaseRecord, billed_until: float) -> None:
 
 
 async def record_billing(
-    s: AsyncSession, lease_id: str, *, billed_until: float, cost_delta: float
+    s: AsyncSession,
+    lease_id: str,
+    *,
+    billed_until: float,
+    cost_delta: float,
+    period_start: float | None = None,
 ) -> LeaseRecord:
     """Bill a lease up to ``billed_until``: add ``cost_delta`` and count one receipt.
 
     While active, any number of times; once it ended, exactly once more (up to its end),
     which settles it. Backwards or past the end: ValueError; settled: IllegalTransition.
+    ``period_start`` (the whole second billing started from) must still be where the lease's
+    billing stands, or :class:`AlreadyBilled`: another gateway billed that period first.
     """
     _check_finite(billed_until, "billed_until")
     _check_finite(cost_delta, "cost_delta", non_negative=True)
     for _ in range(_RETRIES):
         lease = await get_lease(s, lease_id)
+        if period_start is not None and math.floor(lease.billed_until) != period_start:
+            raise AlreadyBilled(
+                f"lease {lease_id}: billed from {lease.billed_until}, not {period_start}",
+                entity="lease",
+                id=lease_id,
+            )
         _check_billing(lease, billed_until)
         # Every billing bumps receipts, so (state, receipts) pins the row we checked.
         result = await s.execute(

@@ -7,43 +7,22 @@ a connection of an open :class:`Store`, so migrations share its error edge.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from byteleap.store.engine import Store, open_store
 from byteleap.store.errors import StoreSchemaError
+from byteleap.store.revisions import alembic_config, revision_of
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "no migration scripts in byteleap/store/migrations/versions"
-    return head
 
 
 async def current_revision(store: Store) -> str | None:
     """The revision the database is at, or None for an empty (unmigrated) database."""
 
-    def read(conn: Connection) -> str | None:
-        return MigrationContext.configure(conn).get_current_revision()
-
-    return await store.run_sync(read, transaction=False)
+    return await store.run_sync(revision_of, transaction=False)
 
 
 async def _run(store: Store, action: str, rev: str) -> None:

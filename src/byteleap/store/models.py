@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from byteleap.cloud.gateway.models import JobState, LeaseState
-from byteleap.cloud.services.spec import ReplicaState, ServiceState
-from byteleap.store.states import ChallengeStatus, WorkerState
+from byteleap.protocol.api import JobState, LeaseState
+from byteleap.protocol.service_spec import ReplicaState, ServiceState
+from byteleap.protocol.states import ChallengeStatus, WorkerState
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -82,6 +82,9 @@ class Worker(Base):
     disk_mb: Mapped[int | None] = mapped_column(sa.BigInteger)
     first_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
     last_seen_at: Mapped[int] = mapped_column(sa.BigInteger)
+    # The worker's enrolled Ed25519 key (hex) as last listed: two workers with one key are one
+    # box listed twice (byteleap.protocol.identity). NULL until the worker is listed again.
+    public_key: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Gpu(Base):
@@ -192,7 +195,7 @@ class ChainEvent(Base):
 class Receipt(Base):
     """A lease receipt the validator verified (both signatures), kept as signed.
 
-    Every field of ``byteleap.cloud.receipts.LeaseReceipt`` is a column, so a stored receipt
+    Every field of ``byteleap.net.receipts.LeaseReceipt`` is a column, so a stored receipt
     can be re-verified later; money is integer micro-units, never floats.
     """
 
@@ -202,6 +205,8 @@ class Receipt(Base):
         sa.CheckConstraint("seconds > 0 AND seconds <= period_end - period_start", name="seconds"),
         sa.CheckConstraint("amount_micro >= 0 AND unit_price_micro >= 0", name="amount"),
         sa.Index("ix_lease_receipts_miner_end", "miner_hotkey", "period_end"),
+        # A lease's first period in one index seek, however long the lease has run.
+        sa.Index("ix_lease_receipts_lease_start", "lease_id", "period_start"),
     )
 
     receipt_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -288,11 +293,62 @@ class Job(Base):
     price_per_s: Mapped[float] = mapped_column(sa.Float, server_default=sa.text("0"))
 
 
+class GatewayLeadership(Base):
+    """A named role one gateway replica holds until ``expires_at`` (renewed as it runs);
+    ``term`` grows with every change of holder."""
+
+    __tablename__ = "gateway_leadership"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(128))
+    term: Mapped[int] = mapped_column(sa.BigInteger)
+    expires_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class GatewaySecret(Base):
+    """A secret every gateway replica must share (the key that makes lease ids anonymous)."""
+
+    __tablename__ = "gateway_secrets"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class ServiceLoadReport(Base):
+    """One gateway replica's recent load on one service (its requests through that replica):
+    the replica running the autoscaler adds up every replica's fresh report."""
+
+    __tablename__ = "service_load_reports"
+
+    service_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    in_flight: Mapped[float] = mapped_column(sa.Float)
+    latency_p90_ms: Mapped[float | None] = mapped_column(sa.Float)
+    at: Mapped[float] = mapped_column(sa.Float)
+
+
+class TenantHold(Base):
+    """Money set aside from a tenant's balance for one billed item (a job, lease or service
+    replica) until it ends: what new work may use is the balance less every hold."""
+
+    __tablename__ = "tenant_holds"
+    __table_args__ = (sa.CheckConstraint("amount >= 0", name="amount"),)
+
+    # A job, lease or replica id; no foreign key, as in the ledger.
+    item_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"), index=True)
+    amount: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+
+
 class LedgerEntry(Base):
     """One change of a tenant's balance: a charge (negative amount) or a credit (positive)."""
 
     __tablename__ = "tenant_ledger"
-    __table_args__ = (sa.Index("ix_tenant_ledger_tenant_id_id", "tenant_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_tenant_ledger_tenant_id_id", "tenant_id", "id"),
+        sa.Index("ix_tenant_ledger_tenant_id_at", "tenant_id", "at"),  # usage over a window
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(sa.ForeignKey("tenants.id"))
@@ -339,6 +395,8 @@ class Lease(Base):
     cost: Mapped[float] = mapped_column(sa.Float)
     receipts: Mapped[int] = mapped_column(sa.Integer)
     settled: Mapped[bool] = mapped_column(sa.Boolean)
+    # The worker key the lease was placed on; liveness heartbeats must be signed by it.
+    worker_public_key: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Service(Base):

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from byteleap.protocol.states import ChallengeStatus
 from byteleap.store.models import Challenge, Job, Lease, Miner, Worker
-from byteleap.store.states import ChallengeStatus
 
 # The services table (migration 0007) may not exist in this store; its state column is
 # looked up by these names, first match wins.

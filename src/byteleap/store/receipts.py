@@ -1,6 +1,6 @@
 """Lease receipts the validator accepted: recorded once, read back by period for scoring.
 
-A receipt is stored only after ``byteleap.cloud.receipts.verify_receipt`` accepted it, with
+A receipt is stored only after ``byteleap.net.receipts.verify_receipt`` accepted it, with
 both signatures, so it can be checked again later. :class:`ReceiptRecord` has the same field
 names as ``LeaseReceipt``: ``ReceiptRecord(**receipt.model_dump())`` and
 ``LeaseReceipt.model_validate(dataclasses.asdict(record))`` convert between them (this module
@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from byteleap.store.errors import RecordNotFound, StoreConflict
 from byteleap.store.models import Receipt
@@ -110,3 +111,37 @@ async def prune_receipts(session: AsyncSession, *, before: int) -> int:
     """Delete receipts whose period ended before ``before``; how many went."""
     result = await session.execute(sa.delete(Receipt).where(Receipt.period_end < before))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+LeaseKey = tuple[str, str, str]
+"""``(lease_id, miner_hotkey, worker_id)``: receipts are billed per lease and worker."""
+
+
+async def lease_starts(session: AsyncSession, *, since: int, until: int) -> dict[LeaseKey, int]:
+    """For each lease and worker with a receipt ending in ``(since, until]``: the start of its
+    earliest stored period, i.e. when that lease began on that worker.
+
+    Scoring anchors the challenge that vouches for a lease there: a leased worker is not
+    challenged, so its last pass is the one before the lease began.
+    """
+    recent = (
+        sa.select(Receipt.lease_id, Receipt.miner_hotkey, Receipt.worker_id)
+        .where(Receipt.period_end > since, Receipt.period_end <= until)
+        .distinct()
+        .subquery()
+    )
+    earlier = aliased(Receipt)
+    first = (
+        sa.select(sa.func.min(earlier.period_start))
+        .where(
+            earlier.lease_id == recent.c.lease_id,
+            earlier.miner_hotkey == recent.c.miner_hotkey,
+            earlier.worker_id == recent.c.worker_id,
+        )
+        .scalar_subquery()
+    )
+    stmt = sa.select(recent.c.lease_id, recent.c.miner_hotkey, recent.c.worker_id, first)
+    return {
+        (lease, miner, worker): int(start)
+        for lease, miner, worker, start in await session.execute(stmt)
+    }

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from byteleap.protocol.states import WorkerState
 from byteleap.store.bulk import chunked, copy_rows
 from byteleap.store.errors import RecordNotFound
 from byteleap.store.models import Gpu, Miner, Worker, WorkerIp
-from byteleap.store.states import WorkerState, check_worker_transition
+from byteleap.store.transitions import check_worker_transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,9 @@ class MinerRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class GpuInfo:
+class GpuRecord:
+    """One GPU of a worker as the validator stores it (from the inventory it reported)."""
+
     slot: int
     model: str
     vram_mb: int
@@ -39,7 +42,7 @@ class WorkerHardware:
     cpu_cores: int | None = None
     ram_mb: int | None = None
     disk_mb: int | None = None
-    gpus: tuple[GpuInfo, ...] = ()
+    gpus: tuple[GpuRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,13 +193,13 @@ async def list_workers(session: AsyncSession, miner_id: int | None = None) -> li
 
 async def _workers(session: AsyncSession, where: sa.ColumnElement[bool]) -> list[WorkerRecord]:
     workers = list(await session.scalars(sa.select(Worker).where(where).order_by(Worker.id)))
-    gpus: dict[int, list[GpuInfo]] = {}
+    gpus: dict[int, list[GpuRecord]] = {}
     for batch in chunked([w.id for w in workers]):
         rows = await session.scalars(
             sa.select(Gpu).where(Gpu.worker_id.in_(batch)).order_by(Gpu.worker_id, Gpu.slot)
         )
         for g in rows:
-            gpus.setdefault(g.worker_id, []).append(GpuInfo(g.slot, g.model, g.vram_mb, g.uuid))
+            gpus.setdefault(g.worker_id, []).append(GpuRecord(g.slot, g.model, g.vram_mb, g.uuid))
     return [
         WorkerRecord(
             id=w.id,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from byteleap.cloud.services.spec import REPLICA_TRANSITIONS, ReplicaState, ServiceState
-from byteleap.store.errors import IllegalTransition, RecordNotFound, StoreConflict
+from byteleap.protocol.service_spec import REPLICA_TRANSITIONS, ReplicaState, ServiceState
+from byteleap.store.errors import AlreadyBilled, IllegalTransition, RecordNotFound, StoreConflict
 from byteleap.store.models import Service, ServiceReplica
 
 _RETRIES = 20
@@ -164,6 +164,23 @@ async def list_replicas(
     return [ReplicaRecord(*row) for row in await s.execute(stmt)]
 
 
+async def recent_failures(
+    s: AsyncSession, service_id: str, revision: int, limit: int
+) -> list[str | None]:
+    """The errors of the last ``limit`` failed replicas of a service's revision, newest first."""
+    stmt = (
+        sa.select(ServiceReplica.error)
+        .where(
+            ServiceReplica.service_id == service_id,
+            ServiceReplica.revision == revision,
+            ServiceReplica.state == ReplicaState.FAILED,
+        )
+        .order_by(ServiceReplica.created_at.desc(), ServiceReplica.id.desc())
+        .limit(limit)
+    )
+    return list((await s.scalars(stmt)).all())
+
+
 def check_replica_transition(current: ReplicaState, new: ReplicaState, *, replica_id: str) -> None:
     if new not in REPLICA_TRANSITIONS[current]:
         raise IllegalTransition(
@@ -197,14 +214,26 @@ async def advance_replica(
 
 
 async def record_replica_billing(
-    s: AsyncSession, replica_id: str, *, billed_until: float, cost_delta: float
+    s: AsyncSession,
+    replica_id: str,
+    *,
+    billed_until: float,
+    cost_delta: float,
+    period_start: float | None = None,
 ) -> ReplicaRecord:
-    """Bill a replica up to ``billed_until``: never backwards, never past its end."""
+    """Bill a replica up to ``billed_until``: never backwards, never past its end, and from
+    ``period_start`` only while its billing still stands there (else :class:`AlreadyBilled`)."""
     _finite(billed_until, "billed_until")
     if not math.isfinite(cost_delta) or cost_delta < 0:
         raise ValueError(f"cost_delta must be finite and >= 0, not {cost_delta!r}")
     for _ in range(_RETRIES):
         replica = await get_replica(s, replica_id)
+        if period_start is not None and math.floor(replica.billed_until) != period_start:
+            raise AlreadyBilled(
+                f"replica {replica_id}: billed from {replica.billed_until}, not {period_start}",
+                entity="replica",
+                id=replica_id,
+            )
         if billed_until < replica.billed_until:
             raise ValueError(f"replica {replica_id}: billing cannot go backwards")
         if replica.ended_at is not None and billed_until > replica.ended_at:

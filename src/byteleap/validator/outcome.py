@@ -20,27 +20,15 @@ STATUS_OF_FAILURE: dict[FailureReason, ChallengeStatus] = {
     FailureReason.MALFORMED: ChallengeStatus.ERRORED,
 }
 
-# Transport or miner error reasons (MinerCallError.reason) with a status of their own.
+# Transport or miner error reasons (MinerCallError.reason, or a batch item's error) with a
+# status of their own. Everything else a miner answers after a challenge is issued (a refusal,
+# an illegal state, a lost worker) is an error: a failure, never ``abandoned``. A miner that
+# refuses what it cannot win (a reveal, a challenge it would lose to a customer's job) pays for
+# it as for a wrong answer's round, so refusing gains it nothing.
 CALL_FAILURES: dict[str, ChallengeStatus] = {
     "timeout": ChallengeStatus.TIMED_OUT,
-    # The worker left the idle state between the listing and the challenge (a customer's job
-    # or lease took it): no evidence either way, so it counts for nobody. A miner refusing
-    # every challenge this way earns no passes, so it gains nothing.
-    "illegal_transition": ChallengeStatus.ABANDONED,
+    "round_deadline": ChallengeStatus.TIMED_OUT,
 }
-
-
-def worker_seconds(elapsed_s: float, rtt_s: float, *, max_rtt_credit_s: float) -> float:
-    """What the worker spent on its commitment: the elapsed time less one network round trip.
-
-    The miner decides how fast it answers the ping that measures the round trip, so the credit
-    for it is bounded twice: by a param and by half the elapsed time. A miner that stalls its
-    pings gains at most that credit and never more than twice its true throughput; before this,
-    a slow ping (or just a busy machine) floored the commit time at a microsecond and reported
-    thousands of TFLOP/s.
-    """
-    credit = min(max(rtt_s, 0.0), max_rtt_credit_s, elapsed_s / 2)
-    return max(elapsed_s - credit, 1e-9)
 
 
 def status_of_verdict(verdict: Verdict) -> ChallengeStatus:

@@ -43,12 +43,12 @@ def round_params(settings: ValidatorSettings) -> RoundParams:
     return RoundParams(
         n=settings.challenge_n,
         profile=Profile(settings.challenge_profile),
-        gpu_n=settings.gpu_challenge_n,
+        gpu_target_s=settings.gpu_challenge_target_s,
+        gpu_network_allowance_s=settings.gpu_network_allowance_s,
         gpu_profile=Profile(settings.gpu_challenge_profile),
         ttl_s=settings.challenge_ttl_s,
         max_workers_per_miner=settings.max_workers_per_miner,
-        concurrency_per_miner=settings.concurrency_per_miner,
-        max_rtt_credit_s=settings.max_rtt_credit_s,
+        reveal_budget_s=settings.reveal_budget_s,
         rows=settings.reveal_rows,
         cols=settings.reveal_cols,
     )

@@ -5,7 +5,9 @@ for the lease's life so files persist between sessions) with a clean environment
 process executor gives jobs (PATH, HOME = the work dir, LANG, and what the session asks
 for) — never the worker's own. Each program leads its own session, so stopping it (the
 renter hung up, the lease ended, the link dropped) kills everything it started. Output goes
-back in frames of at most ``MAX_EXEC_DATA`` bytes.
+back in frames of at most ``MAX_EXEC_DATA`` bytes, at most ``EXEC_WINDOW`` of them ahead of
+the miner's `ExecAck`s: while the renter reads slowly, the program's output waits in its
+pipe (and the program, once the pipe is full) rather than in anyone's memory.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from byteleap.cloud.executors.process_guard import preexec, process_guard
-from byteleap.net.access import MAX_EXEC_DATA, ExecExited, ExecOutput, ExecStart, ExecStdin
+from byteleap.protocol.exec_frames import (
+    EXEC_WINDOW,
+    MAX_EXEC_DATA,
+    ExecAck,
+    ExecExited,
+    ExecOutput,
+    ExecStart,
+    ExecStdin,
+)
+from byteleap.worker.executors.process_guard import preexec, process_guard
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +44,47 @@ KILL_GRACE_S = 2.0
 STDIN_BACKLOG = 256  # frames waiting for a program that does not read its input
 
 
+class _Window:
+    """How many output frames the session may still send before the miner acknowledges."""
+
+    def __init__(self, size: int = EXEC_WINDOW) -> None:
+        self.credit = size
+        self.closed = False  # the session is over: stop waiting
+        self._changed = asyncio.Event()
+
+    async def take(self) -> bool:
+        """One frame's credit, once there is some; False when the session ended meanwhile."""
+        while self.credit <= 0 and not self.closed:
+            self._changed.clear()
+            await self._changed.wait()
+        if self.closed:
+            return False
+        self.credit -= 1
+        return True
+
+    def give(self, frames: int) -> None:
+        self.credit = min(self.credit + frames, EXEC_WINDOW)  # a confused miner gets no more
+        self._changed.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
+
+
 @dataclass
 class _Session:
     process: asyncio.subprocess.Process
     stdin_fd: int | None  # the pty master, or None when stdin is a pipe
     inbox: asyncio.Queue[ExecStdin] = field(default_factory=lambda: asyncio.Queue(STDIN_BACKLOG))
+    window: _Window = field(default_factory=_Window)
 
 
 @dataclass
 class ExecRunner:
     home: Path
+    # What shows a session only the worker's GPUs (gpu_choice): set last, over the session's
+    # own env, so a lease on a one-GPU worker is not handed its neighbours' cards.
+    gpu_env: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, _Session] = field(default_factory=dict)
     # stdin waiting for each session, from the moment its start arrived (its input may
     # arrive before the program is up)
@@ -74,6 +115,7 @@ class ExecRunner:
             env = {"PATH": DEFAULT_PATH, "HOME": str(workdir.resolve()), "LANG": "C.UTF-8"}
             env |= {"TERM": "xterm"} if frame.tty else {}
             env |= frame.env
+            env |= self.gpu_env
             running = await self._spawn(argv, workdir, env, frame.tty)
         except OSError as exc:
             await send(ExecExited(session=session, reason=f"cannot start: {exc}").model_dump_json())
@@ -125,8 +167,11 @@ class ExecRunner:
 
         async def forward(read: Callable[[], Awaitable[bytes]], stream: str) -> None:
             while data := await read():
-                frame = ExecOutput(session=session, stream=stream, data=data)  # type: ignore[arg-type]
-                await send(frame.model_dump_json())
+                # once the session is stopped, read on and drop: the program's pipe must
+                # reach its end for the program to be reaped
+                if await running.window.take():
+                    frame = ExecOutput(session=session, stream=stream, data=data)  # type: ignore[arg-type]
+                    await send(frame.model_dump_json())
 
         if running.stdin_fd is None:
             assert process.stdout is not None and process.stderr is not None
@@ -146,6 +191,11 @@ class ExecRunner:
                 with contextlib.suppress(OSError):
                     os.close(running.stdin_fd)
         await send(ExecExited(session=session, exit_code=code).model_dump_json())
+
+    def ack(self, frame: ExecAck) -> None:
+        running = self.sessions.get(frame.session or "")
+        if running is not None:
+            running.window.give(frame.frames)
 
     def stdin(self, frame: ExecStdin) -> None:
         inbox = self.inboxes.get(frame.session or "")
@@ -184,10 +234,12 @@ class ExecRunner:
     async def stop(self, session: str) -> None:
         running = self.sessions.get(session)
         if running is not None:
+            running.window.close()  # no acks will come: its output is not wanted any more
             await _kill(running.process)
 
     async def stop_all(self) -> None:
         for running in list(self.sessions.values()):
+            running.window.close()
             await _kill(running.process)
 
 

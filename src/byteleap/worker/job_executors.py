@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from byteleap.cloud.executors import KubernetesOptions
 from byteleap.net.messages import JobRequest
+from byteleap.worker.executors import KubernetesOptions
 
 ExecutorSetting = Literal["process", "container", "kubernetes"]
 

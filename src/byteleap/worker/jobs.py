@@ -1,9 +1,13 @@
 """The worker's side of jobs: run each through its executor, stream its logs, report the end.
 
-Logs go to the miner in numbered batches (at most every ``flush_s`` or
-``batch_lines`` lines) so a chatty program costs a few messages a second, not
-one per line. A cancel stops the program through the executor, which reports
-it as cancelled.
+A job's task never dies silently: whatever goes wrong (a request the executor's options
+refuse, an executor that raises something unexpected, a failure while it runs) is reported
+to the miner as a ``JobRefused`` with a reason, so the miner records it and frees the worker.
+
+A job's whole log is spilled to a file under the worker's home and sent to the miner from
+there (``worker.job_logs``), capped per job and across jobs; the job's end is told as soon as
+the program ends, whatever it printed, with a result whose tails are as small as a status
+carries them. A cancel stops the program through the executor, which reports it as cancelled.
 """
 
 from __future__ import annotations
@@ -16,7 +20,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from byteleap.cloud.executors import (
+from pydantic import ValidationError
+
+from byteleap.config import JobLogSettings
+from byteleap.net.job_times import JobTimes, sign_job_times
+from byteleap.net.log_spill import LogSpill, SpillBudget, clear_directory
+from byteleap.net.messages import (
+    MAX_STATUS_TAIL_BYTES,
+    JobEnded,
+    JobRefused,
+    JobRequest,
+    clip_result,
+)
+from byteleap.protocol.execution import ExecutionResult
+from byteleap.worker.artifact_upload import send_artifacts
+from byteleap.worker.executors import (
     ContainerExecutor,
     ContainerOptions,
     Execution,
@@ -25,58 +43,115 @@ from byteleap.cloud.executors import (
     KubernetesExecutor,
     executor_for,
 )
-from byteleap.net.messages import (
-    JobEnded,
-    JobLogLine,
-    JobOutput,
-    JobRefused,
-    JobRequest,
-)
-from byteleap.worker.artifacts import send_artifacts
+from byteleap.worker.identity import WorkerKey
 from byteleap.worker.job_executors import ExecutorSetting, job_executor, kubernetes_options
+from byteleap.worker.job_logs import JobLog
 from byteleap.worker.serving import serving_message, with_free_port
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str], Awaitable[None]]
 
+#: JobRefused.detail's bound on the wire.
+_MAX_DETAIL = 2000
+LOG_DIR = "job-logs"
+
+
+def refusal(job_id: str, exc: BaseException) -> JobRefused:
+    """What the miner is told when a job could not start or broke while running: the
+    executor's own reason, ``bad_spec`` for a request its options refuse, else ``worker_error``."""
+    if isinstance(exc, ExecutorError):
+        reason = exc.reason
+    elif isinstance(exc, ValidationError | ValueError):
+        reason = "bad_spec"
+    else:
+        reason = "worker_error"
+    detail = str(exc) or type(exc).__name__
+    return JobRefused(job_id=job_id, reason=reason[:100], detail=detail[:_MAX_DETAIL])
+
 
 @dataclass
 class JobRunner:
     home: Path
     flush_s: float = 0.2
-    batch_lines: int = 200
+    # What one job's log, and all jobs' logs together, may take on the worker's disk.
+    log_caps: JobLogSettings = field(default_factory=JobLogSettings)
     running: dict[str, Execution] = field(default_factory=dict)
     # How jobs run here (see job_executors); the GPU model a cluster's nodes are selected by.
     executor: ExecutorSetting = "process"
     gpu_model: str | None = None
     executors: Callable[[str], Executor] = executor_for  # an adapter by name
+    # Jobs being started, and those of them cancelled meanwhile (stopped once they are up).
+    starting: set[str] = field(default_factory=set)
+    cancelled: set[str] = field(default_factory=set)
+    key: WorkerKey | None = None  # signs each ended job's run times (None: unsigned)
+
+    def __post_init__(self) -> None:
+        # Logs of jobs a previous run of this worker left: their miner gave up on them.
+        self.log_dir = self.home / LOG_DIR
+        clear_directory(self.log_dir)
+        # A worker deletes a log once sent, never before: past the total, a log is cut.
+        self.log_budget = SpillBudget(self.log_caps.max_total_bytes, evicts=False)
 
     async def run(self, job: JobRequest, send: Send) -> None:
         workdir = self.home / "jobs" / f"{job.job_id}-{job.attempt}"
-        job, port = with_free_port(job)
+        path = self.log_dir / f"{job.job_id}-{job.attempt}.log"
+        spill = LogSpill(path, cap=self.log_caps.max_job_bytes, budget=self.log_budget)
+        joblog = JobLog(job.job_id, spill, send, self.flush_s)
         try:
-            execution = await self._start(job, workdir)
-        except ExecutorError as exc:
-            await send(
-                JobRefused(job_id=job.job_id, reason=exc.reason, detail=str(exc)).model_dump_json()
-            )
-            return
-        self.running[job.job_id] = execution
-        if port is not None:
-            await send(serving_message(job, port))
-        try:
-            forward = asyncio.create_task(self._forward_logs(job.job_id, execution, send))
-            result = await execution.wait()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(forward, timeout=5)
-            # Before the end: the miner reports the job ended only once its files are in.
-            await send_artifacts(job, result, workdir, send)
-            await send(JobEnded(job_id=job.job_id, result=result).model_dump_json())
+            await self._run(job, workdir, send, joblog)
+        except Exception as exc:  # the job's task must not end without telling the miner
+            log.warning("job failed on the worker", extra={"job": job.job_id, "why": repr(exc)})
+            with contextlib.suppress(Exception):  # a dropped link: the miner loses the job
+                await send(refusal(job.job_id, exc).model_dump_json())
         finally:
+            self.starting.discard(job.job_id)
+            self.cancelled.discard(job.job_id)
             self.running.pop(job.job_id, None)
+            await joblog.close()
             # The result carries what the customer needs; the work dir is scratch.
             await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+
+    async def _run(self, job: JobRequest, workdir: Path, send: Send, joblog: JobLog) -> None:
+        job, port = with_free_port(job)
+        self.starting.add(job.job_id)
+        execution = await self._start(job, workdir)
+        self.starting.discard(job.job_id)
+        self.running[job.job_id] = execution
+        try:
+            if job.job_id in self.cancelled:  # the cancel came while it started
+                await execution.cancel()
+            joblog.attach(execution)
+            if port is not None:
+                await send(serving_message(job, port))
+            result = await execution.wait()
+            log_bytes = await joblog.end()
+            # Before the end: the miner reports the job ended only once its files are in.
+            await send_artifacts(job, result, workdir, send)
+            # Tails as a status carries them (they may be 64 MiB each, over a message's size).
+            small = clip_result(result, MAX_STATUS_TAIL_BYTES)
+            times = self._signed_times(job, result)
+            ended = JobEnded(job_id=job.job_id, result=small, log_bytes=log_bytes, times=times)
+            await send(ended.model_dump_json())
+            await joblog.sent_all()  # the log's last chunks follow the end
+        except BaseException:
+            # Whatever broke (or cancelled this task), the program must not outlive it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(execution.cancel())
+            raise
+
+    def _signed_times(self, job: JobRequest, result: ExecutionResult) -> JobTimes | None:
+        """When the program ran, in this worker's signed word: what the gateway bills."""
+        if self.key is None:
+            return None
+        return sign_job_times(
+            self.key.sign,
+            job_id=job.job_id,
+            attempt=job.attempt,
+            worker_id=job.worker_id,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+        )
 
     async def _start(self, job: JobRequest, workdir: Path) -> Execution:
         executor = self.executors(job_executor(self.executor, job))
@@ -91,40 +166,5 @@ class JobRunner:
         execution = self.running.get(job_id)
         if execution is not None:
             await execution.cancel()
-
-    async def _forward_logs(self, job_id: str, execution: Execution, send: Send) -> None:
-        """Collect lines as they come; one flusher sends them in order, at least every
-        ``flush_s`` (so a quiet program's last line is not held back) or when a batch fills."""
-        pending: list[JobLogLine] = []
-        wake = asyncio.Event()
-        finished = False
-
-        async def collect() -> None:
-            nonlocal finished
-            seq = 0
-            async for line in execution.logs():
-                pending.append(
-                    JobLogLine(seq=seq, stream=line.stream, line=line.line, ts=line.ts.timestamp())
-                )
-                seq += 1
-                if len(pending) >= self.batch_lines:
-                    wake.set()
-            finished = True
-            wake.set()
-
-        collector = asyncio.create_task(collect())
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.flush_s)
-                wake.clear()
-                while pending:
-                    batch = pending[: self.batch_lines]
-                    del pending[: len(batch)]
-                    await send(JobOutput(job_id=job_id, lines=batch).model_dump_json())
-                if finished:
-                    return
-        finally:
-            collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await collector
+        elif job_id in self.starting:
+            self.cancelled.add(job_id)

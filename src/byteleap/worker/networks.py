@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from byteleap.net.messages import NetworkDown, NetworkJoin, NetworkPeers, NetworkUp
-from byteleap.net.wireguard import LinkCommandFailed, LinkCommands, MemberLink, PeerSetVerifier
+from byteleap.net.wireguard import LinkCommandFailed, PeerSetVerifier
+from byteleap.worker.wireguard_applier import LinkCommands, MemberLink
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,20 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import websockets
+from pydantic import BaseModel
 
 from byteleap import metrics
-from byteleap.config import WorkerVmSettings
-from byteleap.miner.ledger import EnrollmentToken
-from byteleap.miner.node import hello_payload
-from byteleap.net.access import ExecStart, ExecStdin, ExecStop
+from byteleap.config import JobLogSettings, WorkerVmSettings
+from byteleap.net.enrollment import EnrollmentToken, hello_payload
 from byteleap.net.errors import NetError, PinMismatch
+from byteleap.net.heartbeat import sign_heartbeat
 from byteleap.net.messages import (
     MAX_WS_MESSAGE_BYTES,
     AskReveal,
@@ -36,7 +37,7 @@ from byteleap.net.messages import (
     Enroll,
     Heartbeat,
     Hello,
-    JobEnded,
+    JobRequest,
     LeaseProbed,
     NetworkDown,
     NetworkPeers,
@@ -48,66 +49,35 @@ from byteleap.net.messages import (
     RunJob,
     Welcome,
     parse_miner_message,
-    parse_worker_message,
 )
 from byteleap.net.tls import pinned_context_for
-from byteleap.net.vm import StartVm, StopVm
-from byteleap.proof import (
-    ChallengeSpec,
-    Cheat,
-    Solution,
-    answer_reveal,
-    cheat_solution,
-    commit,
-    run_target,
-    solve,
-)
+from byteleap.proof import Solution, answer_reveal, commit
+from byteleap.proof.cheats import refuses
+from byteleap.protocol.exec_frames import ExecAck, ExecStart, ExecStdin, ExecStop
+from byteleap.protocol.hardware import HardwareInventory
+from byteleap.protocol.vm_lease import StartVm, StopVm
 from byteleap.worker.access import ExecRunner
-from byteleap.worker.hardware import HardwareInventory, probe_hardware
+from byteleap.worker.behaviours import (
+    DEVICE_LOCK_FILE,
+    Behaviour,
+    GaveUp,
+    RevealRefused,
+    wrong_results,
+)
+from byteleap.worker.executors.process_cgroup import job_cgroups
+from byteleap.worker.gpu_choice import GpuChoice, host_indices
+from byteleap.worker.hardware_probe import probe_hardware
 from byteleap.worker.identity import Enrollment, IdentityMissing, WorkerKey, load_or_create_key
 from byteleap.worker.job_executors import ExecutorSetting
-from byteleap.worker.jobs import JobRunner, Send
+from byteleap.worker.jobs import JobRunner, Send, refusal
 from byteleap.worker.networks import LeaseNetworkLinks
 from byteleap.worker.vm_leases import VmLeases
 
+#: A miner message's handler: the work to run as a task, or None when it is done already.
+Handler = Callable[[Any], Coroutine[Any, Any, None] | None]
 log = logging.getLogger(__name__)
 
 MAX_KEPT_SOLUTIONS = 4
-
-
-class Behaviour(StrEnum):
-    """How the worker treats challenges. Anything but honest exists for tests and
-    `devnet --cheaters`, so everyone can watch cheats fail (see `proof.cheats`)."""
-
-    HONEST = "honest"
-    HANG = "hang"  # accepts challenges and lease probes and never answers
-    # Honest at challenges, but returns a different result for every job it ran (a worker
-    # that fakes work): the worker cannot tell which jobs are deterministic or re-executed,
-    # so a real cheat would have to lie on all of them — output validation catches it.
-    WRONG_OUTPUT = "wrong-output"
-    LAZY = Cheat.LAZY.value
-    PARTIAL = Cheat.PARTIAL.value
-    LOW_PRECISION = Cheat.LOW_PRECISION.value
-    SPARSE_ERROR = Cheat.SPARSE_ERROR.value
-
-    def solve(self, spec: ChallengeSpec, backend: str) -> Solution:
-        if self in (Behaviour.HONEST, Behaviour.WRONG_OUTPUT):
-            return solve(spec, *run_target(spec, backend))
-        return cheat_solution(Cheat(self.value), spec, random.Random())
-
-
-def _wrong_results(send: Send) -> Send:
-    """``send`` with every job result altered (stdout changed, as a faked run would)."""
-
-    async def tampered(raw: str) -> None:
-        message = parse_worker_message(raw)
-        if isinstance(message, JobEnded):
-            result = message.result
-            wrong = result.model_copy(update={"stdout_tail": result.stdout_tail + "0\n"})
-            raw = message.model_copy(update={"result": wrong}).model_dump_json()
-        await send(raw)
-
-    return tampered
 
 
 class Refusal(Exception):
@@ -123,6 +93,13 @@ def drop_device_products(solutions: dict[str, Solution]) -> None:
         del solutions[challenge_id]
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A handler's task that raised: said in the log, never dropped unseen (the job runner
+    reports its own failures to the miner; this catches any other handler's)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("a miner message's handler failed", exc_info=exc)
+
+
 @dataclass
 class WorkerNode:
     miner_url: str
@@ -133,21 +110,32 @@ class WorkerNode:
     max_backoff_s: float = 30.0
     executor: ExecutorSetting = "process"
     vm: WorkerVmSettings = field(default_factory=WorkerVmSettings)
+    job_logs: JobLogSettings = field(default_factory=JobLogSettings)
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
+    # challenge id -> the rows a refuse-reveal worker computed (and will reveal)
+    answerable: dict[str, frozenset[int]] = field(default_factory=dict)
+    # The lock file a multiplexing worker takes turns on (default: one in its own home).
+    device_lock: Path | None = None
+    device_pace_s: float = 0.0
     jobs: JobRunner = field(init=False)
     # Where other members reach this worker's private-network links (None: as the miner sees it).
     network_host: str | None = None
+    # The host's GPUs this worker serves (`byteleap worker --gpu`); default: all of them.
+    gpus: GpuChoice = field(default_factory=GpuChoice)
     networks: LeaseNetworkLinks = field(init=False)
     access: ExecRunner = field(init=False)
+    worker_id: str | None = field(default=None, init=False)  # the miner's name for it, once told
 
     def __post_init__(self) -> None:
         self.key = load_or_create_key(self.home)
         self.networks = LeaseNetworkLinks(public_host=self.network_host)
-        self.jobs = JobRunner(self.home, executor=self.executor)
+        self.jobs = JobRunner(
+            self.home, executor=self.executor, log_caps=self.job_logs, key=self.key
+        )
         self.vms = VmLeases(self.vm, self.home)
         self.hardware: HardwareInventory | None = None
-        self.access = ExecRunner(self.home)
+        self.access = ExecRunner(self.home, gpu_env=self.gpus.environment())
 
     def _pin(self) -> str:
         enrollment = Enrollment.load(self.home)
@@ -158,6 +146,8 @@ class WorkerNode:
         return EnrollmentToken.decode(self.token).miner_public_key
 
     async def run_forever(self) -> None:
+        if self.executor == "process":  # say now, not at the first job, if jobs get no cgroups
+            await asyncio.to_thread(job_cgroups)
         backoff = 0.5
         while True:
             started = time.monotonic()
@@ -220,11 +210,13 @@ class WorkerNode:
             raise Refusal(f"unexpected answer {answer.type}")
         if enrollment is None:
             Enrollment(answer.worker_id, self._pin()).save(self.home)
+        self.worker_id = answer.worker_id
         log.info("connected to miner", extra={"worker": answer.worker_id})
         return answer
 
     async def _probe(self) -> HardwareInventory:
-        hardware = await asyncio.to_thread(probe_hardware)
+        probed = await asyncio.to_thread(probe_hardware)
+        hardware = self.behaviour.claim(self.gpus.inventory(probed), self.key.public_hex)
         why_not = await asyncio.to_thread(self.vms.unavailable)
         if why_not is not None and self.vm.enabled:
             log.warning("vm leases enabled but unavailable", extra={"why": why_not})
@@ -246,50 +238,84 @@ class WorkerNode:
 
     async def _serve_messages(self, socket: websockets.ClientConnection) -> None:
         tasks: set[asyncio.Task[None]] = set()
+        handlers = self._handlers(socket)
         async for raw in socket:
             message = parse_miner_message(raw)
             if isinstance(message, Refused):
                 raise Refusal(message.reason)
-            task: asyncio.Task[None] | None = None
-            if isinstance(message, RunChallenge | AskReveal):
-                task = asyncio.create_task(self._answer(socket, message))
-            elif isinstance(message, StartVm | StopVm):
-                task = asyncio.create_task(self._vm(socket, message))
-            elif isinstance(message, RunJob):
-                send = socket.send
-                if self.behaviour is Behaviour.WRONG_OUTPUT:
-                    send = _wrong_results(socket.send)
-                task = asyncio.create_task(self.jobs.run(message.job, send))
-            elif isinstance(message, ProbeLease):
-                task = asyncio.create_task(self._answer_probe(socket, message))
-            elif isinstance(message, CancelJob):
-                task = asyncio.create_task(self.jobs.cancel(message.job_id))
-            elif isinstance(message, NetworkUp):
-                task = asyncio.create_task(self.networks.up(message, socket.send))
-            elif isinstance(message, NetworkPeers):
-                task = asyncio.create_task(self.networks.apply(message))
-            elif isinstance(message, NetworkDown):
-                task = asyncio.create_task(self.networks.down(message))
-            elif isinstance(message, ExecStart):
-                self.access.begin(message)  # its stdin may come before the program is up
-                task = asyncio.create_task(self.access.start(message, socket.send))
-            elif isinstance(message, ExecStdin):
-                self.access.stdin(message)
-            elif isinstance(message, ExecStop):
-                task = asyncio.create_task(self.access.stop(message.session or ""))
-            if task is not None:
+            handle = handlers.get(type(message))
+            work = handle(message) if handle is not None else None
+            if work is not None:
+                task = asyncio.create_task(work)
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(_log_failure)
+
+    def _handlers(self, socket: websockets.ClientConnection) -> dict[type[BaseModel], Handler]:
+        """One handler per message type the miner sends once this worker is admitted: each
+        returns the work to run as a task, or None when it did all there was to do."""
+        send = socket.send
+        if self.behaviour is Behaviour.WRONG_OUTPUT:
+            job_send = wrong_results(socket.send)
+        else:
+            job_send = send
+
+        def exec_start(message: ExecStart) -> Coroutine[Any, Any, None]:
+            self.access.begin(message)  # its stdin may come before the program is up
+            return self.access.start(message, send)
+
+        return {
+            RunChallenge: lambda m: self._answer(socket, m),
+            AskReveal: lambda m: self._answer(socket, m),
+            StartVm: lambda m: self._vm(socket, m),
+            StopVm: lambda m: self._vm(socket, m),
+            RunJob: lambda m: self._run_job(m.job, job_send),
+            ProbeLease: lambda m: self._answer_probe(socket, m),
+            CancelJob: lambda m: self.jobs.cancel(m.job_id),
+            NetworkUp: lambda m: self.networks.up(m, send),
+            NetworkPeers: self.networks.apply,
+            NetworkDown: self.networks.down,
+            ExecStart: exec_start,
+            ExecStdin: self.access.stdin,
+            ExecStop: lambda m: self.access.stop(m.session or ""),
+            ExecAck: self.access.ack,
+        }
+
+    async def _run_job(self, job: JobRequest, send: Send) -> None:
+        """Run ``job`` with its device indices (positions in this worker's report) made the
+        host's NVML indices, which is what its executor hands on (see ``gpu_choice``)."""
+        if job.spec.gpus:
+            reported = self.hardware.gpus if self.hardware is not None else []
+            try:
+                devices = host_indices(job.spec.gpus, reported)
+            except ValueError as exc:
+                await send(refusal(job.job_id, exc).model_dump_json())
+                return
+            job = job.model_copy(update={"spec": job.spec.model_copy(update={"gpus": devices})})
+        await self.jobs.run(job, send)
 
     async def _answer_probe(self, socket: websockets.ClientConnection, probe: ProbeLease) -> None:
         """Answering at all shows this worker's loop and link work; the jobs it runs on the
-        lease are named so the gateway can see them."""
+        lease are named so the gateway can see them. The verdict is signed with this
+        worker's key over the prober's nonce: the prober takes no other word for it."""
         if self.behaviour is Behaviour.HANG:
             return
-        running = len(self.jobs.running)
-        answer = LeaseProbed(probe_id=probe.probe_id, alive=True, detail=f"{running} jobs running")
+        alive, detail = True, f"{len(self.jobs.running)} jobs running"
         if (vm := await self.vms.probe(probe.lease_id)) is not None:  # a vm lease: is it up?
-            answer = LeaseProbed(probe_id=probe.probe_id, alive=vm[0], detail=vm[1])
+            alive, detail = vm
+        heartbeat = None
+        if probe.nonce is not None and self.worker_id is not None:
+            heartbeat = sign_heartbeat(
+                self.key.sign,
+                lease_id=probe.lease_id,
+                worker_id=self.worker_id,
+                nonce=probe.nonce,
+                alive=alive,
+                signed_at_ms=int(time.time() * 1000),
+            )
+        answer = LeaseProbed(
+            probe_id=probe.probe_id, alive=alive, detail=detail, heartbeat=heartbeat
+        )
         await socket.send(answer.model_dump_json())
 
     async def _vm(self, socket: websockets.ClientConnection, message: StartVm | StopVm) -> None:
@@ -308,11 +334,19 @@ class WorkerNode:
             if isinstance(message, RunChallenge):
                 drop_device_products(self.solutions)
                 started = time.perf_counter()
-                solution = await asyncio.to_thread(self.behaviour.solve, message.spec, self.backend)
+                lock = self.device_lock or self.home / DEVICE_LOCK_FILE
+                solved = await asyncio.to_thread(
+                    self.behaviour.solve, message.spec, self.backend, lock, self.device_pace_s
+                )
+                solution = solved.solution
                 self.solutions[message.spec.challenge_id] = solution
+                if solved.answerable is not None:
+                    self.answerable[message.spec.challenge_id] = solved.answerable
                 while len(self.solutions) > MAX_KEPT_SOLUTIONS:
                     # Unrevealed products are large; the oldest is the least likely asked.
-                    self.solutions.pop(next(iter(self.solutions)))
+                    oldest = next(iter(self.solutions))
+                    del self.solutions[oldest]
+                    self.answerable.pop(oldest, None)
                 commitment = commit(solution, self.key.sign)
                 metrics.WORKER_SOLVE_SECONDS.observe(time.perf_counter() - started)
                 await socket.send(Committed(commitment=commitment).model_dump_json())
@@ -320,6 +354,10 @@ class WorkerNode:
             else:
                 cid = message.request.challenge_id
                 solution = self.solutions.pop(cid)
+                answerable = self.answerable.pop(cid, None)
+                if answerable is not None and refuses(message.request, answerable):
+                    # A refuse-reveal worker: a refusal instead of a row it never computed.
+                    raise RevealRefused("asked for rows it did not compute")
                 reveal = answer_reveal(solution, message.request)
                 await socket.send(Revealed(reveal=reveal).model_dump_json())
                 metrics.WORKER_CHALLENGES.labels("revealed").inc()
@@ -329,7 +367,10 @@ class WorkerNode:
                 if isinstance(message, RunChallenge)
                 else message.request.challenge_id
             )
-            log.exception("challenge failed", extra={"challenge": cid})
+            if isinstance(exc, GaveUp):  # a cheat's choice, not a fault
+                log.warning("challenge given up", extra={"challenge": cid, "why": str(exc)})
+            else:
+                log.exception("challenge failed", extra={"challenge": cid})
             metrics.WORKER_CHALLENGES.labels("aborted").inc()
             with contextlib.suppress(Exception):
                 aborted = ChallengeAborted(challenge_id=cid, reason=f"{type(exc).__name__}")

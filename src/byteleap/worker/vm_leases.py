@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from byteleap.cloud.vm import VmError, VmHost, VmSpec, VmState, prepare_disks
 from byteleap.config import WorkerVmSettings
-from byteleap.net.vm import StartVm, VmAccess, VmPhase, VmReport
-from byteleap.worker.hardware import HardwareInventory
+from byteleap.protocol.hardware import HardwareInventory
+from byteleap.protocol.vm_lease import StartVm, VmAccess, VmPhase, VmReport
+from byteleap.worker.gpu_choice import host_indices
+from byteleap.worker.vm import VmError, VmHost, VmSpec, VmState, prepare_disks
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,10 @@ def pci_address(nvml_bus_id: str) -> str:
 
 
 def gpu_pci_addresses(hardware: HardwareInventory, indices: list[int]) -> list[str]:
-    by_index = {gpu.index: gpu for gpu in hardware.gpus}
-    if missing := [i for i in indices if i not in by_index]:
-        raise ValueError(f"this worker has no GPU {missing} (it has {sorted(by_index)})")
-    return [pci_address(by_index[i].pci_bus_id) for i in indices]
+    """The PCI addresses of the GPUs at ``indices`` in the worker's report (the device
+    indices placement chose; on a worker serving GPU 3 alone, index 0 is GPU 3)."""
+    host_indices(indices, hardware.gpus)  # a ValueError naming what the worker has
+    return [pci_address(hardware.gpus[i].pci_bus_id) for i in indices]
 
 
 def build_spec(

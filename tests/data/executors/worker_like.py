@@ -1,12 +1,15 @@
 """A worker-like parent for tests: starts a job through the process executor, prints
-{"job": pid, "guard": pid, "released": pid or null} on one line, then waits to be killed.
+{"job": pid, "guard": pid, "released": pid or null, "cgroup": path or null} on one line, then
+waits to be killed.
 
-    worker_like.py WORKDIR [--released] [--guard-killed]
+    worker_like.py WORKDIR [--released] [--guard-killed] [--no-cgroups] [--escapees MARKER]
 
 The job is a shell whose group holds two background sleeps and one orphaned sleep (its
 subshell exited: reparented, but still in the group). ``--released`` also starts a sleep in
 a session of its own and has the guard watch and then release it (it must survive);
-``--guard-killed`` kills the guard once the job runs.
+``--guard-killed`` kills the guard once the job runs; ``--no-cgroups`` runs the job without a
+cgroup (the fallback); ``--escapees MARKER`` adds a ``setsid`` process, a double-forked one and
+a double-forked ``setsid`` one, each with MARKER in its argv.
 """
 
 import asyncio
@@ -17,8 +20,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from byteleap.cloud.executors import ExecutionSpec, ProcessExecutor
-from byteleap.cloud.executors.process_guard import process_guard
+sys.path.insert(0, str(Path(__file__).parents[2]))  # the tests' helpers
+
+from byteleap.worker.executors import ProcessExecutor
+from byteleap.worker.executors.base import parse_spec
+from byteleap.worker.executors.process_guard import process_guard
+from escapees import ESCAPEE, escape_script
 
 TREE = "(sleep 300 &); sleep 300 & sleep 300 & echo ready; wait"
 
@@ -42,8 +49,14 @@ def kill_guard(pid: int) -> None:
 
 
 async def main(workdir: Path, flags: list[str]) -> None:
+    if "--no-cgroups" in flags:
+        os.environ["BYTELEAP_JOB_CGROUPS"] = "off"
     released = unguarded_sleep() if "--released" in flags else None
-    spec = ExecutionSpec.parse({"command": ["sh", "-c", TREE], "timeout_s": 600})
+    tree, inputs = TREE, {}
+    if "--escapees" in flags:
+        tree = escape_script(sys.executable, flags[flags.index("--escapees") + 1]) + TREE
+        inputs = {"escapee.py": ESCAPEE}
+    spec = parse_spec({"command": ["sh", "-c", tree], "timeout_s": 600, "inputs": inputs})
     job = await ProcessExecutor().start(spec, workdir / "job")
     async for line in job.logs():  # the whole tree exists once it says so
         if line.line == "ready":
@@ -51,7 +64,11 @@ async def main(workdir: Path, flags: list[str]) -> None:
     guard = process_guard().pid
     if "--guard-killed" in flags and guard is not None:
         kill_guard(guard)
-    print(json.dumps({"job": job.pid, "guard": guard, "released": released}), flush=True)
+    cgroup = str(job.cgroup) if job.cgroup is not None else None
+    print(
+        json.dumps({"job": job.pid, "guard": guard, "released": released, "cgroup": cgroup}),
+        flush=True,
+    )
     await asyncio.Event().wait()
 
 

@@ -9,14 +9,14 @@ import time
 import httpx
 from fastapi import FastAPI
 
-from byteleap.cloud.gateway.models import LeaseState
-from byteleap.cloud.gateway.networks_api import PrivateNetworks, mount_networks, network_settings
-from byteleap.cloud.scheduler import WorkerOffer
 from byteleap.config import GatewayNetworkSettings
+from byteleap.gateway.networks_api import PrivateNetworks, mount_networks, network_settings
+from byteleap.gateway.private_networks import TenantNetworks
+from byteleap.gateway.scheduler import WorkerOffer
 from byteleap.net.auth import Authorize
-from byteleap.net.wireguard import TenantNetworks
+from byteleap.net.miner_client import MinerCallError, MinerClient
+from byteleap.protocol.api import LeaseState
 from byteleap.store import LeaseRecord, Store, insert_lease
-from byteleap.validator.miner_client import MinerCallError, MinerClient
 from net.wireguard.wg_fixtures import Parties
 
 GATEWAY_URL = "http://gateway.test"

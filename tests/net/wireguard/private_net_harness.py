@@ -24,7 +24,7 @@ from byteleap.chain.local.client import LocalChain
 from byteleap.chain.port import NeuronInfo
 from byteleap.keys import ensure_wallet
 from byteleap.net.messages import WorkerState
-from byteleap.validator.miner_client import MinerClient
+from byteleap.net.miner_client import MinerClient
 from net.wireguard.netns_harness import UNDERLAY_NET, Underlay
 
 BYTELEAP = [sys.executable, "-m", "byteleap.cli"]

@@ -15,19 +15,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from byteleap.gateway.private_networks import Delivery, JoinOutcome, TenantNetworks
 from byteleap.net.wireguard import (
-    Delivery,
-    JoinOutcome,
-    LinkCommands,
-    MemberLink,
     PeerSet,
     PeerSetRefusal,
     PeerSetVerifier,
-    TenantNetworks,
     sign_join,
     sign_peer_set,
 )
-from byteleap.store import Store, open_store, upgrade
+from byteleap.store import Store
+from byteleap.worker.wireguard_applier import LinkCommands, MemberLink
 from net.wireguard.netns_harness import Underlay, missing_prerequisite
 from net.wireguard.wg_fixtures import Parties, keypair, networks, new_lease, new_tenant, parties
 
@@ -73,11 +70,8 @@ def underlay() -> Iterator[Underlay]:
 
 
 @pytest.fixture
-async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    await upgrade(sqlite_url)
-    opened = await open_store(sqlite_url)
-    yield opened
-    await opened.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 @pytest.fixture

@@ -22,14 +22,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from byteleap.chain.local.client import LocalChain
-from byteleap.cloud.gateway.leasing import LeaseDesk
-from byteleap.cloud.gateway.miners import MinerPool
-from byteleap.cloud.gateway.models import LeaseSpec, LeaseState, LeaseView
-from byteleap.cloud.gateway.networks_api import PrivateNetworks, mount_networks, private_networks
-from byteleap.cloud.gateway.port import Tenant
-from byteleap.cloud.gateway.service import GatewayService, create_tenant_with_key
 from byteleap.config import GatewaySettings
+from byteleap.gateway.core import GatewayService, create_tenant_with_key
+from byteleap.gateway.leasing import LeaseDesk
+from byteleap.gateway.miners import MinerPool
+from byteleap.gateway.networks_api import PrivateNetworks, mount_networks, private_networks
+from byteleap.gateway.port import Tenant
 from byteleap.keys import ensure_wallet
+from byteleap.protocol.api import LeaseSpec, LeaseState, LeaseView
 from byteleap.store import Store, open_store, upgrade
 from byteleap.worker.networks import ifname_for
 from net.wireguard.netns_harness import Underlay, missing_prerequisite

@@ -9,14 +9,9 @@ from dataclasses import dataclass
 
 from bittensor import sp_core
 
-from byteleap.cloud.gateway.models import LeaseState
-from byteleap.net.wireguard import (
-    JoinRequest,
-    NetworkSettings,
-    TenantNetworks,
-    WireGuardKeyPair,
-    sign_join,
-)
+from byteleap.gateway.private_networks import TenantNetworks
+from byteleap.net.wireguard import JoinRequest, NetworkSettings, WireGuardKeyPair, sign_join
+from byteleap.protocol.api import LeaseState
 from byteleap.store import LeaseRecord, Store, create_tenant, insert_lease
 
 _ids = itertools.count()

@@ -13,12 +13,13 @@ made on the worker, its public half exchanged through the gateway. The flow:
 4. on release `TenantNetworks.leave` gives the others a new epoch without the member, whose
    interface and keys the worker deletes (`MemberLink.down`).
 
-Pure modules (no I/O): `keys`, `addressing`, `messages`, `peersets`, `exchange`, `render`.
-I/O: `networks` (the store), `applier` (``wg``, ``ip``, ``wireguard-go``). Errors: `errors`.
+This package holds the pure parts (no I/O): `keys`, `addressing`, `messages`, `peersets`,
+`exchange`, `render`, and `errors`. The gateway keeps the networks in its store
+(``byteleap.gateway.private_networks``); the worker applies peer sets with ``wg``, ``ip`` and
+``wireguard-go`` (``byteleap.worker.wireguard_applier``).
 """
 
 from byteleap.net.wireguard.addressing import allocate_address, allocate_subnet, parse_pool
-from byteleap.net.wireguard.applier import LinkCommands, MemberLink
 from byteleap.net.wireguard.errors import (
     AddressPoolExhausted,
     JoinRefusal,
@@ -44,21 +45,16 @@ from byteleap.net.wireguard.messages import (
     PeerSet,
     SignedPeerSet,
 )
-from byteleap.net.wireguard.networks import Delivery, JoinOutcome, TenantNetworks
 from byteleap.net.wireguard.render import render_config
 
 __all__ = [
     "JOIN_METHOD",
     "JOIN_PATH",
     "AddressPoolExhausted",
-    "Delivery",
-    "JoinOutcome",
     "JoinRefusal",
     "JoinRejected",
     "JoinRequest",
     "LinkCommandFailed",
-    "LinkCommands",
-    "MemberLink",
     "NetworkSettings",
     "NotAMember",
     "Peer",
@@ -67,7 +63,6 @@ __all__ = [
     "PeerSetVerdict",
     "PeerSetVerifier",
     "SignedPeerSet",
-    "TenantNetworks",
     "WireGuardError",
     "WireGuardKeyPair",
     "allocate_address",

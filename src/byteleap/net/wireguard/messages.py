@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from byteleap.net.wireguard.addressing import MAX_MEMBERS, TENANT_PREFIX, parse_pool
 from byteleap.net.wireguard.keys import PublicKey
+from byteleap.protocol.ids import HexId
 
 PROTOCOL_VERSION = 1
 MAX_JOIN_BYTES = 4 * 1024
@@ -64,7 +65,7 @@ def _check_subnet(value: str) -> str:
 
 Endpoint = Annotated[str, Field(max_length=64), AfterValidator(check_endpoint)]
 WireLeaseId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-Nonce = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Nonce = HexId
 HostAddress = Annotated[str, Field(max_length=15), AfterValidator(_check_host)]
 HostRoute = Annotated[str, Field(max_length=18), AfterValidator(_check_host_route)]
 TenantSubnet = Annotated[str, Field(max_length=18), AfterValidator(_check_subnet)]

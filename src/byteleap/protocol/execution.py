@@ -1,0 +1,239 @@
+"""What a worker runs (``ExecutionSpec``) and how it ended (``ExecutionResult``): the wire half
+of the executor port, shared by the gateway, the miner, the worker and the SDK.
+
+The executors (``byteleap.worker.executors``) validate a spec again at their boundary
+(``check_spec``), so a spec built with ``model_construct`` or from an old message cannot slip
+past.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import to_json
+
+#: A week: longer work is a lease, not a job.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_OUTPUT_BYTES = 64 << 20
+MAX_INPUT_BYTES = 256 << 20
+DEFAULT_OUTPUT_BYTES = 1 << 20
+
+#: A customer's spec travels whole to its miner in one signed HTTP request, and a miner reads
+#: at most ``net.messages.MAX_HTTP_BODY_BYTES`` (1 MiB) of one. These bounds (their JSON text,
+#: escapes included) keep a spec well inside it, so a spec every miner would refuse is refused
+#: at submit instead; a test ties them to the miner's limit.
+MAX_ARGV_JSON_BYTES = 128 << 10
+MAX_ENV_JSON_BYTES = 128 << 10
+MAX_INLINE_INPUTS_JSON_BYTES = 512 << 10
+#: The image references the worker's container and Kubernetes executors take (a mirror of
+#: their ``_IMAGE``: a leading '-' would be read by the engine as a flag).
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The artifacts dir a spec gets unless it names one (an input may not take its place).
+DEFAULT_ARTIFACTS_DIR = "artifacts"
+
+#: Features a spec can ask for that an executor may declare in its ``unsupported`` table.
+FEATURE_NETWORK_ISOLATION = "network_isolation"
+
+Stream = Literal["stdout", "stderr"]
+KilledBy = Literal["timeout", "cancel", "memory"]
+
+
+def safe_relative_path(path: str) -> str:
+    """``path`` normalised as a relative POSIX path that stays inside its base directory."""
+    if not path or "\x00" in path or "\\" in path:
+        raise ValueError(f"{path!r} is not a usable relative path")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise ValueError(f"{path!r} must be relative and stay inside the work dir")
+    return pure.as_posix()
+
+
+def check_argv(command: list[str]) -> list[str]:
+    """An argv the executors can run: a program name, no NUL byte (a C string ends there)."""
+    if not command or not command[0]:
+        raise ValueError("the program name is empty")
+    if any("\x00" in arg for arg in command):
+        raise ValueError("an argument contains a NUL byte")
+    return command
+
+
+def check_env(env: dict[str, str], *, names: bool = False) -> dict[str, str]:
+    """Variables ``execve`` can pass on: no '=' or NUL in a name, no NUL in a value;
+    ``names``: each name a shell could set too (``ENV_NAME``)."""
+    for key, value in env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            raise ValueError(f"environment variable {key[:100]!r} is not valid")
+        if names and not ENV_NAME.fullmatch(key):
+            raise ValueError(f"environment variable {key[:100]!r} is not a valid name")
+    return env
+
+
+def check_image(image: str | None) -> str | None:
+    if image is not None and not IMAGE_REFERENCE.fullmatch(image):
+        raise ValueError(f"{image[:100]!r} is not an image reference")
+    return image
+
+
+def check_wire_size(value: object, limit: int, what: str) -> None:
+    """``value``'s JSON text is at most ``limit`` bytes."""
+    size = len(to_json(value))
+    if size > limit:
+        raise ValueError(f"{what} take {size} bytes as JSON, at most {limit}")
+
+
+class InputFile(BaseModel):
+    """One file written into the work dir before the program starts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    executable: bool = False
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, executable: bool = False) -> InputFile:
+        return cls(
+            content=base64.b64encode(data).decode(), encoding="base64", executable=executable
+        )
+
+    @model_validator(mode="after")
+    def _decodable(self) -> InputFile:
+        if self.encoding == "base64":
+            try:
+                base64.b64decode(self.content, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"content is not valid base64: {exc}") from exc
+        return self
+
+    def data(self) -> bytes:
+        if self.encoding == "base64":
+            return base64.b64decode(self.content, validate=True)
+        return self.content.encode()
+
+
+def check_inputs(inputs: dict[str, InputFile]) -> dict[str, InputFile]:
+    """Inputs with their paths normalised: inside the work dir, no two on one file, none
+    under another input's file, within ``MAX_INPUT_BYTES``."""
+    normalised = {safe_relative_path(path): file for path, file in inputs.items()}
+    if len(normalised) != len(inputs):
+        raise ValueError("two inputs name the same file")
+    for path in normalised:
+        for parent in PurePosixPath(path).parents:
+            if parent.as_posix() in normalised:
+                raise ValueError(f"input {path!r} lies under input file {parent.as_posix()!r}")
+    if sum(len(f.data()) for f in normalised.values()) > MAX_INPUT_BYTES:
+        raise ValueError(f"inputs exceed {MAX_INPUT_BYTES} bytes")
+    return normalised
+
+
+class ExecutionSpec(BaseModel):
+    """What to run. ``command`` is an argv list: no shell ever parses it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    inputs: dict[str, InputFile] = Field(default_factory=dict)
+    timeout_s: float = Field(gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    cpu_time_limit_s: int | None = Field(default=None, ge=1)  # CPU-seconds, not cores
+    memory_limit_mib: int | None = Field(default=None, ge=1)
+    artifacts_dir: str = DEFAULT_ARTIFACTS_DIR
+    max_output_bytes: int = Field(default=DEFAULT_OUTPUT_BYTES, ge=1, le=MAX_OUTPUT_BYTES)
+    gpus: list[int] = Field(default_factory=list)  # device indices the program may see
+    network: Literal["host", "none"] = "host"
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, command: list[str]) -> list[str]:
+        return check_argv(command)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        return check_env(env)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _plain_text_inputs(cls, inputs: Any) -> Any:
+        # A bare string is the common case (a script, a config): accept it as utf-8 text.
+        if isinstance(inputs, Mapping):
+            return {k: {"content": v} if isinstance(v, str) else v for k, v in inputs.items()}
+        return inputs
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_paths(cls, inputs: dict[str, InputFile]) -> dict[str, InputFile]:
+        return check_inputs(inputs)
+
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _artifacts_dir(cls, path: str) -> str:
+        return safe_relative_path(path)
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, gpus: list[int]) -> list[int]:
+        if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+            raise ValueError("gpu indices must be distinct and non-negative")
+        return gpus
+
+    @model_validator(mode="after")
+    def _artifacts_dir_is_free(self) -> ExecutionSpec:
+        artifacts = PurePosixPath(self.artifacts_dir)
+        for path in self.inputs:
+            if PurePosixPath(path) == artifacts or PurePosixPath(path) in artifacts.parents:
+                raise ValueError(
+                    f"artifacts_dir {self.artifacts_dir!r} collides with input {path!r}"
+                )
+        return self
+
+    def requested_features(self) -> set[str]:
+        return {FEATURE_NETWORK_ISOLATION} if self.network == "none" else set()
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stream: Stream
+    line: str  # without its trailing newline; a very long line arrives in pieces
+    ts: datetime
+
+
+class ArtifactInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str  # relative to the artifacts dir, POSIX separators
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class ExecutionState(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class ExecutionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    exit_code: int  # negative: killed by that signal number (-9 is SIGKILL)
+    state: ExecutionState
+    stdout_tail: str
+    stderr_tail: str
+    stdout_dropped_bytes: int = Field(ge=0)
+    stderr_dropped_bytes: int = Field(ge=0)
+    started_at: datetime
+    finished_at: datetime
+    artifacts: list[ArtifactInfo]
+    killed_by: KilledBy | None = None
+    detail: str = ""  # a human explanation of an abnormal end

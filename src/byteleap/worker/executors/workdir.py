@@ -1,0 +1,84 @@
+"""The work dir of one execution: inputs written in before the start, artifacts read out after.
+
+Paths come from the spec already normalised and relative (``safe_relative_path``); the files are
+still opened with ``O_NOFOLLOW`` and checked to resolve inside the work dir, because after the
+program ran, anything in the work dir — including symlinks to the worker's own files — is
+written by the customer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from pathlib import Path
+
+from byteleap.protocol.execution import ArtifactInfo, ExecutionSpec
+from byteleap.worker.executors.errors import WorkdirError
+
+logger = logging.getLogger(__name__)
+
+#: More files than this in the artifacts dir are not listed (and not hashed).
+MAX_ARTIFACTS = 10_000
+_CHUNK = 1 << 20
+
+
+def prepare_workdir(spec: ExecutionSpec, workdir: Path) -> Path:
+    """Create ``workdir`` (or accept it empty), write the inputs and the artifacts dir.
+
+    Returns the work dir as an absolute, resolved path.
+    """
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if any(workdir.iterdir()):
+            raise WorkdirError(f"work dir {workdir} is not empty", workdir=str(workdir))
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise WorkdirError(f"work dir {workdir} is not a directory", workdir=str(workdir)) from exc
+    root = workdir.resolve()
+    for relative, file in spec.inputs.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(root):
+            raise WorkdirError(f"input {relative!r} resolves outside the work dir")
+        mode = 0o755 if file.executable else 0o644
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(file.data())
+    (root / spec.artifacts_dir).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def collect_artifacts(workdir: Path, artifacts_dir: str) -> list[ArtifactInfo]:
+    """Every regular file under the artifacts dir (symlinks skipped), sorted by path."""
+    root = workdir.resolve()
+    base = workdir / artifacts_dir
+    if base.is_symlink() or not base.is_dir() or not base.resolve().is_relative_to(root):
+        return []
+    found: list[ArtifactInfo] = []
+    for dirpath, _dirnames, filenames in os.walk(base):  # never descends through symlinks
+        for name in filenames:
+            if len(found) >= MAX_ARTIFACTS:
+                logger.warning("artifact listing truncated", extra={"limit": MAX_ARTIFACTS})
+                return sorted(found, key=lambda a: a.path)
+            path = Path(dirpath) / name
+            info = _describe(path, path.relative_to(base).as_posix())
+            if info is not None:
+                found.append(info)
+    return sorted(found, key=lambda a: a.path)
+
+
+def _describe(path: Path, relative: str) -> ArtifactInfo | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # a symlink, or gone since the walk
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # a FIFO or device must not block or leak the worker's view
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return ArtifactInfo(path=relative, size=size, sha256=digest.hexdigest())

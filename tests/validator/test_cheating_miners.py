@@ -1,0 +1,190 @@
+"""The real round runner against miners that cheat on what they claim: each earns no more than
+its real hardware would earn honestly, and honest mixed fleets keep their hardware's credit.
+
+Challenges are real (solved, committed, revealed and verified at small n); the devices are
+simulated with real time (``simulated_miners``), so a round takes a second or two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from byteleap.keys import ensure_wallet
+from byteleap.net.messages import WorkerView
+from byteleap.proof import Profile
+from byteleap.protocol.identity import WorkerIdentity, duplicated_workers
+from byteleap.scoring import ScoringParams
+from byteleap.store import ChallengeStatus, Store
+from byteleap.validator.rounds import ChallengePlan, RoundParams, RoundReport, RoundRunner
+from byteleap.validator.scores import compute_scores
+from hardware_samples import gpu_rig
+from validator.simulated_miners import (
+    SimulatedDevice,
+    SimulatedMiner,
+    StaticChain,
+    as_chain,
+    simulated_worker,
+)
+
+pytestmark = pytest.mark.adversarial
+
+N = 64
+WORK = 2.0 * N**3
+CHALLENGE_S = 0.4  # one challenge on the hardware it claims
+F = WORK / CHALLENGE_S  # one simulated GPU's flop rate
+SLACK = 1.5  # the deadline: the claimed time with this slack (below 2: no card serves two)
+PARAMS = RoundParams(n=N, ttl_s=CHALLENGE_S * SLACK, reveal_budget_s=5.0, call_timeout_s=10.0)
+
+
+@pytest.fixture
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
+
+
+@pytest.fixture
+def wallet(tmp_path: Path) -> Any:
+    return ensure_wallet("validator", path=tmp_path / "wallets")
+
+
+async def run_round(
+    wallet: Any,
+    store: Store,
+    miners: list[SimulatedMiner],
+    *,
+    params: RoundParams = PARAMS,
+    plan_for: Callable[[WorkerView], ChallengePlan] | None = None,
+) -> tuple[RoundReport, StaticChain]:
+    chain = StaticChain(miners, wallet.hotkey.ss58_address)
+    runner = RoundRunner(
+        wallet, as_chain(chain), store, params, connect=chain.connect, plan_for=plan_for
+    )
+    return await runner.run_round(), chain
+
+
+def credited(report: RoundReport, hotkey: str) -> float:
+    return math.fsum(
+        o.throughput or 0.0
+        for o in report.outcomes
+        if o.miner_hotkey == hotkey and o.status is ChallengeStatus.PASSED
+    )
+
+
+def fleet(n: int, devices: list[SimulatedDevice], first: int = 0) -> list[Any]:
+    return [simulated_worker(first + i, devices[i % len(devices)]) for i in range(n)]
+
+
+@pytest.mark.parametrize("policy", ["fifo", "random", "park"])
+async def test_one_gpu_behind_a_hundred_workers_earns_one_gpu(
+    wallet: Any, store: Store, policy: str
+) -> None:
+    # A long deadline, so only the credit rule stands between the cheat and 100 GPUs' worth.
+    quick = RoundParams(n=N, ttl_s=60.0, reveal_budget_s=5.0)
+    device = SimulatedDevice(WORK / 0.02)
+    cheat = SimulatedMiner("cheat", fleet(100, [device]), policy=policy)
+    report, _ = await run_round(wallet, store, [cheat], params=quick)
+    assert credited(report, "cheat") <= 1.1 * device.flops
+    if policy == "park":
+        refused = [o for o in report.outcomes if o.status is not ChallengeStatus.PASSED]
+        assert len(refused) == 99
+        assert all(o.status is ChallengeStatus.ERRORED for o in refused)  # never abandoned
+
+
+async def test_one_gpu_behind_many_workers_passes_one_challenge_within_its_deadline(
+    wallet: Any, store: Store
+) -> None:
+    device = SimulatedDevice(F)
+    cheat = SimulatedMiner("cheat", fleet(10, [device]))
+    honest = SimulatedMiner("honest", fleet(1, [SimulatedDevice(F)], first=100))
+    report, _ = await run_round(wallet, store, [cheat, honest])
+    passes = [o for o in report.outcomes if o.miner_hotkey == "cheat" and o.throughput]
+    assert len(passes) == 1
+    assert credited(report, "cheat") <= 1.1 * credited(report, "honest")
+    assert credited(report, "honest") >= 0.9 * F
+
+
+async def test_eight_gpus_behind_a_hundred_workers_earn_eight(wallet: Any, store: Store) -> None:
+    quick = RoundParams(n=N, ttl_s=60.0, reveal_budget_s=5.0)
+    devices = [SimulatedDevice(WORK / 0.02) for _ in range(8)]
+    cheat = SimulatedMiner("cheat", fleet(100, devices), policy="random")
+    report, _ = await run_round(wallet, store, [cheat], params=quick)
+    assert credited(report, "cheat") <= 1.1 * 8 * devices[0].flops
+
+
+def _sized_for(claimed_flops: dict[str, float]) -> Callable[[WorkerView], ChallengePlan]:
+    """Size each worker's challenge so its claimed hardware takes CHALLENGE_S."""
+
+    def plan(worker: WorkerView) -> ChallengePlan:
+        n = round((claimed_flops[worker.worker_id] * CHALLENGE_S / 2.0) ** (1 / 3))
+        return ChallengePlan(n, Profile.CPU_F64, CHALLENGE_S * SLACK)
+
+    return plan
+
+
+async def test_honest_mixed_models_keep_their_hardware_credit(wallet: Any, store: Store) -> None:
+    speeds = [F, 2 * F, 4 * F, 8 * F]
+    workers = [simulated_worker(i, SimulatedDevice(f)) for i, f in enumerate(speeds)]
+    claims = {w.view.worker_id: w.device.flops for w in workers}
+    miner = SimulatedMiner("honest", workers)
+    report, _ = await run_round(wallet, store, [miner], plan_for=_sized_for(claims))
+    by_worker = {o.worker_id: o for o in report.outcomes}
+    for worker in workers:
+        outcome = by_worker[worker.view.worker_id]
+        assert outcome.status is ChallengeStatus.PASSED, outcome
+        assert (outcome.throughput or 0) >= 0.95 * worker.device.flops
+
+
+async def test_a_card_claiming_a_faster_model_misses_its_deadline(
+    wallet: Any, store: Store
+) -> None:
+    spoof = simulated_worker(0, SimulatedDevice(F))  # the real card
+    honest = simulated_worker(1, SimulatedDevice(F))
+    claims = {spoof.view.worker_id: 6 * F, honest.view.worker_id: F}  # "H100" at a 3090's speed
+    miners = [SimulatedMiner("spoof", [spoof]), SimulatedMiner("honest", [honest])]
+    report, _ = await run_round(wallet, store, miners, plan_for=_sized_for(claims))
+    outcome = {o.miner_hotkey: o for o in report.outcomes}
+    assert outcome["spoof"].status is ChallengeStatus.TIMED_OUT
+    assert outcome["honest"].status is ChallengeStatus.PASSED
+
+
+async def test_refusing_reveals_it_cannot_answer_is_a_failure_that_earns_nothing(
+    wallet: Any, store: Store
+) -> None:
+    cheat = SimulatedMiner("cheat", fleet(4, [SimulatedDevice(F)]), policy="refuse-reveal")
+    honest = SimulatedMiner("honest", fleet(4, [SimulatedDevice(F)], first=100))
+    chain = None
+    for _ in range(2):
+        report, chain = await run_round(wallet, store, [cheat, honest])
+        refused = [o for o in report.outcomes if o.miner_hotkey == "cheat"]
+        assert {o.status for o in refused} <= {ChallengeStatus.ERRORED, ChallengeStatus.PASSED}
+        assert ChallengeStatus.ERRORED in {o.status for o in refused}
+    assert chain is not None
+    params = ScoringParams(window_min=10.0, round_interval_s=300.0)
+    result = await compute_scores(
+        store, await chain.metagraph(), now=report.started_at + 5, params=params
+    )
+    assert result.weight_of("cheat") == 0.0
+    assert result.weight_of("honest") > 0.0
+
+
+async def test_one_box_under_two_hotkeys_earns_one_box_and_is_flagged(
+    wallet: Any, store: Store
+) -> None:
+    device = SimulatedDevice(F)
+    box = fleet(5, [device])
+    for worker in box:
+        worker.view = worker.view.model_copy(update={"hardware": gpu_rig(1)})
+    first, second = SimulatedMiner("first", box), SimulatedMiner("second", box)
+    claims = {w.view.worker_id: F for w in box}
+    report, _ = await run_round(wallet, store, [first, second], plan_for=_sized_for(claims))
+    assert credited(report, "first") + credited(report, "second") <= 1.1 * F
+    listed = [(m.hotkey, w.view) for m in (first, second) for w in m.fleet.values()]
+    flagged = duplicated_workers(
+        WorkerIdentity(h, v.worker_id, v.public_key, tuple(g.uuid for g in v.hardware.gpus))
+        for h, v in listed
+    )
+    assert set(flagged) == {(h, v.worker_id) for h, v in listed}
