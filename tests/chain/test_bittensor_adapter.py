@@ -511,3 +511,25 @@ async def test_live_metagraph_and_block() -> None:
         assert await chain.tempo() > 0
     finally:
         await chain.close()
+
+
+LIVE_HOTKEY = os.environ.get("BYTELEAP_LIVE_HOTKEY")
+
+
+@pytest.mark.live
+@live
+@pytest.mark.skipif(not LIVE_HOTKEY, reason="BYTELEAP_LIVE_HOTKEY is not set (no hotkey to find)")
+async def test_live_hotkey_is_registered_and_its_axon_published() -> None:
+    """docs/operate.md's testnet checklist: the operator's hotkey (ss58) holds a uid on the
+    netuid; a miner's (BYTELEAP_LIVE_ROLE=miner) also has its axon and certificate on chain."""
+    assert LIVE is not None and LIVE_HOTKEY is not None
+    netuid = int(os.environ.get("BYTELEAP_SUBTENSOR_NETUID", "1"))
+    chain = BittensorChain(LIVE, netuid=netuid, timeout_s=60)
+    try:
+        neuron = (await chain.metagraph()).by_hotkey(LIVE_HOTKEY)
+    finally:
+        await chain.close()
+    assert neuron is not None, f"{LIVE_HOTKEY} holds no uid on netuid {netuid}"
+    if os.environ.get("BYTELEAP_LIVE_ROLE") == "miner":
+        assert neuron.axon_ip and neuron.axon_port, "no axon published"
+        assert neuron.certificate, "no TLS certificate published"
