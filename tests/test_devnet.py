@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import select
 import signal
@@ -102,21 +103,29 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
 
 
 def _wait_for_line(process: subprocess.Popen[str], text: str, *, timeout_s: float) -> str:
-    """The first stderr line holding ``text``; fails with what was printed so far."""
+    """The first stderr line holding ``text``; fails with what was printed so far.
+
+    Reads the pipe's file descriptor itself: ``select`` sees only the descriptor, so a
+    buffered ``readline`` could leave the awaited line in Python's buffer, unseen, while the
+    devnet (which prints nothing more once it is up) keeps the descriptor quiet."""
     assert process.stderr is not None
-    seen: list[str] = []
+    fd = process.stderr.fileno()
+    seen = b""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 1.0)
+        ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
             continue
-        line = process.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen.append(line)
-        if text in line:
-            return line
-    raise AssertionError(f"no {text!r} in the devnet's output:\n{''.join(seen)[-3000:]}")
+        seen += chunk
+        complete = seen.decode(errors="replace").rpartition("\n")[0]
+        for line in complete.splitlines():
+            if text in line:
+                return line
+    printed = seen.decode(errors="replace")[-3000:]
+    raise AssertionError(f"no {text!r} in the devnet's output:\n{printed}")
 
 
 async def test_a_failed_step_ends_the_run_red_and_stops_everything(tmp_path: Path) -> None:
