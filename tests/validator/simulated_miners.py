@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from byteleap.chain.port import Metagraph, NeuronInfo
 from byteleap.miner.challenge_batches import BatchBook
-from byteleap.miner.errors import WorkerUnavailable
+from byteleap.miner.errors import IllegalTransition, WorkerUnavailable
 from byteleap.net.messages import (
     ChallengeBatch,
     ChallengeBatchReply,
@@ -108,6 +108,9 @@ class SimulatedMiner:
         # challenge id -> its solution and the rows it can answer (None: all of them)
         self.solutions: dict[str, tuple[Solution, frozenset[int] | None]] = {}
         self.committed_first = asyncio.Event()
+        # Workers a customer took after the validator listed them: their challenges are
+        # refused as a real miner refuses them (the worker's state forbids a challenge).
+        self.taken: set[str] = set()
 
     async def __aenter__(self) -> SimulatedMiner:
         return self
@@ -148,6 +151,8 @@ class SimulatedMiner:
 
     async def _commit(self, worker_id: str, spec: ChallengeSpec) -> Commitment:
         worker = self.fleet[worker_id]
+        if worker_id in self.taken:
+            raise IllegalTransition(f"worker {worker_id} is leased")
         if self.policy == "park" and self.committed_first.is_set():
             raise WorkerUnavailable("parked: another challenge holds the device", reason="busy")
         # The real product is computed off the event loop while the device's time runs, so

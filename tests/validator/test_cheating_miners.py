@@ -8,6 +8,7 @@ simulated with real time (``simulated_miners``), so a round takes a second or tw
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ import pytest
 from byteleap.keys import ensure_wallet
 from byteleap.net.messages import WorkerView
 from byteleap.proof import Profile
+from byteleap.protocol.api import LeaseState
 from byteleap.protocol.identity import WorkerIdentity, duplicated_workers
 from byteleap.scoring import ScoringParams
 from byteleap.store import ChallengeStatus, Store
+from byteleap.store.cloud import create_tenant
+from byteleap.store.leases import LeaseRecord, end_lease, insert_lease
 from byteleap.validator.rounds import ChallengePlan, RoundParams, RoundReport, RoundRunner
 from byteleap.validator.scores import compute_scores
 from hardware_samples import gpu_rig
@@ -188,3 +192,54 @@ async def test_one_box_under_two_hotkeys_earns_one_box_and_is_flagged(
         for h, v in listed
     )
     assert set(flagged) == {(h, v.worker_id) for h, v in listed}
+
+
+async def _lease_in_store(store: Store, miner: str, worker_id: str, *, at: float) -> None:
+    """A lease this validator's own gateway placed on ``worker_id`` at ``at``, still running."""
+    async with store.session() as s:
+        tenant = await create_tenant(s, f"renter-{worker_id}", balance=1.0, at=int(at))
+        await insert_lease(
+            s,
+            LeaseRecord(
+                id=f"lease-{worker_id}", tenant_id=tenant.id, state=LeaseState.ACTIVE,
+                spec_json="{}", worker_id=worker_id, miner_hotkey=miner, gpu_model="cpu",
+                gpu_count=0, price_per_s=0.0001, unit_price_micro=100, created_at=at,
+                ends_at=at + 600, ended_at=None, billed_until=at, cost=0.0, receipts=0,
+            ),
+        )  # fmt: skip
+
+
+async def test_a_worker_leased_after_the_listing_is_excused_only_on_the_validators_records(
+    wallet: Any, store: Store
+) -> None:
+    """The listing raced a customer: both miners refuse one worker's challenge because it is
+    "leased". Only the one whose lease this validator's gateway placed is excused
+    (``abandoned``, counting for nobody); the other's word is a failure, as every refusal."""
+    honest = SimulatedMiner("honest", fleet(2, [SimulatedDevice(F), SimulatedDevice(F)]))
+    liar = SimulatedMiner("liar", fleet(2, [SimulatedDevice(F), SimulatedDevice(F)], first=100))
+    leased, claimed = "w-0000000000000000", "w-0000000000000064"
+    honest.taken.add(leased)
+    liar.taken.add(claimed)
+    await _lease_in_store(store, "honest", leased, at=time.time())
+    report, _ = await run_round(wallet, store, [honest, liar])
+    outcome = {o.worker_id: o for o in report.outcomes}
+    assert outcome[leased].status is ChallengeStatus.ABANDONED
+    assert outcome[leased].reason == f"preempted: lease lease-{leased}"
+    assert outcome[claimed].status is ChallengeStatus.ERRORED
+    assert outcome[claimed].reason == "illegal_transition"
+    others = [o for o in report.outcomes if o.worker_id not in (leased, claimed)]
+    assert others and all(o.status is ChallengeStatus.PASSED for o in others)
+
+
+async def test_a_lease_that_ended_before_the_challenge_excuses_nothing(
+    wallet: Any, store: Store
+) -> None:
+    miner = SimulatedMiner("honest", fleet(1, [SimulatedDevice(F)]))
+    worker = "w-0000000000000000"
+    miner.taken.add(worker)
+    await _lease_in_store(store, "honest", worker, at=time.time() - 1200)
+    async with store.session() as s:  # released 10 minutes before this round
+        await end_lease(s, f"lease-{worker}", LeaseState.RELEASED, at=time.time() - 600)
+    report, _ = await run_round(wallet, store, [miner])
+    (outcome,) = report.outcomes
+    assert outcome.status is ChallengeStatus.ERRORED, outcome

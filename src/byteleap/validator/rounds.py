@@ -37,6 +37,7 @@ from byteleap.store import (
     end_challenges,
     record_challenges,
 )
+from byteleap.store.customer_work import customer_work_on
 from byteleap.validator.batch import (
     BatchRun,
     DrawReveal,
@@ -316,6 +317,28 @@ class RoundRunner:
         sends = [m.run.sent_at for m in miners if m.run is not None and m.run.sent_at is not None]
         return max(sends) - min(sends) if sends else 0.0
 
+    async def _excused(
+        self, miner: _MinerRound, planned: PlannedChallenge, refused: ProtocolResult
+    ) -> ProtocolResult:
+        """A refusal is a failure, unless this validator's own gateway had given the worker
+        to a customer since the challenge was issued (the listing raced the customer): then
+        the challenge counts for nobody (``abandoned``, reason ``preempted: lease …``)."""
+        async with self.store.session() as s:
+            work = await customer_work_on(
+                s,
+                miner_hotkey=miner.neuron.hotkey,
+                worker_id=planned.worker.worker_id,
+                since=planned.spec.issued_at,
+                until=self.clock(),
+            )
+        if work is None:
+            return refused
+        log.info(
+            "challenge preempted by a customer",
+            extra={"worker": planned.worker.worker_id, "work": work, "refusal": refused.reason},
+        )
+        return ProtocolResult(ChallengeStatus.ABANDONED, f"preempted: {work}")
+
     async def _finish(self, miner: _MinerRound) -> list[ChallengeOutcome]:
         """Write each challenge's end to the store, all at once; one the round's deadline cut
         off has timed out."""
@@ -327,6 +350,8 @@ class RoundRunner:
             result = results.get(spec.challenge_id) or ProtocolResult(
                 ChallengeStatus.TIMED_OUT, "round_deadline"
             )
+            if _refused_before_commitment(result):
+                result = await self._excused(miner, planned, result)
             if result.status is ChallengeStatus.COMMITTED:
                 result = ProtocolResult(
                     ChallengeStatus.TIMED_OUT,
@@ -359,3 +384,16 @@ class RoundRunner:
             elapsed = max(0.0, now - planned.spec.issued_at)
             metrics.CHALLENGE_SECONDS.labels(outcome.status.value).observe(elapsed)
         return outcomes
+
+
+#: What a miner answers for a challenge whose worker a customer holds (its state forbids a
+#: challenge, or the worker says it is busy).
+_BUSY_REFUSALS = frozenset({"illegal_transition", "busy"})
+
+
+def _refused_before_commitment(result: ProtocolResult) -> bool:
+    return (
+        result.status is ChallengeStatus.ERRORED
+        and result.root is None
+        and result.reason in _BUSY_REFUSALS
+    )
