@@ -14,6 +14,7 @@ from byteleap.commands import (
     db,
     devnet,
     gateway,
+    init,
     jobs,
     keys,
     leases,
@@ -37,6 +38,7 @@ app = typer.Typer(
 
 app.command("devnet", help="Start a local network and run the main job.")(devnet.devnet)
 app.add_typer(chain.app, name="chain", help="The local devnet chain and chain views.")
+app.command("init", help="Set up a role: config, wallet and systemd units.")(init.init)
 app.add_typer(keys.app, name="keys", help="Create and list bittensor wallets.")
 app.add_typer(db.app, name="db", help="Database migrations for the validator store.")
 app.add_typer(config_cmd.app, name="config", help="Show the effective configuration.")

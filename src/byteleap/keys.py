@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,13 @@ def create_wallet(
     path: Path,
     password: str | None = None,
     overwrite: bool = False,
+    on_mnemonic: Callable[[str], None] | None = None,
 ) -> WalletInfo:
-    """Create a coldkey (if missing) and a hotkey; refuses to overwrite unless asked."""
+    """Create a coldkey (if missing) and a hotkey; refuses to overwrite unless asked.
+
+    ``on_mnemonic`` receives a new coldkey's mnemonic (the SDK would print it to stdout,
+    where logs and pipes keep it); without it the mnemonic is not shown at all.
+    """
     _check_name("wallet", name)
     _check_name("hotkey", hotkey)
     wallet = bt.Wallet(name, hotkey, path=str(path))
@@ -62,12 +68,37 @@ def create_wallet(
             coldkey_password=password,
             suppress=True,
             overwrite=overwrite,
+            on_mnemonic=on_mnemonic,
         )
     if wallet.hotkey_file.exists_on_device() and not overwrite:
         raise WalletError(f"hotkey {name}/{hotkey} already exists under {path}", reason="exists")
     wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=overwrite)
     log.info("created wallet", extra={"wallet": name, "hotkey": hotkey, "path": str(path)})
     return describe(wallet, path)
+
+
+def import_coldkey(name: str, mnemonic: str, *, path: Path, password: str | None = None) -> None:
+    """Write the coldkey a mnemonic stands for (encrypted when a password is given); refuses
+    when the wallet already has one, whichever it is."""
+    _check_name("wallet", name)
+    wallet = bt.Wallet(name, "default", path=str(path))
+    if wallet.coldkeypub_file.exists_on_device():
+        raise WalletError(f"wallet {name} already has a coldkey under {path}", reason="exists")
+    try:
+        wallet.regenerate_coldkey(
+            mnemonic=" ".join(mnemonic.split()),
+            use_password=password is not None,
+            coldkey_password=password,
+            suppress=True,
+        )
+    except ValueError as exc:  # the SDK's word for a phrase that is not BIP-39
+        raise WalletError(f"not a valid mnemonic: {exc}", reason="bad_mnemonic") from None
+    log.info("imported coldkey", extra={"wallet": name, "path": str(path)})
+
+
+def coldkey_is_encrypted(name: str, *, path: Path) -> bool:
+    """Whether the wallet's coldkey file is stored encrypted (the SDK's NaCl format)."""
+    return bool(bt.Wallet(name, "default", path=str(path)).coldkey_file.is_encrypted())
 
 
 def load_wallet(name: str, hotkey: str = "default", *, path: Path) -> bt.Wallet:
