@@ -13,6 +13,7 @@ from byteleap.commands import (
     config_cmd,
     db,
     devnet,
+    doctor,
     gateway,
     init,
     jobs,
@@ -55,6 +56,9 @@ app.add_typer(gateway.app, name="gateway", help="Run the customer gateway; manag
 app.add_typer(jobs.app, name="jobs", help="Submit and follow jobs on a gateway.")
 app.add_typer(leases.app, name="leases", help="Lease workers by the second.")
 app.add_typer(services.app, name="services", help="Deploy and scale inference services.")
+app.command("doctor", help="Check that this host can run a role; exit 1 on a failure.")(
+    doctor.doctor
+)
 app.command("status", help="Summarise a running network from a gateway.")(status.status)
 app.command("balance")(billing.balance)
 app.command("usage")(billing.usage)

@@ -35,6 +35,7 @@ from byteleap.worker.executors import (
     StartFailedError,
     UnavailableExecutorError,
     UnsupportedError,
+    container_engine,
     executor_for,
 )
 from byteleap.worker.executors.base import parse_spec
@@ -496,6 +497,24 @@ def test_settings_from_env() -> None:
     assert ContainerSettings.from_env({}).ulimits is None
     with pytest.raises(ExecutorError, match="BYTELEAP_CONTAINER"):
         ContainerSettings.from_env({"BYTELEAP_CONTAINER_NETWORK": "host"})
+
+
+def test_cdi_dirs_decide_whether_podman_gives_gpus(tmp_path: Path) -> None:
+    """podman reads GPU devices from CDI specs; where the worker (and `byteleap doctor`) look
+    for them is BYTELEAP_CONTAINER_CDI_DIRS, /etc/cdi and /var/run/cdi by default."""
+    empty, full = tmp_path / "empty", tmp_path / "full"
+    empty.mkdir()
+    full.mkdir()
+    (full / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    settings = ContainerSettings.from_env({"BYTELEAP_CONTAINER_CDI_DIRS": f"{empty}:{full}"})
+    assert settings.cdi_dirs == (empty, full)
+    assert ContainerSettings.from_env({}).cdi_dirs == (Path("/etc/cdi"), Path("/var/run/cdi"))
+    assert container_engine.nvidia_cdi_specs(settings.cdi_dirs) == [full / "nvidia.yaml"]
+    assert container_engine._gaps("podman", (full,)) == {}
+    assert container_engine._gaps("podman", (empty,)) == {
+        FEATURE_GPUS: f"no CDI spec for nvidia.com/gpu in {empty} "
+        "(create one with `nvidia-ctk cdi generate`)"
+    }
 
 
 @container

@@ -16,6 +16,8 @@ Settings (``ContainerSettings.from_env``), every one optional:
 - ``BYTELEAP_CONTAINER_NETWORK``: ``none`` (default) or ``bridge``: what a job gets that does not
   ask for isolation. A job that asks (``spec.network == "none"``) never gets a network.
 - ``BYTELEAP_CONTAINER_PIDS_LIMIT``: processes per container (default 4096).
+- ``BYTELEAP_CONTAINER_CDI_DIRS``: where podman's CDI specs for GPUs are looked for, a
+  ``:``-separated list (default ``/etc/cdi:/var/run/cdi``, where podman reads them).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class ContainerSettings(BaseModel):
     network: Literal["none", "bridge"] = "none"
     pids_limit: int = Field(default=4096, ge=1)
     pull: Literal["missing", "never", "always", "newer"] = "missing"
+    cdi_dirs: tuple[Path, ...] = _CDI_DIRS
     drop_capabilities: bool = True
     create_timeout_s: float = Field(default=600.0, gt=0)  # an image pull may take minutes
     command_timeout_s: float = Field(default=60.0, gt=0)  # inspect, stop, rm
@@ -82,6 +85,8 @@ class ContainerSettings(BaseModel):
         ):
             if value := env.get(f"BYTELEAP_CONTAINER_{key}"):
                 fields[field] = value
+        if cdi_dirs := env.get("BYTELEAP_CONTAINER_CDI_DIRS"):
+            fields["cdi_dirs"] = tuple(Path(d) for d in cdi_dirs.split(":") if d)
         try:
             if (ulimits := env.get("BYTELEAP_CONTAINER_ULIMITS")) is not None:
                 fields["ulimits"] = parse_ulimits(ulimits)
@@ -227,7 +232,7 @@ def _configure(
         global_args=tuple(global_args),
         create_args=tuple(create_args),
         ulimits=ulimits,
-        unsupported=_gaps(kind),
+        unsupported=_gaps(kind, settings.cdi_dirs),
     )
 
 
@@ -262,23 +267,32 @@ def _init_available(kind: EngineKind) -> bool:
     return any(p.exists() for p in _CATATONIT) or shutil.which("catatonit") is not None
 
 
-def _gaps(kind: EngineKind) -> dict[str, str]:
-    if kind == "podman" and not _cdi_has_nvidia_gpus():
-        return {
-            FEATURE_GPUS: "no CDI spec for nvidia.com/gpu in /etc/cdi or /var/run/cdi "
-            "(create one with `nvidia-ctk cdi generate`)"
-        }
-    if kind == "docker" and not any(shutil.which(tool) for tool in _NVIDIA_TOOLKIT):
+def _gaps(kind: EngineKind, cdi_dirs: Sequence[Path] = _CDI_DIRS) -> dict[str, str]:
+    if kind == "podman" and not nvidia_cdi_specs(cdi_dirs):
+        return {FEATURE_GPUS: no_cdi_spec_reason(cdi_dirs)}
+    if kind == "docker" and not nvidia_toolkit():
         return {FEATURE_GPUS: "the NVIDIA container toolkit (needed by --gpus) is not installed"}
     return {}
 
 
-def _cdi_has_nvidia_gpus() -> bool:
-    for directory in _CDI_DIRS:
+def no_cdi_spec_reason(cdi_dirs: Sequence[Path] = _CDI_DIRS) -> str:
+    where = " or ".join(str(d) for d in cdi_dirs)
+    return f"no CDI spec for nvidia.com/gpu in {where} (create one with `nvidia-ctk cdi generate`)"
+
+
+def nvidia_toolkit() -> str | None:
+    """The first NVIDIA container toolkit program on PATH (docker's ``--gpus`` needs one)."""
+    return next((found for tool in _NVIDIA_TOOLKIT if (found := shutil.which(tool))), None)
+
+
+def nvidia_cdi_specs(cdi_dirs: Sequence[Path] = _CDI_DIRS) -> list[Path]:
+    """The CDI spec files in ``cdi_dirs`` that declare ``nvidia.com/gpu`` devices."""
+    found: list[Path] = []
+    for directory in cdi_dirs:
         with contextlib.suppress(OSError):
-            for spec in directory.iterdir():
+            for spec in sorted(directory.iterdir()):
                 if spec.suffix in {".yaml", ".yml", ".json"} and "nvidia.com/gpu" in (
                     spec.read_text(errors="replace")
                 ):
-                    return True
-    return False
+                    found.append(spec)
+    return found
