@@ -10,31 +10,20 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bittensor as bt
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from byteleap.chain.local.client import LocalChain
 from byteleap.cli import app
 from byteleap.keys import ensure_wallet
-from byteleap.net.tls import load_or_create_identity
 from byteleap.store import upgrade
 from byteleap.store.revisions import head_revision
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from local_chain import free_port, register_host, start_chain
 
 
 @dataclass
@@ -48,71 +37,31 @@ class Host:
     wallets: Path
 
 
-def _start_chain(root: Path, port: int) -> subprocess.Popen[bytes]:
-    (root / "chain.toml").write_text(
-        '[chain]\nblock_time_s = 0.1\ntempo = 5\nmax_validators = 2\nlog_level = "WARNING"\n'
-    )
-    log = (root / "chain.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "byteleap.cli", "chain", "serve",
-            "--config", str(root / "chain.toml"), "--port", str(port),
-            "--db", str(root / "chain.db"),
-        ],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=root, start_new_session=True,
-    )  # fmt: skip
-    log.close()
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, (root / "chain.log").read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "chain serve did not come up in 60 s"
-        time.sleep(0.1)
-
-
-async def _register(url: str, miner: bt.Wallet, validator: bt.Wallet, axon: int, tls: Path) -> None:
-    async with LocalChain(url, timeout_s=10) as chain:
-        await chain.register(miner)
-        identity = load_or_create_identity(tls)
-        await chain.serve_axon(miner, "127.0.0.1", axon, certificate=identity.public_key)
-        await chain.register(validator)
-        await chain.add_stake(validator, 1000.0)
-        deadline = time.monotonic() + 60
-        while True:  # the permit comes with the next epoch
-            neuron = (await chain.metagraph()).by_hotkey(validator.hotkey.ss58_address)
-            if neuron is not None and neuron.validator_permit:
-                return
-            assert time.monotonic() < deadline, "the validator never got its permit"
-            await asyncio.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     root = tmp_path_factory.mktemp("doctor")
     wallets = root / "wallets"
-    chain_port, miner_port = _port(), _port()
+    chain_port, miner_port = free_port(), free_port()
     chain_url = f"http://127.0.0.1:{chain_port}"
     miner, validator = ensure_wallet("m", path=wallets), ensure_wallet("v", path=wallets)
     store_db = root / "validator.db"
     asyncio.run(upgrade(f"sqlite+aiosqlite:///{store_db}"))
-    chain = _start_chain(root, chain_port)
+    chain = start_chain(root, chain_port)
     try:
-        asyncio.run(_register(chain_url, miner, validator, miner_port, root / "tls"))
+        asyncio.run(register_host(chain_url, miner, validator, miner_port, root / "tls"))
         config = root / "all.toml"
         chain_table = f'url = "{chain_url}"\n'
         store_table = f'url = "sqlite+aiosqlite:///{store_db}"\n'
         config.write_text(
-            f'[miner]\nhome = "{root / "miner"}"\nport = {miner_port}\nmetrics_port = {_port()}\n'
+            f'[miner]\nhome = "{root / "miner"}"\nport = {miner_port}\n'
+            f"metrics_port = {free_port()}\n"
             f'[miner.wallet]\nname = "m"\npath = "{wallets}"\n[miner.chain]\n{chain_table}'
             f'[worker]\nhome = "{root / "worker"}"\ngpus = []\nexecutor = "container"\n'
-            f'[validator]\nhome = "{root / "validator"}"\nmetrics_port = {_port()}\n'
+            f'[validator]\nhome = "{root / "validator"}"\nmetrics_port = {free_port()}\n'
             f'[validator.wallet]\nname = "v"\npath = "{wallets}"\n'
             f"[validator.chain]\n{chain_table}[validator.store]\n{store_table}"
-            f'[gateway]\nhome = "{root / "gateway"}"\nport = {_port()}\ngrpc_port = {_port()}\n'
+            f'[gateway]\nhome = "{root / "gateway"}"\nport = {free_port()}\n'
+            f"grpc_port = {free_port()}\n"
             f'[gateway.wallet]\nname = "v"\npath = "{wallets}"\n'
             f"[gateway.chain]\n{chain_table}[gateway.store]\n{store_table}"
         )
