@@ -10,7 +10,10 @@ reason when it gave up on the job, e.g. no worker on offer can run it) is `end_l
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,17 +94,38 @@ def poll_interval(waited_s: float) -> float:
     return FAST_POLL_S if waited_s < FAST_FOR_S else SLOW_POLL_S
 
 
+@contextlib.contextmanager
+def ctrl_c_between_polls() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event instead of raising wherever the main thread happens to be.
+
+    A KeyboardInterrupt raised inside the SDK's wait on its loop thread can land between a
+    lock's acquire and its ``with`` block, and the cancel that follows then waits on that
+    lock forever (seen: a `--wait` that ignored Ctrl-C until killed). `follow` checks the
+    event at its own safe points and raises there. Off the main thread (no signals there),
+    the event is never set."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def follow(client: Client, view: JobView, console: Console) -> JobView:
     """Poll the job until it ends, printing each step on ``console``; the last view.
 
     No limit while it waits for a worker (the gateway fails a job no worker can run); once
-    running, `WaitTimedOut` past its timeout and a grace period, should the gateway stall."""
+    running, `WaitTimedOut` past its timeout and a grace period, should the gateway stall.
+    Ctrl-C raises KeyboardInterrupt between two polls (`ctrl_c_between_polls`)."""
     steps = JobSteps()
     began = time.monotonic()
     spinner: contextlib.AbstractContextManager[Status | None] = (
         console.status("", spinner="dots") if console.is_terminal else contextlib.nullcontext()
     )
-    with spinner as status:
+    with ctrl_c_between_polls() as pressed, spinner as status:
         while True:
             line = steps.step(view)
             if line is not None:
@@ -109,17 +133,20 @@ def follow(client: Client, view: JobView, console: Console) -> JobView:
             if view.state.is_terminal:
                 return view
             _check_stalled(view)
-            _pause(status, view, poll_interval(time.monotonic() - began))
+            _pause(status, view, poll_interval(time.monotonic() - began), pressed)
             view = client.get(view.id)
 
 
-def _pause(status: Status | None, view: JobView, seconds: float) -> None:
-    """Sleep between polls, keeping the spinner's clock moving."""
+def _pause(status: Status | None, view: JobView, seconds: float, pressed: threading.Event) -> None:
+    """Sleep between polls, keeping the spinner's clock moving; Ctrl-C ends it."""
     until = time.monotonic() + seconds
     while (left := until - time.monotonic()) > 0:
         if status is not None:
             status.update(live_line(view, time.time()))
-        time.sleep(min(TICK_S, left))
+        if pressed.wait(min(TICK_S, left)):
+            raise KeyboardInterrupt
+    if pressed.is_set():
+        raise KeyboardInterrupt
 
 
 def _check_stalled(view: JobView) -> None:
