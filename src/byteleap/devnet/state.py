@@ -83,7 +83,10 @@ class DevnetOptions:
     block_time_s: float = 0.25
     tempo: int = 20
     keep_running: bool = False
-    startup_timeout_s: float = 30.0
+    # How long each start-up step may take. Every step ends as soon as it is done; the bound
+    # only decides how long a broken one takes to say so. 30 s was too short for ten miners'
+    # twenty-odd processes starting at once on two loaded cores.
+    startup_timeout_s: float = 120.0
     # The validator's and gateways' store: a SQLite file, or a fresh PostgreSQL database
     # (created on ``postgres_url``'s server, dropped first if it exists).
     store: str = "sqlite"  # "sqlite" | "postgres"
