@@ -66,7 +66,9 @@ def neuron(uid: int, keypair: sp_core.Keypair, *, permit: bool = False) -> Neuro
     )
 
 
-def challenge(cid: str, wid: int, mid: int, at: int, status: ChallengeStatus, tp: float):
+def challenge(
+    cid: str, wid: int, mid: int, at: int, status: ChallengeStatus, tp: float
+) -> ChallengeRecord:
     passed = status is ChallengeStatus.PASSED
     return ChallengeRecord(
         id=cid, worker_id=wid, miner_id=mid, profile="cpu-f64", n=512, seed="00" * 32,
@@ -76,7 +78,9 @@ def challenge(cid: str, wid: int, mid: int, at: int, status: ChallengeStatus, tp
     )  # fmt: skip
 
 
-def receipt(gateway: sp_core.Keypair, miner: sp_core.Keypair, worker: str, start: int):
+def receipt(
+    gateway: sp_core.Keypair, miner: sp_core.Keypair, worker: str, start: int
+) -> ReceiptRecord:
     unsigned = new_receipt(
         lease_id=anonymous_lease_id("lease-" + worker, b"gateway-secret-0123"),
         netuid=1,
@@ -94,11 +98,10 @@ def receipt(gateway: sp_core.Keypair, miner: sp_core.Keypair, worker: str, start
     return ReceiptRecord(**signed.model_dump())
 
 
-async def fill(store: Store, now: int) -> tuple[Metagraph, sp_core.Keypair, int]:
+async def fill(store: Store, now: int) -> tuple[Metagraph, sp_core.Keypair]:
     """A month of history: three miners' workers challenged every hour, online for the
     last 200 h with an IP change; one worker leased for 20 days, whose lease only the pass
-    just before it began vouches for. Returns the metagraph, the validator and the id of
-    that vouching pass's worker."""
+    just before it began vouches for. Returns the metagraph and the validator."""
     validator, a, b, leased = key(), key(), key(), key()
     metagraph = Metagraph(
         netuid=1,
@@ -130,14 +133,15 @@ async def fill(store: Store, now: int) -> tuple[Metagraph, sp_core.Keypair, int]
                     records.append(
                         challenge("vouch", wid, m.id, vouching, ChallengeStatus.PASSED, 1e12)
                     )
-                    leased_wid = wid
         await bulk_insert_challenges(s, records)
         for start in (lease_start, now - 1800, now - 1200):
             await record_receipt(s, receipt(validator, leased, "l1", start), at=now)
-    return metagraph, validator, leased_wid
+    return metagraph, validator
 
 
-async def score(store: Store, metagraph: Metagraph, validator: sp_core.Keypair, now: int):
+async def score(
+    store: Store, metagraph: Metagraph, validator: sp_core.Keypair, now: int
+) -> ScoreResult:
     return await compute_scores(
         store, metagraph, now=now, params=PARAMS, exclude={validator.ss58_address}
     )
@@ -156,7 +160,7 @@ async def issued(store: Store) -> list[tuple[str, int]]:
 
 async def test_pruning_leaves_every_score_as_it_was(store: Store) -> None:
     now = int(time.time())
-    metagraph, validator, leased_wid = await fill(store, now)
+    metagraph, validator = await fill(store, now)
     before = await score(store, metagraph, validator, now)
     # The history is worth scoring: challenge scores, and the month-old lease's revenue.
     assert before.board.lease_revenue > 0
@@ -192,14 +196,14 @@ def test_default_retention_covers_every_scoring_window() -> None:
 def test_retention_shorter_than_scoring_is_refused_at_load(tmp_path: Path) -> None:
     config = tmp_path / "v.toml"
     config.write_text("[validator]\nchallenge_retention_s = 86400\n")
-    with pytest.raises(ConfigError, match="challenge_retention_s.*longest scoring window"):
+    with pytest.raises(ConfigError, match=r"challenge_retention_s.*longest scoring window"):
         load_settings(ValidatorSettings, config)
     # The window follows the scoring params: a longer availability window needs more.
     config.write_text(
         "[validator]\nchallenge_retention_s = 1000000\n[validator.scoring]\n"
         "availability_hours = 300\n"
     )
-    with pytest.raises(ConfigError, match="1.08e\\+06 s = 300 h"):
+    with pytest.raises(ConfigError, match=r"1\.08e\+06 s = 300 h"):
         load_settings(ValidatorSettings, config)
     config.write_text("[validator]\nchallenge_retention_s = 608400\n")  # exactly 169 h
     assert load_settings(ValidatorSettings, config).challenge_retention_s == 608400

@@ -162,7 +162,11 @@ async def restore(url: str, file: Path, progress: Progress | None = None) -> Bac
     else:
         tables_in_dump = await _pg_tables(file)
         if "alembic_version" not in tables_in_dump:
-            raise _error(f"{file} is a PostgreSQL dump but not of a byteleap store", file)
+            raise _error(
+                f"{file} is not a byteleap store backup: a PostgreSQL dump without its "
+                "schema revision (alembic_version)",
+                file,
+            )
         revision = await _pg_revision(file)
     _check_revision(revision, file)
     async with await open_store(url, create=True, require_head=False) as store:
