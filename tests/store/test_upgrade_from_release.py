@@ -9,10 +9,12 @@ them, not through today's models.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 from byteleap.protocol.api import JobState, LeaseState
@@ -162,3 +164,10 @@ async def test_upgrade_on_every_start_is_a_no_op_at_head(empty_url: str) -> None
         assert again.stdout.strip() == f"at revision {head_revision()}"
         assert await current(empty_url) == head_revision()
         assert await _all_rows(empty_url) == rows
+
+
+@pytest.mark.postgres
+async def test_concurrent_upgrades_on_start_take_turns(pg_url: str) -> None:
+    """A validator and two gateways starting together each run `upgrade`."""
+    revisions = await asyncio.gather(*(upgrade(pg_url) for _ in range(3)))
+    assert revisions == [head_revision()] * 3
