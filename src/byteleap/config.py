@@ -183,6 +183,21 @@ class ValidatorSettings(RoleSettings):
     store_retry_s: float = Field(default=5.0, gt=0)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # Prometheus, if set
     scoring: ScoringParams = ScoringParams()
+    # Challenges older than this are deleted once a round (`byteleap db prune` by hand); at
+    # least the longest scoring window, so pruning never changes a score. Two weeks by
+    # default: room to look back at a week-old incident.
+    challenge_retention_s: float = Field(default=14 * 86400.0, gt=0)  # (param)
+
+    @model_validator(mode="after")
+    def _retention_covers_scoring(self) -> ValidatorSettings:
+        longest = self.scoring.longest_window_s
+        if self.challenge_retention_s < longest:
+            raise ValueError(
+                f"challenge_retention_s = {self.challenge_retention_s:g} s is shorter than the "
+                f"longest scoring window ({longest:g} s = {longest / 3600:g} h): pruning would "
+                "delete challenges that scoring still reads"
+            )
+        return self
 
     @model_validator(mode="after")
     def _exact_challenge_size(self) -> ValidatorSettings:

@@ -55,6 +55,18 @@ class ScoringParams(BaseModel):
         return self.window_min * 60.0
 
     @property
+    def longest_window_s(self) -> float:
+        """The furthest back any scoring rule reads (availability's 169 h by default): stored
+        history younger than this must never be pruned."""
+        return max(
+            self.window_s,
+            self.availability_hours * 3600.0,
+            self.lease_window_min * 60.0,
+            self.wrong_answer_ban_min * 60.0,
+            self.lease_challenge_window_min * 60.0,
+        )
+
+    @property
     def expected_successes(self) -> float:
         """Verified successes in the window that earn full participation (p = 1)."""
         return self.window_s / self.round_interval_s * self.expected_success_fraction

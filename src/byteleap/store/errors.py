@@ -6,6 +6,7 @@
      ├── StoreConflict         a uniqueness / foreign-key / check constraint refused a write
      │    └── AlreadyBilled    a period another writer billed first
      ├── StoreQueryError       the database rejected a statement for another reason
+     ├── StoreBackupError      a backup or restore refused or failed (nothing restored)
      ├── RecordNotFound        a repository was asked to change a row that does not exist
      └── IllegalTransition     a status move the transition table does not allow (domain)
 
@@ -48,6 +49,10 @@ class AlreadyBilled(StoreConflict):
 
 class StoreQueryError(StoreError):
     reason = "store_query"
+
+
+class StoreBackupError(StoreError):
+    reason = "store_backup"
 
 
 class RecordNotFound(StoreError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
@@ -18,6 +19,8 @@ from byteleap.store.revisions import alembic_config, revision_of
 
 log = logging.getLogger(__name__)
 
+_MIGRATION_LOCK = 0x6279746C65617001  # "bytleap" + 1: any constant no other code locks on
+
 
 async def current_revision(store: Store) -> str | None:
     """The revision the database is at, or None for an empty (unmigrated) database."""
@@ -27,6 +30,10 @@ async def current_revision(store: Store) -> str | None:
 
 async def _run(store: Store, action: str, rev: str) -> None:
     def migrate(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            # Validator and gateways all upgrade on start: one at a time, and the later ones
+            # find the schema at head (held to the end of this transaction).
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         cfg = alembic_config(conn)
         try:
             if action == "upgrade":

@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -24,6 +25,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migration scripts in byteleap/store/migrations/versions"
     return head
+
+
+def is_known_revision(rev: str) -> bool:
+    """Whether ``rev`` is one of this code's migrations (False for one written by newer code)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(rev) is not None
+    except CommandError:
+        return False
 
 
 def revision_of(conn: Connection) -> str | None:

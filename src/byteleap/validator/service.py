@@ -27,6 +27,7 @@ from byteleap.store import (
     mark_weights_submitted,
     record_weights,
 )
+from byteleap.store.retention import prune_store
 from byteleap.validator.rounds import RoundParams, RoundReport, RoundRunner
 from byteleap.validator.scores import ScoreResult, compute_scores
 
@@ -95,6 +96,7 @@ class Validator:
             try:
                 report = await runner.run_round()
                 self.reports = [*self.reports[-99:], report]
+                await self.prune()
             except StoreError as exc:
                 log.error("store unavailable; round paused", extra={"why": str(exc)})
                 await asyncio.sleep(self.settings.store_retry_s)
@@ -103,6 +105,16 @@ class Validator:
                 log.error("chain unavailable; round skipped", extra={"why": str(exc)})
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self.settings.round_interval_s - elapsed))
+
+    async def prune(self) -> int:
+        """Delete challenges past the retention (once a round: each run removes about one
+        round's worth); how many went."""
+        return await prune_store(
+            self.store,
+            now=self.clock(),
+            retention_s=self.settings.challenge_retention_s,
+            lookback_s=scoring_params(self.settings).lease_challenge_window_min * 60.0,
+        )
 
     async def score(self) -> ScoreResult:
         metagraph = await self.chain.metagraph()
