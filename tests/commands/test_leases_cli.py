@@ -3,7 +3,12 @@ which has two free workers)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner, Result
 
+from byteleap.commands.lease_access import _terminal_size
 from byteleap.commands.leases import app
 from byteleap.sdk import LeaseSpec, Resources
 from gateway.live import ALICE_KEY, BOB_KEY, LiveGateway, tenants
@@ -166,3 +172,16 @@ def test_a_cpu_lease_shows_its_cores_and_no_gpus(live: LiveGateway) -> None:
     )
     assert (shown["gpu_model"], shown["gpu_count"], shown["cpu_cores"]) == ("-", "0", "4")
     assert shown["created_at"].startswith("20") and shown["created_at"].endswith("+00:00")
+
+
+def test_a_shell_sends_this_terminals_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    master, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
+    with os.fdopen(replica, "w") as terminal, os.fdopen(master, "rb"):
+        monkeypatch.setattr("sys.stdout", terminal)
+        assert _terminal_size(tty=True) == (48, 160)
+        assert _terminal_size(tty=False) is None  # `leases exec`: no terminal asked for
+    monkeypatch.undo()
+    with open(os.devnull, "w") as piped:
+        monkeypatch.setattr("sys.stdout", piped)
+        assert _terminal_size(tty=True) is None

@@ -101,6 +101,11 @@ async def test_an_interactive_shell_on_a_terminal(gateway: Gateway) -> None:
             await session.send(b"echo $((6*7))\nexit 5\n")
             result = await asyncio.wait_for(session.collect(), 30)
         assert result.exit_code == 5 and b"42" in result.stdout, result
+        # The customer's terminal size reaches the worker's terminal through gateway and miner.
+        opening = client.open_exec(lease.id, ["stty", "size"], tty=True, size=(37, 121))
+        async with await opening as session:
+            sized = await asyncio.wait_for(session.collect(), 30)
+        assert sized.exit_code == 0 and sized.stdout.split() == [b"37", b"121"], sized
         await client.release_lease(lease.id)
 
 

@@ -88,6 +88,16 @@ async def test_a_shell_on_a_terminal(tmp_path: Path) -> None:
     assert frames.exited.exit_code == 6 and b"42" in frames.output()
 
 
+async def test_the_terminal_has_the_customers_size(tmp_path: Path) -> None:
+    start = ExecStart(
+        session=SESSION, lease_id=LEASE, command=["stty", "size"], tty=True, rows=41, cols=133
+    )
+    frames = await _run(ExecRunner(tmp_path), start)
+    assert frames.exited.exit_code == 0 and frames.output().split() == [b"41", b"133"]
+    unsized = ExecStart(session=SESSION, lease_id=LEASE, command=["stty", "size"], tty=True)
+    assert (await _run(ExecRunner(tmp_path), unsized)).output().split() == [b"0", b"0"]
+
+
 async def test_stop_kills_the_program_and_what_it_started(tmp_path: Path) -> None:
     runner = ExecRunner(tmp_path)
     frames = Frames()

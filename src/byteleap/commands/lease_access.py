@@ -40,7 +40,7 @@ async def _session(
     ca_bundle: Path | None,
 ) -> int:
     async with AsyncClient(gateway, api_key, ca_bundle=ca_bundle) as client:
-        session = await client.open_exec(lease_id, command, tty=tty)
+        session = await client.open_exec(lease_id, command, tty=tty, size=_terminal_size(tty))
         async with session:
             feeder = asyncio.create_task(_forward_stdin(session))
             try:
@@ -94,3 +94,14 @@ def shell_command(
 ) -> None:
     """An interactive shell on the lease's worker."""
     _run(gateway, api_key, lease_id, None, tty=True, ca_bundle=ca_bundle)
+
+
+def _terminal_size(tty: bool) -> tuple[int, int] | None:
+    """This terminal's (rows, columns) for a session on a terminal; None when there is none."""
+    if not tty:
+        return None
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError):  # not a terminal (piped), or no stdout
+        return None
+    return (size.lines, size.columns) if size.lines and size.columns else None

@@ -45,6 +45,10 @@ class ExecStart(_Frame):
     )
     env: dict[str, str] = Field(default_factory=dict, max_length=64)
     tty: bool = False  # one terminal for stdin/stdout/stderr (what a shell wants)
+    # The customer's terminal, so full-screen programs and `stty size` see its real size
+    # (with ``tty`` only; none: the terminal's default, 0 x 0).
+    rows: int | None = Field(default=None, ge=1, le=10_000)
+    cols: int | None = Field(default=None, ge=1, le=10_000)
     lease_id: HexId | None = None  # miner-set
 
 

@@ -91,6 +91,7 @@ async def open_exec(
     *,
     tty: bool = False,
     env: dict[str, str] | None = None,
+    size: tuple[int, int] | None = None,
     open_timeout_s: float = 30.0,
     tls: ssl.SSLContext | None = None,
 ) -> ExecSession:
@@ -122,6 +123,7 @@ async def open_exec(
         raise GatewayUnreachable(
             f"cannot reach the gateway's exec session at {url}: {why_unreachable(exc)}"
         ) from exc
-    start = ExecStart(command=command, tty=tty, env=env or {})
+    rows, cols = size if size is not None else (None, None)
+    start = ExecStart(command=command, tty=tty, env=env or {}, rows=rows, cols=cols)
     await socket.send(start.model_dump_json())
     return ExecSession(socket)

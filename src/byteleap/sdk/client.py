@@ -204,10 +204,12 @@ class AsyncClient(ServicesApi, BillingApi):
         *,
         tty: bool = False,
         env: dict[str, str] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> ExecSession:
-        """An exec session on the lease's worker: ``command``, or an interactive shell."""
+        """An exec session on the lease's worker: ``command``, or an interactive shell (with
+        ``tty``, ``size`` is the terminal's (rows, columns))."""
         return await open_exec(
-            self._base_url, self._api_key, lease_id, command, tty=tty, env=env,
+            self._base_url, self._api_key, lease_id, command, tty=tty, env=env, size=size,
             open_timeout_s=self._timeout, tls=self._tls,
         )  # fmt: skip
 

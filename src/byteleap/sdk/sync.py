@@ -158,8 +158,10 @@ class Client(SyncServicesApi, SyncBillingApi):
         *,
         tty: bool = False,
         env: dict[str, str] | None = None,
+        size: tuple[int, int] | None = None,
     ) -> SyncExecSession:
-        session = self._loop.run(self._client.open_exec(lease_id, command, tty=tty, env=env))
+        opening = self._client.open_exec(lease_id, command, tty=tty, env=env, size=size)
+        session = self._loop.run(opening)
         return SyncExecSession(self._loop, session)
 
     def exec(self, lease_id: str, command: builtins.list[str], stdin: bytes = b"") -> ExecResult:

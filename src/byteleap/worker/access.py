@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pty
 import shutil
 import signal
+import struct
+import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +119,8 @@ class ExecRunner:
             env |= {"TERM": "xterm"} if frame.tty else {}
             env |= frame.env
             env |= self.gpu_env
-            running = await self._spawn(argv, workdir, env, frame.tty)
+            size = (frame.rows, frame.cols) if frame.rows and frame.cols else None
+            running = await self._spawn(argv, workdir, env, frame.tty, size)
         except OSError as exc:
             await send(ExecExited(session=session, reason=f"cannot start: {exc}").model_dump_json())
             return
@@ -139,7 +143,14 @@ class ExecRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
-    async def _spawn(self, argv: list[str], cwd: Path, env: dict[str, str], tty: bool) -> _Session:
+    async def _spawn(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        tty: bool,
+        size: tuple[int, int] | None = None,
+    ) -> _Session:
         if not tty:
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
@@ -150,6 +161,8 @@ class ExecRunner:
             return _Session(process, None)
         master, replica = pty.openpty()
         try:
+            if size is not None:  # before the program starts, so its first look is right
+                fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
                 stdin=replica, stdout=replica, stderr=replica,
