@@ -22,12 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
+from byteleap.devnet.services import SERVER
 from byteleap.gateway.core import create_tenant_with_key
 from byteleap.gateway.leadership import PASSES
 from byteleap.store import Store, ledger, open_store, upgrade
 from byteleap.store.cloud import tenant_by_key_hash
 from byteleap.store.leadership import holder_of
 from byteleap.store.receipts import receipts_in_window
+from byteleap.store.services import list_replicas
 from gateway.gateway_harness import record_pass, until
 from network_fixtures import BYTELEAP, miner_neuron
 
@@ -253,3 +255,67 @@ async def test_killing_the_leader_mid_lease_bills_no_period_twice(
     assert len(receipts) == released["receipts"]
     assert sum(r.amount_micro for r in receipts) / 1e6 == pytest.approx(released["cost"])
     assert charged == pytest.approx(released["cost"])
+
+
+async def test_killing_the_leader_mid_rollout_finishes_it_once(
+    replicas: tuple[Replicas, Store],
+) -> None:
+    """A rolling update under way when the replica running the passes dies: the survivor
+    finishes it with the replica the dead one had started (none started twice, no revision-1
+    replica left running), and every replica period is billed once."""
+    pair, store = replicas
+    key, leader, other, auth = await _customer_of_the_other(pair, store, "roller")
+    spec = {
+        "name": "roller",
+        "command": [sys.executable, "-c", SERVER],
+        "autoscale": {"min_replicas": 1, "max_replicas": 1},
+        "rollout": {"max_surge": 1, "max_unavailable": 0},
+    }
+    async with httpx.AsyncClient(base_url=pair.urls[other], headers=auth, timeout=10) as http:
+        created = await http.post("/v1/services", json=spec)
+        assert created.status_code == 201, created.text
+        url = f"/v1/services/{created.json()['id']}"
+
+        def view_holds(check: Callable[[dict[str, Any]], bool]) -> Callable[[], Awaitable[bool]]:
+            async def holds() -> bool:
+                return check((await http.get(url)).json())
+
+            return holds
+
+        await until("revision 1 serves", view_holds(lambda v: v["ready_replicas"] == 1), 90)
+        updated = await http.post(f"{url}/update", json={"env": {"REVISION": "2"}})
+        assert updated.status_code == 200 and updated.json()["revision"] == 2, updated.text
+        placed = view_holds(lambda v: any(r["revision"] == 2 for r in v["replicas"]))
+        await until("the leader places the revision-2 replica", placed, 60)
+        pair.kill(leader)  # mid-rollout: the new replica is starting, the old one serves
+        at_kill = (await http.get(url)).json()["replicas"]
+        assert any(r["revision"] == 1 and r["state"] == "running" for r in at_kill), at_kill
+        took = await _takeover(pair, store, leader)
+
+        def rolled(view: dict[str, Any]) -> bool:
+            live = [r for r in view["replicas"] if r["state"] in ("starting", "running")]
+            return view["ready_replicas"] == 1 and [r["revision"] for r in live] == [2]
+
+        await until("the survivor finishes the rollout", view_holds(rolled), 90)
+        deleted = await http.delete(url)
+        assert deleted.status_code == 200, deleted.text
+        await until("the service is deleted", view_holds(lambda v: v["state"] == "deleted"), 60)
+        service_id = created.json()["id"]
+    print(f"takeover after kill -9 mid-rollout: {took:.2f} s")
+    async with store.session() as s:
+        rows = await list_replicas(s, service_id=service_id)
+        charged = -sum(
+            r.amount
+            for r in await ledger(s, await _tenant_id(s, key), limit=1000)
+            if r.reason == "service"
+        )
+        receipts = await receipts_in_window(s, 0, math.ceil(time.time()) + 10)
+    assert [r.revision for r in rows] == [1, 2], rows  # the new replica was started once
+    assert all(r.ended_at is not None for r in rows), rows
+    by_item: dict[str, list[tuple[int, int]]] = {}
+    for receipt in receipts:  # one receipt id per billed item and period, never overlapping
+        by_item.setdefault(receipt.lease_id, []).append((receipt.period_start, receipt.period_end))
+    for periods in by_item.values():
+        periods.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(periods)), periods
+    assert charged == pytest.approx(sum(r.cost for r in rows))
