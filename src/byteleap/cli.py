@@ -60,7 +60,9 @@ COMMANDS: dict[str, Lazy] = {
     "keys": Lazy("keys:app", "Create and list bittensor wallets.", group=True),
     "db": Lazy("db:app", "Database migrations for the validator store.", group=True),
     "config": Lazy("config_cmd:app", "Show the effective configuration.", group=True),
-    "bench": Lazy("bench:app", "Benchmarks (challenge, scoring, gateway).", group=True),
+    "bench": Lazy(
+        "bench:app", "Benchmarks (challenge, scoring, gateway, CLI startup).", group=True
+    ),
     "validator": Lazy(
         "validator:app", "Run a validator: challenge rounds, scoring, weights.", group=True
     ),
