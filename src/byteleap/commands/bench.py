@@ -177,3 +177,30 @@ def gateway(
         return
     result = asyncio.run(run_gateway_bench(workers, jobs, rate, store=store, replicas=replicas))
     _emit(result, as_json, f"gateway: {jobs} jobs on {workers} simulated workers ({store})")
+
+
+@app.command("startup")
+def startup(
+    repeats: Annotated[int, typer.Option(min=1, help="Fresh interpreters per command.")] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """How fast the CLI starts: each customer command's --help against validator --help."""
+    from byteleap.devnet.startup_bench import run_startup_bench
+
+    result = run_startup_bench(repeats)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"CLI startup, median of {repeats} fresh interpreters")
+    for column in ("command", "median s", "× faster than baseline", "top import", "heavy"):
+        table.add_column(column)
+    for row in [*result["commands"], result["baseline"]]:
+        first = row["top_imports"][0] if row["top_imports"] else {"module": "", "cumulative_ms": 0}
+        table.add_row(
+            row["command"],
+            f"{row['median_s']:.3f}",
+            str(row.get("baseline_ratio", "baseline")),
+            f"{first['module']} ({first['cumulative_ms']} ms)",
+            ", ".join(row["heavy"]) or "-",
+        )
+    Console().print(table)
