@@ -3,7 +3,9 @@ the gateway runs a `ServiceDesk`.
 
 ``ANY /v1/services/{id}/invoke/{path}`` forwards the request (method, path, query, headers
 but the API key, body up to ``max_request_bytes``) to a ready replica and answers with what
-it answered; 502 when no replica could be reached, 503 when none is ready, 504 on timeout.
+it answered, streamed as it arrives (chunked; server-sent events unbuffered); 502 when no
+replica could be reached, 503 when none is ready, 504 when its answer did not begin in time.
+The request's body is read whole first (it is bounded); the answer's is never held whole.
 It is one route per method, so each has an operation id of its own in the OpenAPI spec.
 """
 
@@ -12,10 +14,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from byteleap.gateway.errors import PayloadTooLarge
-from byteleap.gateway.proxy import METHODS, ProxyRequest
+from byteleap.gateway.proxy import METHODS, ProxyRequest, ProxyResponse
 from byteleap.gateway.request_guard import TenantFirstRoute, set_body_limit
 from byteleap.gateway.rest_common import ERROR_RESPONSES, ErrorBody, TenantDep
 from byteleap.gateway.service_desk import ServiceDesk
@@ -29,6 +32,31 @@ INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "No replica could be reached"},
     504: {"model": ErrorBody, "description": "The replica did not answer in time"},
 }
+
+
+class ReplicaStream(StreamingResponse):
+    """The replica's answer, passed on chunk by chunk as it arrives; the exchange with the
+    replica is released however the response ends (a client gone mid-stream included)."""
+
+    def __init__(self, answer: ProxyResponse) -> None:
+        super().__init__(answer.body(), status_code=answer.status)
+        self._answer = answer
+        for name, value in answer.headers:
+            self.headers.append(name, value)
+        if self.headers.get("content-type", "").startswith("text/event-stream"):
+            # a reverse proxy in front (nginx) would otherwise hold events back
+            self.headers["x-accel-buffering"] = "no"
+            self.headers.setdefault("cache-control", "no-cache")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._answer.close()
+
+
+def relay(answer: ProxyResponse) -> Response:
+    return ReplicaStream(answer)
 
 
 def mount_services(app: FastAPI, desk: ServiceDesk) -> None:
@@ -86,10 +114,7 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
                 body=body,
             ),
         )
-        response = Response(content=answer.body, status_code=answer.status)
-        for name, value in answer.headers:
-            response.headers.append(name, value)
-        return response
+        return relay(answer)
 
     for method in METHODS:
         router.add_api_route(
