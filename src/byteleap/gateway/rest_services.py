@@ -61,8 +61,11 @@ def relay(answer: ProxyResponse) -> Response:
 
 def mount_services(app: FastAPI, desk: ServiceDesk) -> None:
     """Serve the desk's routes from the gateway's app (made by `create_rest_app`)."""
+    from byteleap.gateway.rest_openai import mount_openai  # it builds on this module
+
     app.include_router(services_router(desk, ERROR_RESPONSES))
     set_body_limit(app, INVOKE_PATH, desk.settings.services.max_request_bytes)
+    mount_openai(app, desk)
 
 
 def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) -> APIRouter:

@@ -273,6 +273,26 @@ class ServiceDesk:
             raise ReplicaUnreachable(f"no replica of {service_id} could be reached")
         raise NoCapacity(f"service {service_id} has no ready replica now")
 
+    async def openai_service(self, tenant: Tenant, ref: str) -> str:
+        """The id of the tenant's active service ``ref`` (its id, or its name: the newest of
+        that name) whose replicas serve OpenAI's API; `NotFound` for any other."""
+        async with self.store.session() as s:
+            if ref.startswith("svc_"):
+                try:
+                    found = [await get_service(s, ref, tenant_id=tenant.id)]
+                except RecordNotFound:
+                    found = []
+            else:
+                active = await list_services(
+                    s, tenant_id=tenant.id, states=[ServiceState.ACTIVE], limit=1000
+                )
+                found = sorted((x for x in active if x.name == ref), key=lambda x: -x.created_at)
+        for service in found[:1]:
+            spec = ServiceSpec.model_validate_json(service.spec_json)
+            if service.state is ServiceState.ACTIVE and spec.openai:
+                return service.id
+        raise NotFound(f"no active service {ref} with openai: true")
+
     def _candidates(self, service_id: str) -> Iterable[Candidate]:
         return (
             Candidate(r.id, r.outstanding, r.served)

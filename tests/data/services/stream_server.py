@@ -9,6 +9,7 @@ GET /bytes?n=N&chunk=C → N bytes in chunks of C, chunked (no length declared).
 GET /declared?n=N → N bytes with their Content-Length.
 GET /late?s=S → sleeps S seconds before answering.
 GET /headers → the request headers it received, as JSON.
+GET|POST /v1/... → what it received: {"method", "path", "body", "headers"}, as JSON.
 """
 
 import json
@@ -52,6 +53,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/late":
             time.sleep(float(q["s"]))
             self._send(200, b"late", "text/plain")
+        elif url.path.startswith("/v1/"):
+            self._echo(b"")
         elif url.path == "/headers":
             seen = {k.lower(): v for k, v in self.headers.items()}
             self._send(200, json.dumps(seen).encode(), "application/json")
@@ -61,12 +64,23 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.rfile.read(int(self.headers.get("content-length", "0")))
-        if url.path == "/ack":
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        if url.path.startswith("/v1/"):
+            self._echo(body)
+        elif url.path == "/ack":
             ack_event(q["id"]).set()
             self._send(200, b"acked", "text/plain")
         else:
             self._send(404, b"no such path", "text/plain")
+
+    def _echo(self, body: bytes) -> None:
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            "body": body.decode(),
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+        }
+        self._send(200, json.dumps(seen).encode(), "application/json")
 
     def _events(self, stream_id: str, n: int, gap: float) -> None:
         acked = ack_event(stream_id)
