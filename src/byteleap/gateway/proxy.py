@@ -1,5 +1,10 @@
 """Forwarding one customer request to one replica over plain HTTP, bounded in time and size.
 
+The answer is streamed: `forward` returns once its headers came (within ``timeout_s``), and
+its body is read chunk by chunk as the client takes it, each wait for the next chunk again
+bounded by ``timeout_s`` (an idle bound: a stream that keeps sending is never cut by time);
+the size bound ends a stream when it is passed.
+
 The tenant's API key and hop-by-hop headers never reach the replica. Failures are sorted by
 whether the replica can have seen the request: a refused or failed connection
 (`ReplicaRefused`) is safe to send elsewhere; a failure after sending (`ReplicaBroken`) is
@@ -105,9 +110,6 @@ class ProxyResponse:
             log.warning("replica %s broke its answer off: %r", self._endpoint, exc)
         finally:
             await self.close()
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.body()])
 
     async def close(self) -> None:
         if self._closed:

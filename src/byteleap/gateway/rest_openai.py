@@ -14,11 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import Response
 
-from byteleap.gateway.errors import PayloadTooLarge
-from byteleap.gateway.proxy import ProxyRequest
+from byteleap.gateway.replica_stream import INVOKE_RESPONSES, ReplicaStream, proxy_request
 from byteleap.gateway.request_guard import TenantFirstRoute, set_body_limit
 from byteleap.gateway.rest_common import ERROR_RESPONSES, TenantDep
-from byteleap.gateway.rest_services import INVOKE_RESPONSES, relay
 from byteleap.gateway.service_desk import ServiceDesk
 
 PREFIX = "/v1/openai"
@@ -45,21 +43,8 @@ def openai_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) ->
     def forwarder(path: str) -> Any:
         async def forward(service: ServiceRef, request: Request, tenant: TenantDep) -> Response:
             service_id = await desk.openai_service(tenant, service)
-            body = await request.body()
-            if len(body) > max_body:
-                raise PayloadTooLarge(f"a request to a service may carry at most {max_body} bytes")
-            answer = await desk.invoke(
-                tenant,
-                service_id,
-                ProxyRequest(
-                    method=request.method,
-                    path=path,
-                    query=request.url.query,
-                    headers=list(request.headers.items()),
-                    body=body,
-                ),
-            )
-            return relay(answer)
+            forwarded = await proxy_request(request, path, max_body)
+            return ReplicaStream(await desk.invoke(tenant, service_id, forwarded))
 
         return forward
 

@@ -14,55 +14,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import Response
 
-from byteleap.gateway.errors import PayloadTooLarge
-from byteleap.gateway.proxy import METHODS, ProxyRequest, ProxyResponse
+from byteleap.gateway.proxy import METHODS
+from byteleap.gateway.replica_stream import INVOKE_RESPONSES, ReplicaStream, proxy_request
 from byteleap.gateway.request_guard import TenantFirstRoute, set_body_limit
-from byteleap.gateway.rest_common import ERROR_RESPONSES, ErrorBody, TenantDep
+from byteleap.gateway.rest_common import ERROR_RESPONSES, TenantDep
+from byteleap.gateway.rest_openai import mount_openai
 from byteleap.gateway.service_desk import ServiceDesk
 from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
 
 ServiceId = Annotated[str, Path(min_length=1, max_length=200)]
 PREFIX = "/v1/services"
 INVOKE_PATH = PREFIX + "/{service_id}/invoke/{path:path}"
-INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The replica's answer: its status, headers and body, as it sent them"},
-    502: {"model": ErrorBody, "description": "No replica could be reached"},
-    504: {"model": ErrorBody, "description": "The replica did not answer in time"},
-}
-
-
-class ReplicaStream(StreamingResponse):
-    """The replica's answer, passed on chunk by chunk as it arrives; the exchange with the
-    replica is released however the response ends (a client gone mid-stream included)."""
-
-    def __init__(self, answer: ProxyResponse) -> None:
-        super().__init__(answer.body(), status_code=answer.status)
-        self._answer = answer
-        for name, value in answer.headers:
-            self.headers.append(name, value)
-        if self.headers.get("content-type", "").startswith("text/event-stream"):
-            # a reverse proxy in front (nginx) would otherwise hold events back
-            self.headers["x-accel-buffering"] = "no"
-            self.headers.setdefault("cache-control", "no-cache")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._answer.close()
-
-
-def relay(answer: ProxyResponse) -> Response:
-    return ReplicaStream(answer)
 
 
 def mount_services(app: FastAPI, desk: ServiceDesk) -> None:
     """Serve the desk's routes from the gateway's app (made by `create_rest_app`)."""
-    from byteleap.gateway.rest_openai import mount_openai  # it builds on this module
-
     app.include_router(services_router(desk, ERROR_RESPONSES))
     set_body_limit(app, INVOKE_PATH, desk.settings.services.max_request_bytes)
     mount_openai(app, desk)
@@ -103,21 +71,8 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
     async def invoke(
         service_id: ServiceId, path: str, request: Request, tenant: TenantDep
     ) -> Response:
-        body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"a request to a service may carry at most {max_body} bytes")
-        answer = await desk.invoke(
-            tenant,
-            service_id,
-            ProxyRequest(
-                method=request.method,
-                path="/" + path,
-                query=request.url.query,
-                headers=list(request.headers.items()),
-                body=body,
-            ),
-        )
-        return relay(answer)
+        forwarded = await proxy_request(request, "/" + path, max_body)
+        return ReplicaStream(await desk.invoke(tenant, service_id, forwarded))
 
     for method in METHODS:
         router.add_api_route(

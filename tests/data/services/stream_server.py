@@ -6,6 +6,8 @@ GET /events?id=X&n=N&gap=S → text/event-stream, chunked: event 0 at once, then
   Each event says whether the ack had come, so a client behind a buffering proxy (which
   could not ack an event it never saw) reads "acked": false.
 GET /bytes?n=N&chunk=C → N bytes in chunks of C, chunked (no length declared).
+GET /written → how many bytes /bytes has handed to the socket so far (it blocks when the
+  socket's buffers are full: what a client that stopped reading holds back).
 GET /declared?n=N → N bytes with their Content-Length.
 GET /late?s=S → sleeps S seconds before answering.
 GET /headers → the request headers it received, as JSON.
@@ -20,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 ACKS: dict[str, threading.Event] = {}
+WRITTEN = [0]
 LOCK = threading.Lock()
 
 
@@ -47,7 +50,10 @@ class Handler(BaseHTTPRequestHandler):
             self._start_chunked("application/octet-stream")
             for at in range(0, n, size):
                 self._chunk(b"x" * min(size, n - at))
+                WRITTEN[0] += min(size, n - at)
             self._chunk(b"")
+        elif url.path == "/written":
+            self._send(200, str(WRITTEN[0]).encode(), "text/plain")
         elif url.path == "/declared":
             self._send(200, b"y" * int(q["n"]), "application/octet-stream")
         elif url.path == "/late":

@@ -9,10 +9,12 @@ and the tenant's key never reaches the replica.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.serving.replica_harness import Gateway, serving_gateway, spec, start_replica, until
@@ -125,3 +127,34 @@ async def until_idle(gateway: Gateway) -> None:
         return sum(x.outstanding for x in gateway.desk.replicas.values()) == 0
 
     await until("no request is in flight", idle, timeout_s=15)
+
+
+async def test_a_client_that_stops_reading_holds_the_replica_back(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    """Backpressure: the gateway reads the next chunk only once the client took the last, so
+    what the replica wrote stalls at a few socket buffers' worth, far below the answer."""
+    total = 256 << 20
+    with start_replica("stream_server.py", free_port()) as endpoint:
+        async with serving_gateway(
+            tmp_path, free_port(), [endpoint], max_response_bytes=total
+        ) as gateway:
+            service = await gateway.ready_service(spec("pressure"))
+            async with gateway.client() as http:
+                written = await _stalled(http, endpoint, f"/v1/services/{service}/invoke")
+    # Loopback socket buffers hold a few MiB each; a gateway that buffered would take it all.
+    assert written < total // 4
+
+
+async def _stalled(http: httpx.AsyncClient, endpoint: str, base: str) -> int:
+    """Start the answer, stop reading after its first chunk; what the replica had written
+    once that stopped growing (for 2 s in a row)."""
+    async with http.stream("GET", f"{base}/bytes", params={"n": 256 << 20, "chunk": 65536}) as r:
+        await anext(r.aiter_raw())
+        last, steady = -1, 0
+        while steady < 20:
+            await asyncio.sleep(0.1)
+            now = int((await http.get(f"http://{endpoint}/written")).text)
+            steady = steady + 1 if now == last else 0
+            last = now
+        return last
