@@ -1,5 +1,10 @@
 """Forwarding one customer request to one replica over plain HTTP, bounded in time and size.
 
+The answer is streamed: `forward` returns once its headers came (within ``timeout_s``), and
+its body is read chunk by chunk as the client takes it, each wait for the next chunk again
+bounded by ``timeout_s`` (an idle bound: a stream that keeps sending is never cut by time);
+the size bound ends a stream when it is passed.
+
 The tenant's API key and hop-by-hop headers never reach the replica. Failures are sorted by
 whether the replica can have seen the request: a refused or failed connection
 (`ReplicaRefused`) is safe to send elsewhere; a failure after sending (`ReplicaBroken`) is
@@ -9,12 +14,17 @@ request (`ReplicaTimeout` 504, `ReplicaUnreachable` 502).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import httpx
 
 from byteleap.gateway.errors import CloudError
+
+log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     {
@@ -64,12 +74,52 @@ class ProxyRequest:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProxyResponse:
+    """A replica's answer whose status and headers have arrived; its body is read as the
+    client takes it (`body`), and the exchange is released when it ends (`close`)."""
+
     status: int
     headers: list[tuple[str, str]]
-    body: bytes
-    seconds: float
+    seconds: float  # to the replica's headers: a long stream is not a slow replica
+    _response: httpx.Response
+    _max_bytes: int
+    _endpoint: str
+    # Called once when the exchange is released (the desk counts the replica's requests in
+    # flight until then).
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    _closed: bool = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they come; each is read only once the one before it was taken
+        (backpressure). It ends early, logged, where the replica broke the exchange or went
+        past the size bound: the status has been sent, so nothing else can say so."""
+        size = 0
+        try:
+            async for chunk in self._response.aiter_raw():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    log.warning(
+                        "replica %s answer cut at %d bytes", self._endpoint, self._max_bytes
+                    )
+                    if keep := len(chunk) - (size - self._max_bytes):
+                        yield chunk[:keep]
+                    return
+                yield chunk
+        except httpx.HTTPError as exc:
+            log.warning("replica %s broke its answer off: %r", self._endpoint, exc)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._response.aclose()
+        finally:
+            for done in self.on_close:
+                done()
 
 
 def forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -77,6 +127,9 @@ def forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 class ReplicaProxy:
+    """``timeout_s`` bounds the wait for the replica's headers and then each wait for the next
+    chunk, never the whole answer: a stream that keeps sending is not cut."""
+
     def __init__(self, *, timeout_s: float, max_response_bytes: int, health_timeout_s: float):
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
@@ -89,6 +142,8 @@ class ReplicaProxy:
         )
 
     async def forward(self, endpoint: str, request: ProxyRequest) -> ProxyResponse:
+        """Send the request (its body is bounded and buffered already) and wait for the
+        answer's headers; the caller reads the body and must close what it gets."""
         url = f"http://{endpoint}{request.path}" + (f"?{request.query}" if request.query else "")
         started = time.perf_counter()
         try:
@@ -99,35 +154,28 @@ class ReplicaProxy:
                 content=request.body,
                 timeout=self.timeout_s,
             )
-            response = await self._client.send(outgoing, stream=True)
-            try:
-                body = await self._read_bounded(response)
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(self.timeout_s):  # the first byte, all tries included
+                response = await self._client.send(outgoing, stream=True)
         except httpx.ConnectError as exc:
             raise ReplicaRefused(f"replica {endpoint} refused the connection: {exc}") from None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise ReplicaTimeout(f"replica {endpoint} did not answer in time") from None
         except httpx.HTTPError as exc:
             raise ReplicaBroken(f"replica {endpoint} broke the exchange: {exc!r}") from None
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            await response.aclose()
+            raise ReplicaUnreachable(
+                f"the replica's answer exceeds {self.max_response_bytes} bytes"
+            )
         return ProxyResponse(
             status=response.status_code,
             headers=forwardable(list(response.headers.multi_items())),
-            body=body,
             seconds=time.perf_counter() - started,
+            _response=response,
+            _max_bytes=self.max_response_bytes,
+            _endpoint=endpoint,
         )
-
-    async def _read_bounded(self, response: httpx.Response) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise ReplicaUnreachable(
-                    f"the replica's answer exceeds {self.max_response_bytes} bytes"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def probe(self, endpoint: str, path: str) -> bool:
         """Whether the replica answers ``path`` with a 2xx in time."""

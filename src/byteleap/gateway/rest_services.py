@@ -3,7 +3,9 @@ the gateway runs a `ServiceDesk`.
 
 ``ANY /v1/services/{id}/invoke/{path}`` forwards the request (method, path, query, headers
 but the API key, body up to ``max_request_bytes``) to a ready replica and answers with what
-it answered; 502 when no replica could be reached, 503 when none is ready, 504 on timeout.
+it answered, streamed as it arrives (chunked; server-sent events unbuffered); 502 when no
+replica could be reached, 503 when none is ready, 504 when its answer did not begin in time.
+The request's body is read whole first (it is bounded); the answer's is never held whole.
 It is one route per method, so each has an operation id of its own in the OpenAPI spec.
 """
 
@@ -14,27 +16,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
-from byteleap.gateway.errors import PayloadTooLarge
-from byteleap.gateway.proxy import METHODS, ProxyRequest
+from byteleap.gateway.proxy import METHODS
+from byteleap.gateway.replica_stream import INVOKE_RESPONSES, ReplicaStream, proxy_request
 from byteleap.gateway.request_guard import TenantFirstRoute, set_body_limit
-from byteleap.gateway.rest_common import ERROR_RESPONSES, ErrorBody, TenantDep
+from byteleap.gateway.rest_common import ERROR_RESPONSES, TenantDep
+from byteleap.gateway.rest_openai import mount_openai
 from byteleap.gateway.service_desk import ServiceDesk
 from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
 
 ServiceId = Annotated[str, Path(min_length=1, max_length=200)]
 PREFIX = "/v1/services"
 INVOKE_PATH = PREFIX + "/{service_id}/invoke/{path:path}"
-INVOKE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The replica's answer: its status, headers and body, as it sent them"},
-    502: {"model": ErrorBody, "description": "No replica could be reached"},
-    504: {"model": ErrorBody, "description": "The replica did not answer in time"},
-}
 
 
 def mount_services(app: FastAPI, desk: ServiceDesk) -> None:
     """Serve the desk's routes from the gateway's app (made by `create_rest_app`)."""
     app.include_router(services_router(desk, ERROR_RESPONSES))
     set_body_limit(app, INVOKE_PATH, desk.settings.services.max_request_bytes)
+    mount_openai(app, desk)
 
 
 def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
@@ -72,24 +71,8 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
     async def invoke(
         service_id: ServiceId, path: str, request: Request, tenant: TenantDep
     ) -> Response:
-        body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"a request to a service may carry at most {max_body} bytes")
-        answer = await desk.invoke(
-            tenant,
-            service_id,
-            ProxyRequest(
-                method=request.method,
-                path="/" + path,
-                query=request.url.query,
-                headers=list(request.headers.items()),
-                body=body,
-            ),
-        )
-        response = Response(content=answer.body, status_code=answer.status)
-        for name, value in answer.headers:
-            response.headers.append(name, value)
-        return response
+        forwarded = await proxy_request(request, "/" + path, max_body)
+        return ReplicaStream(await desk.invoke(tenant, service_id, forwarded))
 
     for method in METHODS:
         router.add_api_route(

@@ -8,6 +8,7 @@ the desk runs it (`run`, `run_once`) over the in-memory state both share (`servi
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -78,6 +79,10 @@ def _revised(change: ServiceScale | ServiceUpdate, spec: ServiceSpec, whole: str
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or whole
         raise InvalidSpec(f"{where}: {first['msg']}", field=where) from None
+
+
+def _done(replica: LiveReplica) -> None:
+    replica.outstanding -= 1
 
 
 @dataclass
@@ -229,7 +234,8 @@ class ServiceDesk:
         return await self._view(updated)
 
     async def invoke(self, tenant: Tenant, service_id: str, request: ProxyRequest) -> ProxyResponse:
-        """Send the request to a ready replica; one that cannot be reached is skipped."""
+        """Send the request to a ready replica; one that cannot be reached before its answer
+        began is skipped. The caller reads the answer's body and closes it."""
         if self.owners.get(service_id) != tenant.id:
             await self._own_live(tenant, service_id)  # NotFound / Conflict, else it is new
             self.owners[service_id] = tenant.id
@@ -245,22 +251,47 @@ class ServiceDesk:
             try:
                 response = await self.proxy.forward(replica.endpoint, request)
             except ReplicaRefused:
+                replica.outstanding -= 1
                 replica.health = hs.observe_refused(replica.health, self.clock())
                 tried.add(chosen)
                 continue
             except ReplicaBroken:
+                replica.outstanding -= 1
                 if request.method not in IDEMPOTENT:
                     raise
                 tried.add(chosen)
                 continue
-            finally:
+            except BaseException:
                 replica.outstanding -= 1
+                raise
+            # In flight until its body is taken or dropped: a stream holds the replica.
+            response.on_close.append(functools.partial(_done, replica))
             replica.served += 1
             load.latency_ms.append((self.clock(), response.seconds * 1000))
             return response
         if tried:
             raise ReplicaUnreachable(f"no replica of {service_id} could be reached")
         raise NoCapacity(f"service {service_id} has no ready replica now")
+
+    async def openai_service(self, tenant: Tenant, ref: str) -> str:
+        """The id of the tenant's active service ``ref`` (its id, or its name: the newest of
+        that name) whose replicas serve OpenAI's API; `NotFound` for any other."""
+        async with self.store.session() as s:
+            if ref.startswith("svc_"):
+                try:
+                    found = [await get_service(s, ref, tenant_id=tenant.id)]
+                except RecordNotFound:
+                    found = []
+            else:
+                active = await list_services(
+                    s, tenant_id=tenant.id, states=[ServiceState.ACTIVE], limit=1000
+                )
+                found = sorted((x for x in active if x.name == ref), key=lambda x: -x.created_at)
+        for service in found[:1]:
+            spec = ServiceSpec.model_validate_json(service.spec_json)
+            if service.state is ServiceState.ACTIVE and spec.openai:
+                return service.id
+        raise NotFound(f"no active service {ref} with openai: true")
 
     def _candidates(self, service_id: str) -> Iterable[Candidate]:
         return (

@@ -2,7 +2,9 @@
 
 A service is a long-running HTTP server (``command``, or ``image`` for a container) run as
 replicas; each replica gets the env var ``PORT`` and must serve HTTP on it, answering
-``health.path`` with a 2xx once it is ready.
+``health.path`` with a 2xx once it is ready. With ``openai`` the replicas speak OpenAI's
+HTTP API (``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``) and the gateway
+serves it at ``/v1/openai/{service}/v1/...`` for OpenAI's own clients.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class ServiceSpec(_Frozen):
     rollout: RolloutSpec = RolloutSpec()
     health: HealthSpec = HealthSpec()
     max_price_per_s: PricePerS | None = None
+    openai: bool = False  # the replicas serve OpenAI's API; the gateway exposes it
 
     @field_validator("env")
     @classmethod
@@ -96,6 +99,7 @@ class ServiceUpdate(_Frozen):
     inputs: Inputs | None = None
     rollout: RolloutSpec | None = None
     health: HealthSpec | None = None
+    openai: bool | None = None
 
     def apply(self, spec: ServiceSpec) -> ServiceSpec:
         given = self.model_dump(exclude_unset=True, exclude_none=True)
