@@ -338,7 +338,8 @@ class ServiceSettings(BaseModel):
 
     interval_s: float = Field(default=1.0, gt=0)  # one reconcile pass: status, probes, scale
     health_timeout_s: float = Field(default=2.0, gt=0)
-    request_timeout_s: float = Field(default=60.0, gt=0)  # one proxied request, end to end
+    # a proxied request: the wait for the replica's headers, then each gap between chunks
+    request_timeout_s: float = Field(default=60.0, gt=0)
     max_request_bytes: int = Field(default=8 << 20, ge=0)
     max_response_bytes: int = Field(default=32 << 20, ge=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)  # in-flight requests get this long
