@@ -142,48 +142,10 @@ async def test_a_failed_step_ends_the_run_red_and_stops_everything(tmp_path: Pat
 
 
 @pytest.mark.adversarial
-def test_devnet_cheaters_get_no_weight_and_wrong_outputs_are_caught(tmp_path: Path) -> None:
-    home = tmp_path / "devnet"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "byteleap.cli",
-            "devnet",
-            "--json",
-            "--home",
-            str(home),
-            "--miners",
-            "2",
-            *("--cheat", "lazy", "--cheat", "partial-compute"),
-            *("--cheat", "low-precision", "--cheat", "wrong-output"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)
-    miners = summary["miners"]
-    cheats = {m["cheater"]: m for m in miners if m["cheater"] is not None}
-    assert sorted(cheats) == ["lazy", "low-precision", "partial-compute", "wrong-output"]
-    for name in ("lazy", "partial-compute", "low-precision"):
-        assert cheats[name]["challenges_passed"] == 0 and cheats[name]["challenges_failed"] > 0
-        assert cheats[name]["weight"] < 0.01
-    # The output cheater passes its challenges; re-executing its jobs on other miners catches
-    # it, and it loses its lease score for the window.
-    liar = cheats["wrong-output"]
-    assert liar["wrong_output"] is True and liar["lease_score"] == 0.0
-    honest = [m for m in miners if m["cheater"] is None]
-    assert len(honest) == 2 and not any(m["wrong_output"] for m in honest)
-    validated = [j["validated"] for j in summary["jobs"] if j["validated"] is not None]
-    assert "mismatch" in validated and "match" in validated
-    assert sum(m["weight"] for m in honest) > 0.6
-
-
 @pytest.mark.adversarial
 def test_devnet_starts_every_cheat_and_reports_the_cheaters_weight_share(tmp_path: Path) -> None:
-    """Every cheat runs as real processes, and together they end under 1 % of the weight."""
+    """Every cheat runs as real processes, and together they end under 1 % of the weight (one
+    devnet for all of them: each run costs a minute of CI)."""
     home = tmp_path / "devnet"
     result = subprocess.run(
         [
@@ -237,8 +199,12 @@ def test_devnet_starts_every_cheat_and_reports_the_cheaters_weight_share(tmp_pat
     assert one["wash-lease"]["workers_online"] == 0 and wash["refused"] is not None
     assert wash["paid"] == 0.0
     # Caught returning a customer wrong results: nothing, though it passes its challenges.
-    assert one["wrong-output"]["wrong_output"] is True
-    assert one["wrong-output"]["weight"] < 0.01
+    # Re-executing its jobs on other miners catches it; it loses its lease score for the
+    # window, and no honest miner is blamed in its place.
+    liar = one["wrong-output"]
+    assert liar["wrong_output"] is True and liar["lease_score"] == 0.0
+    assert liar["weight"] < 0.01
+    assert len(by_cheat["honest"]) == 2 and not any(m["wrong_output"] for m in by_cheat["honest"])
     shares = [m["weight_share"] for m in miners]
     assert sum(shares) == pytest.approx(1.0, abs=1e-3)
     cheaters = sum(m["weight_share"] for m in miners if m["cheater"] is not None)
