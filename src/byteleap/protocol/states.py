@@ -17,7 +17,9 @@ class ChallengeStatus(StrEnum):
     FAILED = "failed"  # verified wrong: bad proof or mismatching entry (evidence of cheating)
     TIMED_OUT = "timed_out"  # no (complete) answer before the deadline
     ERRORED = "errored"  # malformed answer, refusal, disconnect: a failure, not proof of cheating
-    ABANDONED = "abandoned"  # the validator lost it (crash/restart); counts for nobody
+    # the validator lost it (crash/restart), or its own gateway's customer took the worker
+    # between listing and issue (``preempted: …``); counts for nobody
+    ABANDONED = "abandoned"
 
     @classmethod
     def terminal(cls) -> frozenset[ChallengeStatus]:

@@ -320,9 +320,9 @@ class RoundRunner:
     async def _excused(
         self, miner: _MinerRound, planned: PlannedChallenge, refused: ProtocolResult
     ) -> ProtocolResult:
-        """A refusal is a failure, unless this validator's own gateway had given the worker
-        to a customer since the challenge was issued (the listing raced the customer): then
-        the challenge counts for nobody (``abandoned``, reason ``preempted: lease …``)."""
+        """A refusal is a failure, unless this validator's own gateway held the worker for a
+        customer at some moment between the challenge's issue and now (the listing raced the
+        customer): then it counts for nobody (``abandoned``, reason ``preempted: lease …``)."""
         async with self.store.session() as s:
             work = await customer_work_on(
                 s,
