@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 # gpu: triton, whose kernels the tests run in its CPU interpreter and compile for sm_90.
 EXTRAS ?= dev,gpu
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=40
 
 .PHONY: venv devnet test lint bench clean
 
