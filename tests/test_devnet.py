@@ -62,6 +62,14 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
         gateway = re.search(r"gateway (http://127\.0\.0\.1:\d+)", running)
         assert gateway is not None, running
         assert httpx.get(f"{gateway.group(1)}/v1/health", timeout=5).status_code == 200
+        key = re.search(r"customer API key (\S+);", running)
+        assert key is not None, running
+        jobs = httpx.get(
+            f"{gateway.group(1)}/v1/jobs",
+            headers={"Authorization": f"Bearer {key.group(1)}"},
+            timeout=5,
+        )
+        assert jobs.status_code == 200 and len(jobs.json()) >= 2, jobs.text[:500]
         assert len(_children_of_devnet(home)) >= 1 + 1 + 3 + 3 * 2 + 1  # chain…gateway
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)

@@ -126,10 +126,17 @@ async def run_devnet(options: DevnetOptions, console: Console) -> DevnetSummary:
                 await _run_steps(state, live)
                 if options.keep_running and state.summary.ok:
                     state.view.step, state.view.detail = "running", "Ctrl-C stops it"
+                    # The customer's key is a throwaway of this local network: printing it is
+                    # what lets a reader point the CLI or SDK at the devnet.
                     live.console.print(
                         f"devnet is running: gateway {state.gateway_url} "
-                        f"(dashboard {state.gateway_url}/dashboard), chain {state.chain_url}; "
-                        "Ctrl-C stops it",
+                        f"(dashboard {state.gateway_url}/dashboard), chain {state.chain_url}, "
+                        f"customer API key {state.api_key}; Ctrl-C stops it",
+                        soft_wrap=True,
+                    )
+                    live.console.print(
+                        f"  try: export BYTELEAP_GATEWAY_URL={state.gateway_url} "
+                        f"BYTELEAP_API_KEY={state.api_key}; byteleap jobs list",
                         soft_wrap=True,
                     )
                     await _wait_for_interrupt()

@@ -79,7 +79,9 @@ def test_incentive_and_dividends_sum_to_one_when_any_weight_is_set(subnet: tuple
 def test_consensus_ignores_a_minority_validators_excess(subnet: tuple, data: st.DataObject) -> None:
     weights, stake, permit = subnet
     s = yuma.active_stake(weights, stake, permit)
-    minority = [i for i in range(len(s)) if 0 < s[i] < KAPPA]
+    # Within STAKE_SLACK of kappa counts as reaching it (float rounding of normalised stake):
+    # hypothesis found 0.5 - 1e-16 of stake, alone, setting a consensus, as it should.
+    minority = [i for i in range(len(s)) if 0 < s[i] < KAPPA - yuma.STAKE_SLACK]
     assume(minority)
     i = data.draw(st.sampled_from(minority))
     w = yuma.normalise_rows(np.where(s[:, None] > 0, weights, 0.0))

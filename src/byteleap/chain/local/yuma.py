@@ -35,7 +35,7 @@ BoolArray = NDArray[np.bool_]
 
 # Cumulative stake sums are compared against kappa with this slack so that
 # e.g. 0.1 + 0.2 + 0.2 still counts as reaching 0.5.
-_STAKE_SLACK = 1e-9
+STAKE_SLACK = 1e-9
 
 
 class EpochResult(NamedTuple):
@@ -68,7 +68,7 @@ def consensus(weights: FloatArray, stake: FloatArray, kappa: float) -> FloatArra
     for j in range(n_miners):
         column = weights[:, j]
         order = np.argsort(-column, kind="stable")
-        reached = np.cumsum(stake[order]) >= kappa - _STAKE_SLACK
+        reached = np.cumsum(stake[order]) >= kappa - STAKE_SLACK
         # Equal weights form one group: the quantile is the value, never a position.
         first = int(np.argmax(reached))
         result[j] = column[order[first]]
