@@ -13,6 +13,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -171,3 +173,31 @@ async def test_concurrent_upgrades_on_start_take_turns(pg_url: str) -> None:
     """A validator and two gateways starting together each run `upgrade`."""
     revisions = await asyncio.gather(*(upgrade(pg_url) for _ in range(3)))
     assert revisions == [head_revision()] * 3
+
+
+_UPGRADE_AT = """
+import asyncio, sys, time
+from byteleap.store import upgrade
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all begin together, imports done
+print(asyncio.run(upgrade(sys.argv[1])))
+"""
+
+
+def test_concurrent_upgrades_of_one_sqlite_file_take_turns(tmp_path: Path) -> None:
+    """`byteleap init` puts the validator and the gateway on one SQLite file, and both upgrade
+    on start: they once raced, and one died of 'table chain_events already exists'."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'validator.db'}"
+    begin = time.time() + 5
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UPGRADE_AT, url, str(begin)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        assert out.strip() == head_revision()

@@ -6,14 +6,19 @@ a connection of an open :class:`Store`, so migrations share its error edge.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from byteleap.store.engine import Store, open_store
+from byteleap.store.engine import Store, open_store, sqlite_path
 from byteleap.store.errors import StoreSchemaError
 from byteleap.store.revisions import alembic_config, revision_of
 
@@ -45,8 +50,27 @@ async def _run(store: Store, action: str, rev: str) -> None:
                 f"cannot {action} {store.target} to {rev!r}: {exc}", target=store.target
             ) from None
 
-    await store.run_sync(migrate)
+    async with _sqlite_file_lock(store):
+        await store.run_sync(migrate)
     log.info("store %s: %s to %s done", store.target, action, rev)
+
+
+@asynccontextmanager
+async def _sqlite_file_lock(store: Store) -> AsyncIterator[None]:
+    """SQLite's counterpart of the advisory lock: an exclusive ``flock`` on a file beside the
+    database, held for the whole migration. Alembic runs SQLite DDL outside a transaction,
+    so a validator and a gateway upgrading one file together (what `byteleap init` sets up)
+    once interleaved, and one died of 'table chain_events already exists'."""
+    path = sqlite_path(store.url)
+    if path is None:
+        yield
+        return
+    fd = os.open(path.with_name(path.name + ".migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 async def migrate_store(store: Store, action: str, rev: str) -> str | None:
