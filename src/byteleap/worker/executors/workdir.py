@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from byteleap.protocol.execution import ArtifactInfo, ExecutionSpec
-from byteleap.worker.executors.errors import WorkdirError
+from byteleap.worker.executors.errors import BadSpecError, WorkdirError
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +26,20 @@ MAX_ARTIFACTS = 10_000
 _CHUNK = 1 << 20
 
 
-def prepare_workdir(spec: ExecutionSpec, workdir: Path) -> Path:
+def prepare_workdir(
+    spec: ExecutionSpec, workdir: Path, fetched: Mapping[str, Path] | None = None
+) -> Path:
     """Create ``workdir`` (or accept it empty), write the inputs and the artifacts dir.
 
+    ``fetched`` holds each URL input's cached file (``worker.input_cache``), by input path: it
+    is copied, never linked, so the job cannot write into the cache that other jobs read.
     Returns the work dir as an absolute, resolved path.
     """
+    fetched = fetched or {}
+    missing = sorted(path for path, file in spec.inputs.items() if file.is_url)
+    missing = [path for path in missing if path not in fetched]
+    if missing:
+        raise BadSpecError(f"url input {missing[0]!r} was not fetched", inputs=missing)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         if any(workdir.iterdir()):
@@ -44,7 +55,11 @@ def prepare_workdir(spec: ExecutionSpec, workdir: Path) -> Path:
         mode = 0o755 if file.executable else 0o644
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as out:
-            out.write(file.data())
+            if file.is_url:
+                with fetched[relative].open("rb") as cached:
+                    shutil.copyfileobj(cached, out, _CHUNK)
+            else:
+                out.write(file.data())
     (root / spec.artifacts_dir).mkdir(parents=True, exist_ok=True)
     return root
 
