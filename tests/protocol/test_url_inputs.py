@@ -27,7 +27,7 @@ def test_a_url_input_parses_and_round_trips() -> None:
     assert file.is_url and file.url == URL_INPUT["url"] and file.size == 4
     assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
     dumped = spec.model_dump()["inputs"]["data/set.bin"]
-    assert dumped == {**URL_INPUT, "executable": False}  # no content, no encoding
+    assert dumped == {**URL_INPUT, "encoding": "utf-8", "executable": False}  # no content
 
 
 def test_an_upper_case_digest_is_kept_lower_case() -> None:

@@ -22,9 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import to_json
@@ -102,6 +100,10 @@ def check_wire_size(value: object, limit: int, what: str) -> None:
         raise ValueError(f"{what} take {size} bytes as JSON, at most {limit}")
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class InputFile(BaseModel):
     """One file written into the work dir before the program starts: inline (``content``) or
     fetched by the worker (``url``, checked against ``sha256`` and, if given, ``size``).
@@ -112,11 +114,24 @@ class InputFile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    content: str | None = None
+    # Unset fields are left out of the JSON: an inline input serialises as it always did, so
+    # a worker or miner of an older release still reads it.
+    content: str | None = Field(
+        default=None, exclude_if=_unset, description="the file's text (or base64); or url"
+    )
     encoding: Literal["utf-8", "base64"] = "utf-8"
-    url: str | None = Field(default=None, max_length=MAX_INPUT_URL_CHARS)
-    sha256: str | None = None
-    size: int | None = Field(default=None, ge=0)
+    url: str | None = Field(
+        default=None,
+        max_length=MAX_INPUT_URL_CHARS,
+        exclude_if=_unset,
+        description="http(s) URL the worker fetches the file from; or content",
+    )
+    sha256: str | None = Field(
+        default=None, exclude_if=_unset, description="with url: the file's digest, 64 hex digits"
+    )
+    size: int | None = Field(
+        default=None, ge=0, exclude_if=_unset, description="with url: the file's size in bytes"
+    )
     executable: bool = False
 
     @classmethod
@@ -158,22 +173,9 @@ class InputFile(BaseModel):
             return self
         if self.sha256 is None:
             raise ValueError("a url input needs its sha256 (the worker checks what it fetched)")
-        if "encoding" in self.model_fields_set:
+        if self.encoding != "utf-8":
             raise ValueError("encoding belongs to a content input")
         return self
-
-    @model_serializer(mode="wrap")
-    def _without_unset_source(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # An inline input serialises as it always did (no null url, sha256, size), so a
-        # worker or miner of an older release still reads it.
-        dumped = handler(self)
-        if isinstance(dumped, dict):
-            for key in ("content", "url", "sha256", "size"):
-                if dumped.get(key, 0) is None:
-                    del dumped[key]
-            if self.url is not None:
-                dumped.pop("encoding", None)
-        return dumped
 
     @property
     def is_url(self) -> bool:
