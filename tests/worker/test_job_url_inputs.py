@@ -14,7 +14,14 @@ import pytest
 from byteleap.config import WorkerInputSettings
 from byteleap.net.messages import JobEnded, JobRefused, JobRequest, parse_worker_message
 from byteleap.protocol.execution import ExecutionSpec, InputFile
-from byteleap.worker.executors import BadSpecError, ProcessExecutor
+from byteleap.worker.executors import (
+    BadSpecError,
+    KubernetesExecutor,
+    KubernetesOptions,
+    KubernetesSettings,
+    ProcessExecutor,
+    UnsupportedError,
+)
 from byteleap.worker.jobs import JobRunner
 from file_server import FileServer, serving
 
@@ -107,3 +114,12 @@ async def test_the_executor_refuses_a_url_input_no_one_fetched(tmp_path: Path) -
     spec = job("job_url_unfetched", InputFile.from_url("https://h/x", DIGEST)).spec
     with pytest.raises(BadSpecError, match="was not fetched"):
         await ProcessExecutor().start(spec, tmp_path / "work")
+
+
+@pytest.mark.adversarial
+async def test_the_kubernetes_executor_refuses_url_inputs_before_any_call(tmp_path: Path) -> None:
+    spec = job("job_url_k8s", InputFile.from_url("https://h/x", DIGEST)).spec
+    executor = KubernetesExecutor(KubernetesSettings())
+    with pytest.raises(UnsupportedError, match="url_inputs"):
+        await executor.start(spec, tmp_path / "work", KubernetesOptions())
+    assert executor._cluster is None  # no cluster was ever reached
