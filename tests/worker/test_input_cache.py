@@ -239,3 +239,16 @@ async def test_a_pinned_file_is_never_evicted(tmp_path: Path, server: FileServer
     await asyncio.sleep(0.05)
     await cache.fetch(url_input(server, "/f/c", C))
     assert held(cache) == {C}
+
+
+@pytest.mark.adversarial
+async def test_errors_do_not_show_a_urls_credentials_or_token(
+    tmp_path: Path, server: FileServer
+) -> None:
+    url = f"http://user:s3cret@127.0.0.1:{server.port}/f/missing?X-Amz-Signature=T0KEN"
+    with pytest.raises(InputFetchError) as caught:
+        await cache_at(tmp_path).fetch(InputFile.from_url(url, digest(A)))
+    shown = f"{caught.value} {caught.value.context}"
+    assert "/f/missing" in shown and "404" in shown
+    assert "s3cret" not in shown and "T0KEN" not in shown
+    assert server.requests == {"/f/missing?X-Amz-Signature=T0KEN": 1}

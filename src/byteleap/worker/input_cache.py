@@ -135,7 +135,7 @@ class InputCache:
         if file.size is not None and file.size > self.file_max_bytes:
             raise InputFetchError(
                 f"input of {file.size} bytes is over this worker's {self.file_max_bytes}",
-                url=file.url,
+                url=shown(file.url),
             )
         lock = self._locks.setdefault(file.sha256, asyncio.Lock())
         async with lock:
@@ -181,19 +181,21 @@ class InputCache:
                 size, digest = await self._stream(client, file, temp)
             if digest != file.sha256:
                 raise InputFetchError(
-                    f"input from {file.url} has sha256 {digest}, not the {file.sha256} "
+                    f"input from {shown(file.url)} has sha256 {digest}, not the {file.sha256} "
                     "the spec gives",
-                    url=file.url,
+                    url=shown(file.url),
                 )
             _check_size(file, size)
             os.chmod(temp, 0o444)  # the cache's files are never written again
             os.replace(temp, path)
             return size
         except httpx.TimeoutException as exc:
-            raise InputUnavailableError(f"fetching {file.url} timed out", url=file.url) from exc
+            raise InputUnavailableError(
+                f"fetching {shown(file.url)} timed out", url=shown(file.url)
+            ) from exc
         except httpx.HTTPError as exc:
             raise InputUnavailableError(
-                f"cannot fetch {file.url}: {type(exc).__name__}: {exc}", url=file.url
+                f"cannot fetch {shown(file.url)}: {type(exc).__name__}: {exc}", url=shown(file.url)
             ) from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -230,7 +232,9 @@ class InputCache:
                 return size, digest.hexdigest()
             finally:
                 await response.aclose()
-        raise InputFetchError(f"{file.url} redirects more than {MAX_REDIRECTS} times", url=url)
+        raise InputFetchError(
+            f"{shown(file.url)} redirects more than {MAX_REDIRECTS} times", url=shown(url)
+        )
 
     async def _request(
         self, client: httpx.AsyncClient, url: str
@@ -263,19 +267,31 @@ class InputCache:
                 host, port, type=socket.SOCK_STREAM
             )
         except OSError as exc:
-            raise InputUnavailableError(f"cannot resolve the host of {url}: {exc}") from exc
+            raise InputUnavailableError(f"cannot resolve the host of {shown(url)}: {exc}") from exc
         addresses = [str(info[4][0]) for info in infos]
         if not addresses:
-            raise InputUnavailableError(f"the host of {url} has no address")
+            raise InputUnavailableError(f"the host of {shown(url)} has no address")
         if not self.allow_private:
             refused = [a for a in addresses if not global_address(a)]
             if refused:
                 raise InputFetchError(
-                    f"{url} resolves to {refused[0]}, not a public address: workers do not "
+                    f"{shown(url)} resolves to {refused[0]}, not a public address: workers do not "
                     "fetch from loopback, private or link-local networks",
-                    url=url,
+                    url=shown(url),
                 )
         return addresses[0]
+
+
+def shown(url: str | None) -> str:
+    """``url`` as errors and logs show it: without credentials, query or fragment, which
+    often carry a token (a presigned URL's signature)."""
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return "(an unreadable url)"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    hidden = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{parts.path[:200]}{hidden}"
 
 
 def _touch(path: Path) -> bool:
@@ -290,33 +306,36 @@ def _touch(path: Path) -> bool:
 def _check_size(file: InputFile, size: int) -> None:
     if file.size is not None and size != file.size:
         raise InputFetchError(
-            f"input from {file.url} has {size} bytes, not the {file.size} the spec gives",
-            url=file.url,
+            f"input from {shown(file.url)} has {size} bytes, not the {file.size} the spec gives",
+            url=shown(file.url),
         )
 
 
 def _too_big(file: InputFile, size: int, limit: int) -> InputFetchError:
     whose = "the spec's size" if file.size is not None else "this worker's limit"
     return InputFetchError(
-        f"input from {file.url} has over {limit} bytes ({whose}; {size} seen)", url=file.url
+        f"input from {shown(file.url)} has over {limit} bytes ({whose}; {size} seen)",
+        url=shown(file.url),
     )
 
 
 def _check_status(url: str, response: httpx.Response) -> None:
     if response.status_code == 200:
         return
-    what = f"{url} answered {response.status_code} {response.reason_phrase}"
+    what = f"{shown(url)} answered {response.status_code} {response.reason_phrase}"
     if response.status_code >= 500 or response.status_code in _PASSING_STATUS:
-        raise InputUnavailableError(what, url=url)
-    raise InputFetchError(what, url=url)
+        raise InputUnavailableError(what, url=shown(url))
+    raise InputFetchError(what, url=shown(url))
 
 
 def _redirect_target(url: str, response: httpx.Response) -> str:
     location = response.headers.get("location")
     if not location:
-        raise InputFetchError(f"{url} redirects without a Location", url=url)
+        raise InputFetchError(f"{shown(url)} redirects without a Location", url=shown(url))
     target = urljoin(url, location)
     try:
         return check_input_url(target)
     except ValueError as exc:
-        raise InputFetchError(f"{url} redirects to {target[:200]!r}: {exc}", url=url) from exc
+        raise InputFetchError(
+            f"{shown(url)} redirects to {shown(target)!r}: {exc}", url=shown(url)
+        ) from exc
