@@ -123,3 +123,27 @@ async def test_the_kubernetes_executor_refuses_url_inputs_before_any_call(tmp_pa
     with pytest.raises(UnsupportedError, match="url_inputs"):
         await executor.start(spec, tmp_path / "work", KubernetesOptions())
     assert executor._cluster is None  # no cluster was ever reached
+
+
+@pytest.mark.adversarial
+async def test_a_cached_file_changed_behind_the_cache_is_not_handed_on(
+    tmp_path: Path, server: FileServer
+) -> None:
+    # A process job runs as the worker's user: it could rewrite the cache for later jobs.
+    runner = runner_at(tmp_path)
+    file = InputFile.from_url(server.url("/f/set"), DIGEST)
+    await runner.run(job("job_url_first", file), Sent())
+    cached = runner.input_cache.path_of(DIGEST)
+    cached.chmod(0o644)
+    cached.write_bytes(b"poisoned")
+
+    sent = Sent()
+    await runner.run(job("job_url_poisoned", file), sent)
+    ended = sent.end()
+    assert isinstance(ended, JobRefused) and ended.reason == "bad_workdir"  # tried elsewhere
+    assert "no longer has its sha256" in ended.detail and not cached.exists()
+
+    sent = Sent()
+    await runner.run(job("job_url_refetched", file), sent)
+    assert isinstance(sent.end(), JobEnded) and server.total == 2
+    assert cached.read_bytes() == DATA

@@ -146,19 +146,23 @@ class InputCache:
                 return path
             size = await self._download(file, path)
             log.info("input fetched", extra={"sha256": file.sha256, "bytes": size})
-        await asyncio.to_thread(self.evict)
+        await self.evict()
         return path
 
-    def evict(self) -> list[str]:
+    def discard(self, sha256: str) -> None:
+        """Drop a cached file found changed (it is fetched again when next asked for)."""
+        log.error("a cached input no longer matches its digest", extra={"sha256": sha256})
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(sha256).unlink()
+
+    async def evict(self) -> list[str]:
         """Remove least recently used files until the cache is within ``max_bytes``, sparing
         pinned ones; returns the digests removed."""
-        entries = []
-        for entry in os.scandir(self.files):
-            with contextlib.suppress(FileNotFoundError):
-                stat = entry.stat(follow_symlinks=False)
-                entries.append((stat.st_mtime_ns, entry.name, stat.st_size))
+        entries = await asyncio.to_thread(self._entries)
         total = sum(size for _, _, size in entries)
         removed = []
+        # Pins are checked and files removed in one step of the loop (no await between): a
+        # job that pins a digest after this removed it finds it gone and fetches it again.
         for _, name, size in sorted(entries):
             if total <= self.max_bytes:
                 break
@@ -171,6 +175,15 @@ class InputCache:
         if removed:
             log.info("input cache evicted", extra={"files": len(removed), "bytes_left": total})
         return removed
+
+    def _entries(self) -> list[tuple[int, str, int]]:
+        """(mtime, digest, size) of every cached file."""
+        entries = []
+        for entry in os.scandir(self.files):
+            with contextlib.suppress(FileNotFoundError):
+                stat = entry.stat(follow_symlinks=False)
+                entries.append((stat.st_mtime_ns, entry.name, stat.st_size))
+        return entries
 
     async def _download(self, file: InputFile, path: Path) -> int:
         assert file.url is not None and file.sha256 is not None

@@ -44,6 +44,7 @@ from byteleap.worker.executors import (
     ProcessExecutor,
     executor_for,
 )
+from byteleap.worker.executors.errors import CorruptInputError
 from byteleap.worker.identity import WorkerKey
 from byteleap.worker.input_cache import InputCache
 from byteleap.worker.job_executors import ExecutorSetting, job_executor, kubernetes_options
@@ -167,7 +168,11 @@ class JobRunner:
             return await self._start_with(executor, job, workdir, {})
         # Pinned until the executor has copied them into the work dir, not evicted before.
         async with self.input_cache.pinned(job.spec.inputs) as fetched:
-            return await self._start_with(executor, job, workdir, fetched)
+            try:
+                return await self._start_with(executor, job, workdir, fetched)
+            except CorruptInputError as exc:
+                await asyncio.to_thread(self.input_cache.discard, exc.context["sha256"])
+                raise
 
     @staticmethod
     async def _start_with(

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from byteleap.protocol.execution import ArtifactInfo, ExecutionSpec
-from byteleap.worker.executors.errors import BadSpecError, WorkdirError
+from byteleap.worker.executors.errors import BadSpecError, CorruptInputError, WorkdirError
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,28 @@ def prepare_workdir(
         mode = 0o755 if file.executable else 0o644
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as out:
-            if file.is_url:
-                with fetched[relative].open("rb") as cached:
-                    shutil.copyfileobj(cached, out, _CHUNK)
+            if file.sha256 is not None:
+                _copy_checked(fetched[relative], out, file.sha256, relative)
             else:
                 out.write(file.data())
     (root / spec.artifacts_dir).mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _copy_checked(cached: Path, out: BinaryIO, sha256: str, relative: str) -> None:
+    """Copy a cached input, hashing it on the way: a cache file changed since it was fetched
+    (a process job runs as the worker's user and could reach it) is not handed on."""
+    digest = hashlib.sha256()
+    with cached.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise CorruptInputError(
+            f"the cached copy of input {relative!r} no longer has its sha256",
+            sha256=sha256,
+            workdir=str(cached),
+        )
 
 
 def collect_artifacts(workdir: Path, artifacts_dir: str) -> list[ArtifactInfo]:
