@@ -262,7 +262,8 @@ class WorkerInputSettings(BaseModel):
     ``max_bytes``. ``allow_private`` lets a URL reach loopback, private and link-local
     addresses: off, so a job cannot use the worker to probe the miner's own network."""
 
-    cache_dir: Path | None = None  # None: <home>/input-cache
+    # None: <home>/input-cache. One worker's alone: pins and per-digest locks are in-process.
+    cache_dir: Path | None = None
     cache_max_bytes: int = Field(default=20 << 30, ge=1 << 20)
     max_bytes: int = Field(default=8 << 30, ge=1)
     allow_private: bool = False

@@ -8,6 +8,10 @@ A job's whole log is spilled to a file under the worker's home and sent to the m
 there (``worker.job_logs``), capped per job and across jobs; the job's end is told as soon as
 the program ends, whatever it printed, with a result whose tails are as small as a status
 carries them. A cancel stops the program through the executor, which reports it as cancelled.
+
+Inputs given by URL are fetched into the worker's cache (``worker.input_cache``) before the
+executor starts, and held there until it has copied them into the work dir; a cancel that
+comes during the fetch stops the job once it is up, like any cancel while starting.
 """
 
 from __future__ import annotations
