@@ -3,6 +3,7 @@ worker's input cache fetches from in tests."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -23,8 +24,8 @@ class FileServer:
     requests: Counter[str] = field(default_factory=Counter)
     port: int = 0
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str, host: str = "127.0.0.1", scheme: str = "http") -> str:
+        return f"{scheme}://{host}:{self.port}{path}"
 
     @property
     def total(self) -> int:
@@ -32,7 +33,8 @@ class FileServer:
 
 
 @contextmanager
-def serving(server: FileServer) -> Iterator[FileServer]:
+def serving(server: FileServer, tls: ssl.SSLContext | None = None) -> Iterator[FileServer]:
+    """``server`` running until the block ends; over TLS with ``tls`` (a server context)."""
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -65,6 +67,8 @@ def serving(server: FileServer) -> Iterator[FileServer]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     server.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -7,10 +7,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import ssl
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from byteleap.config import WorkerInputSettings
 from byteleap.gateway.dispatch import _THE_JOBS_OWN_FAULT
@@ -37,9 +43,11 @@ def server() -> Iterator[FileServer]:
         yield running
 
 
-def cache_at(tmp_path: Path, **options: object) -> InputCache:
+def cache_at(tmp_path: Path, tls: ssl.SSLContext | None = None, **options: object) -> InputCache:
     settings = WorkerInputSettings.model_validate({"allow_private": True, **options})
-    return InputCache.from_settings(settings, tmp_path)
+    cache = InputCache.from_settings(settings, tmp_path)
+    cache.tls = tls
+    return cache
 
 
 def url_input(server: FileServer, path: str, data: bytes, size: int | None = None) -> InputFile:
@@ -252,3 +260,59 @@ async def test_errors_do_not_show_a_urls_credentials_or_token(
     assert "/f/missing" in shown and "404" in shown
     assert "s3cret" not in shown and "T0KEN" not in shown
     assert server.requests == {"/f/missing?X-Amz-Signature=T0KEN": 1}
+
+
+def localhost_only_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context whose certificate names ``localhost`` and no address, and the CA
+    file that verifies it."""
+    directory.mkdir(parents=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+
+    def cert(subject: str, public: ec.EllipticCurvePublicKey, ca: bool) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.DNSName("localhost")])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    ca_file, cert_file, key_file = (directory / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca_file.write_bytes(cert("test CA", ca_key.public_key(), True).public_bytes(pem))
+    cert_file.write_bytes(cert("localhost", key.public_key(), False).public_bytes(pem))
+    key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, ca_file
+
+
+async def test_https_is_verified_against_the_urls_host_while_sent_to_its_address(
+    tmp_path: Path,
+) -> None:
+    # The request goes to 127.0.0.1 (the address checked), whose name the certificate does
+    # not carry: it verifies only because TLS is told the URL's host (SNI and the check).
+    server_tls, ca_file = localhost_only_tls(tmp_path / "pki")
+    with serving(FileServer(files={"a": A}), tls=server_tls) as server:
+        file = InputFile.from_url(server.url("/f/a", host="localhost", scheme="https"), digest(A))
+        trusting = cache_at(tmp_path / "one", tls=ssl.create_default_context(cafile=ca_file))
+        assert (await trusting.fetch(file)).read_bytes() == A
+        by_address = InputFile.from_url(server.url("/f/a", scheme="https"), digest(A))
+        with pytest.raises(InputUnavailableError, match="cannot fetch"):
+            await cache_at(tmp_path / "two", tls=trusting.tls).fetch(by_address)
+        stranger = cache_at(tmp_path / "three")  # certifi's CAs: not this one
+        with pytest.raises(InputUnavailableError, match="cannot fetch"):
+            await stranger.fetch(file)
+        assert nothing_kept(stranger) and server.requests == {"/f/a": 1}

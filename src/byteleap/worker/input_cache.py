@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -53,6 +54,8 @@ MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 #: Answers another worker (or a later try) may not get: the job is retried elsewhere.
 _PASSING_STATUS = frozenset({408, 429})
+_PORTS = {"http": 80, "https": 443}
+_MAX_ADDRESSES = 4  # of a host's, tried in turn
 
 
 class InputFetchError(ExecutorError):
@@ -84,6 +87,8 @@ class InputCache:
     allow_private: bool = False
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    # The CAs https fetches are verified against (None: httpx's default, certifi's bundle).
+    tls: ssl.SSLContext | None = None
     _pins: Counter[str] = field(default_factory=Counter, init=False)
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary, init=False
@@ -190,7 +195,10 @@ class InputCache:
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
         temp = self.tmp / f"{file.sha256[:16]}-{secrets.token_hex(8)}"
         try:
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            verify = self.tls if self.tls is not None else True
+            async with httpx.AsyncClient(
+                timeout=timeout, follow_redirects=False, verify=verify, trust_env=False
+            ) as client:
                 size, digest = await self._stream(client, file, temp)
             if digest != file.sha256:
                 raise InputFetchError(
@@ -221,8 +229,7 @@ class InputCache:
         url = file.url
         limit = file.size if file.size is not None else self.file_max_bytes
         for _ in range(MAX_REDIRECTS + 1):
-            request, auth = await self._request(client, url)
-            response = await client.send(request, auth=auth, stream=True)
+            response = await self._send(client, url)
             try:
                 if response.is_redirect:
                     url = _redirect_target(url, response)
@@ -249,50 +256,53 @@ class InputCache:
             f"{shown(file.url)} redirects more than {MAX_REDIRECTS} times", url=shown(url)
         )
 
-    async def _request(
-        self, client: httpx.AsyncClient, url: str
-    ) -> tuple[httpx.Request, httpx.BasicAuth | None]:
-        """A GET of ``url`` sent to the address its host was checked at (see the module
-        docstring), naming the host in the Host header and, for https, in TLS."""
+    async def _send(self, client: httpx.AsyncClient, url: str) -> httpx.Response:
+        """A GET of ``url`` sent to an address its host was checked at (see the module
+        docstring), naming the host in the Host header and, for https, in TLS; each address
+        tried in turn (IPv4 first) until one connects."""
         parts = urlsplit(url)
         host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = await self._address(url, host, port)
-        netloc = f"[{address}]" if ":" in address else address
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
-        target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        host_header = parts.netloc.rsplit("@", 1)[-1]
+        addresses = await self._addresses(url, host, parts.port or _PORTS[parts.scheme])
         auth = None
         if parts.username is not None:
             auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-        request = client.build_request(
-            "GET",
-            target,
-            headers={"Host": host_header, "Accept-Encoding": "identity"},
-            extensions={"sni_hostname": host} if parts.scheme == "https" else {},
-        )
-        return request, auth
+        for n, address in enumerate(addresses, start=1):
+            netloc = f"[{address}]" if ":" in address else address
+            if parts.port is not None:
+                netloc = f"{netloc}:{parts.port}"
+            request = client.build_request(
+                "GET",
+                urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+                headers={"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"},
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            )
+            try:
+                return await client.send(request, auth=auth, stream=True)
+            except httpx.ConnectError:
+                if n == len(addresses):
+                    raise
+        raise AssertionError("unreachable: _addresses returns at least one")
 
-    async def _address(self, url: str, host: str, port: int) -> str:
+    async def _addresses(self, url: str, host: str, port: int) -> list[str]:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
         except OSError as exc:
             raise InputUnavailableError(f"cannot resolve the host of {shown(url)}: {exc}") from exc
-        addresses = [str(info[4][0]) for info in infos]
+        found = {str(info[4][0]): info[0] for info in infos}  # in order, once each
+        addresses = sorted(found, key=lambda a: found[a] != socket.AF_INET)[:_MAX_ADDRESSES]
         if not addresses:
             raise InputUnavailableError(f"the host of {shown(url)} has no address")
         if not self.allow_private:
-            refused = [a for a in addresses if not global_address(a)]
+            refused = [a for a in found if not global_address(a)]
             if refused:
                 raise InputFetchError(
                     f"{shown(url)} resolves to {refused[0]}, not a public address: workers do not "
                     "fetch from loopback, private or link-local networks",
                     url=shown(url),
                 )
-        return addresses[0]
+        return addresses
 
 
 def shown(url: str | None) -> str:
