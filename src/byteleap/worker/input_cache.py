@@ -15,8 +15,9 @@ worker a probe into its miner's LAN or cloud metadata service, answering through
 result whether a digest matched. So by default every address a host resolves to must be a
 global one, checked for the first request and every redirect; the request then goes to the
 address that was checked (the Host header and TLS name stay the URL's), so a DNS answer that
-changes between the check and the connection cannot slip past. ``allow_private`` lifts the
-check (tests, a miner that serves its own data sets).
+changes between the check and the connection cannot slip past; for the same reason no proxy
+from the environment is used. ``allow_private`` lifts the check (tests, a miner that serves
+its own data sets).
 
 Failures say whose they are: ``bad_input`` (a wrong digest, a 404, a file too big, a refused
 address) would fail the same on every worker, so the gateway does not retry the job elsewhere;
