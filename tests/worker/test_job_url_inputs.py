@@ -15,7 +15,6 @@ from byteleap.config import WorkerInputSettings
 from byteleap.net.messages import JobEnded, JobRefused, JobRequest, parse_worker_message
 from byteleap.protocol.execution import ExecutionSpec, InputFile
 from byteleap.worker.executors import (
-    BadSpecError,
     KubernetesExecutor,
     KubernetesOptions,
     KubernetesSettings,
@@ -112,7 +111,7 @@ async def test_a_worker_refuses_a_private_url_by_default(
 @pytest.mark.adversarial
 async def test_the_executor_refuses_a_url_input_no_one_fetched(tmp_path: Path) -> None:
     spec = job("job_url_unfetched", InputFile.from_url("https://h/x", DIGEST)).spec
-    with pytest.raises(BadSpecError, match="was not fetched"):
+    with pytest.raises(UnsupportedError, match="was not fetched"):
         await ProcessExecutor().start(spec, tmp_path / "work")
 
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from byteleap.protocol.execution import ArtifactInfo, ExecutionSpec
-from byteleap.worker.executors.errors import BadSpecError, CorruptInputError, WorkdirError
+from byteleap.protocol.execution import FEATURE_URL_INPUTS, ArtifactInfo, ExecutionSpec
+from byteleap.worker.executors.errors import CorruptInputError, UnsupportedError, WorkdirError
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,11 @@ def prepare_workdir(
     Returns the work dir as an absolute, resolved path.
     """
     fetched = fetched or {}
-    missing = sorted(path for path, file in spec.inputs.items() if file.is_url)
-    missing = [path for path in missing if path not in fetched]
-    if missing:
-        raise BadSpecError(f"url input {missing[0]!r} was not fetched", inputs=missing)
+    missing = sorted(p for p, file in spec.inputs.items() if file.is_url and p not in fetched)
+    if missing:  # an adapter that fetches nothing: another worker's may run the job
+        raise UnsupportedError(
+            f"url input {missing[0]!r} was not fetched", feature=FEATURE_URL_INPUTS
+        )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         if any(workdir.iterdir()):
@@ -75,7 +76,7 @@ def _copy_checked(cached: Path, out: BinaryIO, sha256: str, relative: str) -> No
         raise CorruptInputError(
             f"the cached copy of input {relative!r} no longer has its sha256",
             sha256=sha256,
-            workdir=str(cached),
+            path=str(cached),
         )
 
 
