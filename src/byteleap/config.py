@@ -270,6 +270,12 @@ class WorkerInputSettings(BaseModel):
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # between two reads
 
+    @model_validator(mode="after")
+    def _a_file_fits_the_cache(self) -> WorkerInputSettings:
+        if self.max_bytes > self.cache_max_bytes:
+            raise ValueError("inputs.max_bytes must not exceed inputs.cache_max_bytes")
+        return self
+
 
 class WorkerSettings(RoleSettings):
     role: ClassVar[str] = "worker"

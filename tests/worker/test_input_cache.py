@@ -316,3 +316,11 @@ async def test_https_is_verified_against_the_urls_host_while_sent_to_its_address
         with pytest.raises(InputUnavailableError, match="cannot fetch"):
             await stranger.fetch(file)
         assert nothing_kept(stranger) and server.requests == {"/f/a": 1}
+
+
+@pytest.mark.adversarial
+def test_a_file_limit_over_the_cache_is_a_config_error() -> None:
+    # Such a file would be evicted as soon as the job that fetched it had started.
+    with pytest.raises(ValueError, match="must not exceed"):
+        WorkerInputSettings(max_bytes=2 << 20, cache_max_bytes=1 << 20)
+    assert WorkerInputSettings().allow_private is False
