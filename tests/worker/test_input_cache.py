@@ -221,7 +221,7 @@ def test_public_addresses_are_global() -> None:
 
 
 async def test_the_least_recently_used_file_goes_first(tmp_path: Path, server: FileServer) -> None:
-    cache = cache_at(tmp_path, cache_max_bytes=1 << 20)
+    cache = cache_at(tmp_path)
     cache.max_bytes = 250  # room for two of the 100-byte files
     # File timestamps tick in coarse steps (a few ms): the pauses keep their order certain.
     await cache.fetch(url_input(server, "/f/a", A))
