@@ -3,6 +3,7 @@ worker's input cache fetches from in tests."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -17,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FileServer:
     """``/f/<name>`` serves ``files[name]`` (with a Content-Length); ``/raw/<name>`` the same
     without one (the body ends when the connection closes); ``/to/<url-path>`` redirects
-    there (302); ``/status/<code>`` answers that code. ``delay_s`` slows every answer."""
+    there (302); ``/status/<code>`` answers that code; ``/drip/<name>`` sends a byte every
+    0.1 s. ``delay_s`` slows every answer."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     delay_s: float = 0.0
@@ -50,6 +52,16 @@ def serving(server: FileServer, tls: ssl.SSLContext | None = None) -> Iterator[F
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+            elif kind == "drip" and rest in server.files:  # a byte every 0.1 s
+                body = server.files[rest]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(ConnectionError):  # the client gave up
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.1)
             elif kind == "to":
                 self.send_response(302)
                 self.send_header("Location", "/" + rest if "://" not in rest else rest)

@@ -269,6 +269,8 @@ class WorkerInputSettings(BaseModel):
     allow_private: bool = False
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # between two reads
+    # One whole fetch: a server that drips a byte a minute must not hold the worker for days.
+    fetch_timeout_s: float = Field(default=3600.0, gt=0, le=24 * 3600)
 
     @model_validator(mode="after")
     def _a_file_fits_the_cache(self) -> WorkerInputSettings:

@@ -324,3 +324,12 @@ def test_a_file_limit_over_the_cache_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="must not exceed"):
         WorkerInputSettings(max_bytes=2 << 20, cache_max_bytes=1 << 20)
     assert WorkerInputSettings().allow_private is False
+
+
+@pytest.mark.adversarial
+async def test_a_server_that_drips_is_cut_off(tmp_path: Path, server: FileServer) -> None:
+    # Each read comes well within read_timeout_s; the whole fetch may not take forever.
+    cache = cache_at(tmp_path, fetch_timeout_s=0.5)
+    with pytest.raises(InputUnavailableError, match=r"took over 0\.5 s"):
+        await cache.fetch(url_input(server, "/drip/a", A))
+    assert nothing_kept(cache)

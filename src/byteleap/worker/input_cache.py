@@ -88,6 +88,7 @@ class InputCache:
     allow_private: bool = False
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    fetch_timeout_s: float = 3600.0
     # The CAs https fetches are verified against (None: httpx's default, certifi's bundle).
     tls: ssl.SSLContext | None = None
     _pins: Counter[str] = field(default_factory=Counter, init=False)
@@ -113,6 +114,7 @@ class InputCache:
             allow_private=settings.allow_private,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
+            fetch_timeout_s=settings.fetch_timeout_s,
         )
 
     def path_of(self, sha256: str) -> Path:
@@ -150,7 +152,14 @@ class InputCache:
                 _check_size(file, path.stat().st_size)
                 log.info("input cache hit", extra={"sha256": file.sha256})
                 return path
-            size = await self._download(file, path)
+            try:
+                async with asyncio.timeout(self.fetch_timeout_s):
+                    size = await self._download(file, path)
+            except TimeoutError as exc:
+                raise InputUnavailableError(
+                    f"fetching {shown(file.url)} took over {self.fetch_timeout_s:g} s",
+                    url=shown(file.url),
+                ) from exc
             log.info("input fetched", extra={"sha256": file.sha256, "bytes": size})
         await self.evict()
         return path
