@@ -210,6 +210,8 @@ async def test_private_addresses_are_refused_by_default(
         "fd00::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
     ],
 )
 def test_only_global_addresses_are_global(address: str) -> None:
@@ -217,7 +219,8 @@ def test_only_global_addresses_are_global(address: str) -> None:
 
 
 def test_public_addresses_are_global() -> None:
-    assert global_address("93.184.216.34") and global_address("2606:2800:220:1::1")
+    for address in ("93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822"):
+        assert global_address(address), address
 
 
 async def test_the_least_recently_used_file_goes_first(tmp_path: Path, server: FileServer) -> None:

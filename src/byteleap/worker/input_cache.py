@@ -7,7 +7,8 @@ size, when the spec gives one) matched, so a reader never sees a partial or wron
 wrong one leaves nothing behind. A digest already held fetches nothing; its mtime is the LRU
 clock (atime is often not kept: ``noatime``, ``relatime``). Past ``cache_max_bytes`` the least
 recently used files go, never one a job being started holds (``pinned``). Two jobs asking for
-one digest at once fetch it once: a lock per digest.
+one digest at once fetch it once: a lock per digest. The copy into a work dir hashes the file
+again (a process job runs as the worker's user and could have changed it).
 
 Why the address check: a job's URL is the customer's, and the worker sits in its miner's
 network. Followed blindly, a URL to ``10.0.0.1`` or ``169.254.169.254`` would make every
@@ -57,6 +58,7 @@ _CHUNK = 1 << 20
 _PASSING_STATUS = frozenset({408, 429})
 _PORTS = {"http": 80, "https": 443}
 _MAX_ADDRESSES = 4  # of a host's, tried in turn
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class InputFetchError(ExecutorError):
@@ -73,10 +75,15 @@ class InputUnavailableError(ExecutorError):
 
 def global_address(address: str) -> bool:
     """Whether ``address`` is on the public internet (not loopback, private, link-local,
-    shared, reserved, multicast or unspecified), an IPv4-mapped IPv6 address judged as IPv4."""
+    shared, reserved, multicast or unspecified); an IPv6 address that carries an IPv4 one
+    (mapped, 6to4, NAT64) is judged by that, since a gateway may route it there."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        else:
+            ip = ip.ipv4_mapped or ip.sixtofour or ip
     return ip.is_global and not ip.is_multicast
 
 
