@@ -256,6 +256,29 @@ class WorkerVmSettings(BaseModel):
         return self
 
 
+class WorkerInputSettings(BaseModel):
+    """Inputs given by URL (``worker.input_cache``): fetched once per digest into a cache
+    capped at ``cache_max_bytes`` (least recently used evicted), each file at most
+    ``max_bytes``. ``allow_private`` lets a URL reach loopback, private and link-local
+    addresses: off, so a job cannot use the worker to probe the miner's own network."""
+
+    # None: <home>/input-cache. One worker's alone: pins and per-digest locks are in-process.
+    cache_dir: Path | None = None
+    cache_max_bytes: int = Field(default=20 << 30, ge=1 << 20)
+    max_bytes: int = Field(default=8 << 30, ge=1)
+    allow_private: bool = False
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # between two reads
+    # One whole fetch: a server that drips a byte a minute must not hold the worker for days.
+    fetch_timeout_s: float = Field(default=3600.0, gt=0, le=24 * 3600)
+
+    @model_validator(mode="after")
+    def _a_file_fits_the_cache(self) -> WorkerInputSettings:
+        if self.max_bytes > self.cache_max_bytes:
+            raise ValueError("inputs.max_bytes must not exceed inputs.cache_max_bytes")
+        return self
+
+
 class WorkerSettings(RoleSettings):
     role: ClassVar[str] = "worker"
     miner_url: str = "wss://127.0.0.1:8091/v1/worker"
@@ -292,6 +315,7 @@ class WorkerSettings(RoleSettings):
     vm: WorkerVmSettings = WorkerVmSettings()
     # Jobs' logs under <home>/job-logs, until sent to the miner.
     job_logs: JobLogSettings = JobLogSettings()
+    inputs: WorkerInputSettings = WorkerInputSettings()
     # The host's GPUs (NVML / nvidia-smi indices) this worker serves; None: those
     # CUDA_VISIBLE_DEVICES names, or every GPU when it is unset. One worker per GPU is `[3]`.
     # From the environment as `BYTELEAP_GPUS=3` or `3,5` (NoDecode: not JSON).

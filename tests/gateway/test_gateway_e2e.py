@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from byteleap.gateway.errors import Conflict, NotFound, PaymentRequired, Unautho
 from byteleap.gateway.miners import MinerPool
 from byteleap.protocol.api import JobSpec, JobState, JobView
 from byteleap.store import Store
+from file_server import FileServer, serving
 from gateway.gateway_harness import dispatching, miner_pool, network_settings
 
 pytestmark = pytest.mark.slow
@@ -75,6 +77,26 @@ async def test_a_command_that_does_not_exist_is_not_retried_elsewhere(
     assert done.state is JobState.FAILED and done.attempts == 1, done
     assert done.error is not None and "start_failed" in done.error
     assert done.cost == 0.0  # it never ran
+
+
+@pytest.mark.adversarial
+async def test_a_url_input_into_the_workers_network_fails_without_a_retry(
+    gateway: GatewayService,
+) -> None:
+    """Workers fetch from public addresses only: the first refuses it as ``bad_input``, and a
+    refusal that every worker would repeat is not tried on the others."""
+    tenant = await gateway.authenticate(
+        await create_tenant_with_key(gateway.store, "lan", balance=10.0)
+    )
+    with serving(FileServer(files={"a": b"secret"})) as lan:
+        url_input = {"url": lan.url("/f/a"), "sha256": hashlib.sha256(b"secret").hexdigest()}
+        spec = python_job("print(open('a').read())", inputs={"a": url_input}, retries=2)
+        job = await gateway.submit_job(tenant, spec)
+        done = await until(gateway, tenant, job.id, JobState.FAILED, JobState.SUCCEEDED)
+    assert done.state is JobState.FAILED and done.attempts == 1, done
+    assert done.error is not None and "bad_input" in done.error, done.error
+    assert "not a public address" in done.error
+    assert lan.total == 0 and done.cost == 0.0
 
 
 @pytest.mark.adversarial

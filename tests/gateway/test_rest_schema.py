@@ -9,7 +9,8 @@ Checks narrowed, on purpose:
 - ``negative_data_rejection``: the gateway ignores unknown query parameters (forward
   compatibility), which schemathesis counts as accepting invalid data;
 - ``positive_data_acceptance`` for job submission: a JobSpec has rules JSON Schema cannot
-  say (input paths stay inside the work dir, base64 content decodes, the Idempotency-Key
+  say (input paths stay inside the work dir, base64 content decodes, an input has content
+  or a url with its sha256, not both, the Idempotency-Key
   header agrees with the body's key), so schema-valid bodies can rightly get a 422;
 - ``positive_data_acceptance`` for lease creation and extension: a valid spec can ask for a
   GPU model or price no worker offers, or more than the balance covers (503, 402);

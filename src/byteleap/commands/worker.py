@@ -108,6 +108,7 @@ def worker(
         executor=settings.executor,
         vm=settings.vm,
         job_logs=settings.job_logs,
+        inputs=settings.inputs,
         gpus=gpus,
     )
     try:

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 START_CONCURRENCY = 32  # attempts of one dispatch pass started at once
 
 # A worker's refusals (``reason: detail``) that no other worker would answer differently.
-_THE_JOBS_OWN_FAULT = ("bad_spec:", "start_failed:")
+# (``bad_input``: a URL input with a wrong digest or size, a 4xx, a refused address.)
+_THE_JOBS_OWN_FAULT = ("bad_spec:", "start_failed:", "bad_input:")
 _FINAL_OF_MINER = {
     RunState.SUCCEEDED: JobState.SUCCEEDED,
     RunState.FAILED: JobState.FAILED,

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import to_json
@@ -37,11 +38,14 @@ MAX_INLINE_INPUTS_JSON_BYTES = 512 << 10
 #: their ``_IMAGE``: a leading '-' would be read by the engine as a flag).
 IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+MAX_INPUT_URL_CHARS = 4096
 #: The artifacts dir a spec gets unless it names one (an input may not take its place).
 DEFAULT_ARTIFACTS_DIR = "artifacts"
 
 #: Features a spec can ask for that an executor may declare in its ``unsupported`` table.
 FEATURE_NETWORK_ISOLATION = "network_isolation"
+FEATURE_URL_INPUTS = "url_inputs"
 
 Stream = Literal["stdout", "stderr"]
 KilledBy = Literal["timeout", "cancel", "memory"]
@@ -90,13 +94,38 @@ def check_wire_size(value: object, limit: int, what: str) -> None:
         raise ValueError(f"{what} take {size} bytes as JSON, at most {limit}")
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class InputFile(BaseModel):
-    """One file written into the work dir before the program starts."""
+    """One file written into the work dir before the program starts: inline (``content``) or
+    fetched by the worker (``url``, checked against ``sha256`` and, if given, ``size``).
+
+    A URL input travels as its few fields, not its bytes: large data stays out of the spec's
+    size budget, and a worker that already holds that digest fetches nothing.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    content: str
+    # Unset fields are left out of the JSON: an inline input serialises as it always did, so
+    # a worker or miner of an older release still reads it.
+    content: str | None = Field(
+        default=None, exclude_if=_unset, description="the file's text (or base64); or url"
+    )
     encoding: Literal["utf-8", "base64"] = "utf-8"
+    url: str | None = Field(
+        default=None,
+        max_length=MAX_INPUT_URL_CHARS,
+        exclude_if=_unset,
+        description="http(s) URL the worker fetches the file from; or content",
+    )
+    sha256: str | None = Field(
+        default=None, exclude_if=_unset, description="with url: the file's digest, 64 hex digits"
+    )
+    size: int | None = Field(
+        default=None, ge=0, exclude_if=_unset, description="with url: the file's size in bytes"
+    )
     executable: bool = False
 
     @classmethod
@@ -105,19 +134,71 @@ class InputFile(BaseModel):
             content=base64.b64encode(data).decode(), encoding="base64", executable=executable
         )
 
+    @classmethod
+    def from_url(
+        cls, url: str, sha256: str, *, size: int | None = None, executable: bool = False
+    ) -> InputFile:
+        return cls(url=url, sha256=sha256, size=size, executable=executable)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, url: str | None) -> str | None:
+        return None if url is None else check_input_url(url)
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, digest: str | None) -> str | None:
+        if digest is not None and not SHA256_HEX.fullmatch(digest):
+            raise ValueError("sha256 must be 64 hex digits")
+        return None if digest is None else digest.lower()
+
     @model_validator(mode="after")
-    def _decodable(self) -> InputFile:
-        if self.encoding == "base64":
-            try:
-                base64.b64decode(self.content, validate=True)
-            except binascii.Error as exc:
-                raise ValueError(f"content is not valid base64: {exc}") from exc
+    def _one_source(self) -> InputFile:
+        if (self.content is None) == (self.url is None):
+            raise ValueError("an input has exactly one of content or url")
+        if self.url is None:
+            if self.sha256 is not None or self.size is not None:
+                raise ValueError("sha256 and size belong to a url input")
+            if self.encoding == "base64":
+                try:
+                    base64.b64decode(self.content or "", validate=True)
+                except binascii.Error as exc:
+                    raise ValueError(f"content is not valid base64: {exc}") from exc
+            return self
+        if self.sha256 is None:
+            raise ValueError("a url input needs its sha256 (the worker checks what it fetched)")
+        if self.encoding != "utf-8":
+            raise ValueError("encoding belongs to a content input")
         return self
 
+    @property
+    def is_url(self) -> bool:
+        return self.url is not None
+
     def data(self) -> bytes:
+        """An inline input's bytes (a URL input's are the worker's to fetch)."""
+        if self.content is None:
+            raise ValueError("a url input has no inline content")
         if self.encoding == "base64":
             return base64.b64decode(self.content, validate=True)
         return self.content.encode()
+
+
+def check_input_url(url: str) -> str:
+    """An absolute http(s) URL with a host, no whitespace or control characters."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("url contains whitespace or a control character")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"url must be http or https, not {parts.scheme or 'relative'!r}")
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"url is malformed: {exc}") from exc
+    if not host:
+        raise ValueError("url has no host")
+    return url
 
 
 def check_inputs(inputs: dict[str, InputFile]) -> dict[str, InputFile]:
@@ -130,8 +211,9 @@ def check_inputs(inputs: dict[str, InputFile]) -> dict[str, InputFile]:
         for parent in PurePosixPath(path).parents:
             if parent.as_posix() in normalised:
                 raise ValueError(f"input {path!r} lies under input file {parent.as_posix()!r}")
-    if sum(len(f.data()) for f in normalised.values()) > MAX_INPUT_BYTES:
-        raise ValueError(f"inputs exceed {MAX_INPUT_BYTES} bytes")
+    # URL inputs are bounded by the worker's fetch limits, not by the spec's inline budget.
+    if sum(len(f.data()) for f in normalised.values() if not f.is_url) > MAX_INPUT_BYTES:
+        raise ValueError(f"inline inputs exceed {MAX_INPUT_BYTES} bytes")
     return normalised
 
 
@@ -197,7 +279,10 @@ class ExecutionSpec(BaseModel):
         return self
 
     def requested_features(self) -> set[str]:
-        return {FEATURE_NETWORK_ISOLATION} if self.network == "none" else set()
+        features = {FEATURE_NETWORK_ISOLATION} if self.network == "none" else set()
+        if any(file.is_url for file in self.inputs.values()):
+            features.add(FEATURE_URL_INPUTS)
+        return features
 
 
 class LogLine(BaseModel):

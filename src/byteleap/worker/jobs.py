@@ -8,6 +8,10 @@ A job's whole log is spilled to a file under the worker's home and sent to the m
 there (``worker.job_logs``), capped per job and across jobs; the job's end is told as soon as
 the program ends, whatever it printed, with a result whose tails are as small as a status
 carries them. A cancel stops the program through the executor, which reports it as cancelled.
+
+Inputs given by URL are fetched into the worker's cache (``worker.input_cache``) before the
+executor starts, and held there until it has copied them into the work dir; a cancel that
+comes during the fetch stops the job once it is up, like any cancel while starting.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from byteleap.config import JobLogSettings
+from byteleap.config import JobLogSettings, WorkerInputSettings
 from byteleap.net.job_times import JobTimes, sign_job_times
 from byteleap.net.log_spill import LogSpill, SpillBudget, clear_directory
 from byteleap.net.messages import (
@@ -41,9 +45,12 @@ from byteleap.worker.executors import (
     Executor,
     ExecutorError,
     KubernetesExecutor,
+    ProcessExecutor,
     executor_for,
 )
+from byteleap.worker.executors.errors import CorruptInputError
 from byteleap.worker.identity import WorkerKey
+from byteleap.worker.input_cache import InputCache
 from byteleap.worker.job_executors import ExecutorSetting, job_executor, kubernetes_options
 from byteleap.worker.job_logs import JobLog
 from byteleap.worker.serving import serving_message, with_free_port
@@ -85,8 +92,11 @@ class JobRunner:
     starting: set[str] = field(default_factory=set)
     cancelled: set[str] = field(default_factory=set)
     key: WorkerKey | None = None  # signs each ended job's run times (None: unsigned)
+    # Where inputs given by URL are fetched to and kept (see worker.input_cache).
+    inputs: WorkerInputSettings = field(default_factory=WorkerInputSettings)
 
     def __post_init__(self) -> None:
+        self.input_cache = InputCache.from_settings(self.inputs, self.home)
         # Logs of jobs a previous run of this worker left: their miner gave up on them.
         self.log_dir = self.home / LOG_DIR
         clear_directory(self.log_dir)
@@ -155,11 +165,30 @@ class JobRunner:
 
     async def _start(self, job: JobRequest, workdir: Path) -> Execution:
         executor = self.executors(job_executor(self.executor, job))
-        if isinstance(executor, ContainerExecutor):
-            return await executor.start(job.spec, workdir, ContainerOptions(image=job.image))
-        if isinstance(executor, KubernetesExecutor):
+        if isinstance(executor, KubernetesExecutor):  # it refuses URL inputs: none fetched
             options = kubernetes_options(job, self.gpu_model)
             return await executor.start(job.spec, workdir, options)
+        if not any(file.is_url for file in job.spec.inputs.values()):
+            return await self._start_with(executor, job, workdir, {})
+        # Pinned until the executor has copied them into the work dir, not evicted before.
+        async with self.input_cache.pinned(job.spec.inputs) as fetched:
+            try:
+                return await self._start_with(executor, job, workdir, fetched)
+            except CorruptInputError as exc:
+                await asyncio.to_thread(self.input_cache.discard, exc.context["sha256"])
+                raise
+
+    @staticmethod
+    async def _start_with(
+        executor: Executor, job: JobRequest, workdir: Path, fetched: dict[str, Path]
+    ) -> Execution:
+        if isinstance(executor, ContainerExecutor):
+            options = ContainerOptions(image=job.image)
+            return await executor.start(job.spec, workdir, options, fetched=fetched)
+        if isinstance(executor, ProcessExecutor):
+            return await executor.start(job.spec, workdir, fetched=fetched)
+        # Another adapter takes no fetched files: a URL input reaches prepare_workdir unfetched
+        # and is refused there.
         return await executor.start(job.spec, workdir)
 
     async def cancel(self, job_id: str) -> None:

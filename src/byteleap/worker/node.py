@@ -23,7 +23,7 @@ import websockets
 from pydantic import BaseModel
 
 from byteleap import metrics
-from byteleap.config import JobLogSettings, WorkerVmSettings
+from byteleap.config import JobLogSettings, WorkerInputSettings, WorkerVmSettings
 from byteleap.net.enrollment import EnrollmentToken, hello_payload
 from byteleap.net.errors import NetError, PinMismatch
 from byteleap.net.heartbeat import sign_heartbeat
@@ -111,6 +111,7 @@ class WorkerNode:
     executor: ExecutorSetting = "process"
     vm: WorkerVmSettings = field(default_factory=WorkerVmSettings)
     job_logs: JobLogSettings = field(default_factory=JobLogSettings)
+    inputs: WorkerInputSettings = field(default_factory=WorkerInputSettings)
     key: WorkerKey = field(init=False)
     solutions: dict[str, Solution] = field(default_factory=dict)
     # challenge id -> the rows a refuse-reveal worker computed (and will reveal)
@@ -131,7 +132,11 @@ class WorkerNode:
         self.key = load_or_create_key(self.home)
         self.networks = LeaseNetworkLinks(public_host=self.network_host)
         self.jobs = JobRunner(
-            self.home, executor=self.executor, log_caps=self.job_logs, key=self.key
+            self.home,
+            executor=self.executor,
+            log_caps=self.job_logs,
+            key=self.key,
+            inputs=self.inputs,
         )
         self.vms = VmLeases(self.vm, self.home)
         self.hardware: HardwareInventory | None = None

@@ -41,6 +41,8 @@ from byteleap.worker.executors import (
 from byteleap.worker.executors.base import parse_spec
 from byteleap.worker.executors.container_create import LABEL_EXECUTION, LABEL_EXECUTOR, create_argv
 from byteleap.worker.executors.container_engine import FEATURE_GPUS, parse_ulimits
+from byteleap.worker.input_cache import InputCache
+from file_server import FileServer, serving
 
 container = pytest.mark.container
 
@@ -134,6 +136,27 @@ async def test_executable_input_runs_directly(executor: ContainerExecutor, tmp_p
 
     assert result.state == ExecutionState.SUCCEEDED, result.stderr_tail
     assert result.stdout_tail == "from ./bin/run.sh\n"
+
+
+@container
+async def test_a_url_input_is_copied_in_from_the_cache(
+    executor: ContainerExecutor, tmp_path: Path
+) -> None:
+    payload = b"fetched by url\n" * 1000
+    with serving(FileServer(files={"in": payload})) as server:
+        cache = InputCache(tmp_path / "cache", allow_private=True)
+        file = InputFile.from_url(server.url("/f/in"), hashlib.sha256(payload).hexdigest())
+        job = spec(
+            ["sh", "-c", "sha256sum data/in.bin; echo x >> data/in.bin"],
+            inputs={"data/in.bin": file.model_dump()},
+        )
+        async with cache.pinned(job.inputs) as fetched:
+            execution = await executor.start(job, tmp_path / "work", fetched=fetched)
+        result = await execution.wait()
+
+    assert result.state == ExecutionState.SUCCEEDED, result.stderr_tail
+    assert result.stdout_tail.split()[0] == file.sha256
+    assert cache.path_of(file.sha256 or "").read_bytes() == payload  # the job wrote its copy
 
 
 @container

@@ -35,6 +35,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,8 +105,14 @@ class ContainerExecutor:
             return self._engine
 
     async def start(
-        self, spec: ExecutionSpec, workdir: Path, options: ContainerOptions | None = None
+        self,
+        spec: ExecutionSpec,
+        workdir: Path,
+        options: ContainerOptions | None = None,
+        *,
+        fetched: Mapping[str, Path] | None = None,
     ) -> ContainerExecution:
+        """``fetched``: the cached file of each URL input (see ``prepare_workdir``)."""
         spec = check_spec(spec, self.unsupported)
         options = ContainerOptions.parse((options or ContainerOptions()).model_dump())
         job_image(options, self.settings)  # no image is a bad spec, found before any I/O
@@ -115,7 +122,7 @@ class ContainerExecutor:
                 f"this executor cannot provide gpus: {engine.unsupported[FEATURE_GPUS]}",
                 feature=FEATURE_GPUS,
             )
-        workdir = await asyncio.to_thread(prepare_workdir, spec, workdir)
+        workdir = await asyncio.to_thread(prepare_workdir, spec, workdir, fetched)
         execution_id = uuid.uuid4().hex[:16]
         name = f"byteleap-{execution_id}"
         argv = create_argv(

@@ -5,6 +5,7 @@ ByteleapError
       ├── BadSpecError           reason "bad_spec": the spec is invalid; nothing was started
       ├── UnsupportedError       reason "unsupported": the executor cannot do what is asked
       ├── WorkdirError           reason "bad_workdir": the work dir is not a fresh, empty dir
+      │    └── CorruptInputError  a cached URL input no longer matches its digest
       ├── StartFailedError       reason "start_failed": the program could not be started
       ├── UnknownExecutorError   reason "unknown_executor": no executor has that name
       └── UnavailableExecutorError reason "unavailable": a known adapter not usable yet
@@ -31,6 +32,11 @@ class UnsupportedError(ExecutorError):
 
 class WorkdirError(ExecutorError):
     reason = "bad_workdir"
+
+
+class CorruptInputError(WorkdirError):
+    """This worker's cached copy of an input changed: its fault, so another worker may run the
+    job (``context["sha256"]`` names the digest to drop from the cache)."""
 
 
 class StartFailedError(ExecutorError):

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from byteleap.protocol.execution import ExecutionResult, ExecutionSpec
+from byteleap.protocol.execution import FEATURE_URL_INPUTS, ExecutionResult, ExecutionSpec
 from byteleap.worker.executors.base import check_spec
 from byteleap.worker.executors.errors import StartFailedError
 from byteleap.worker.executors.k8s_cluster import KubernetesCluster, load_api_client
@@ -60,7 +60,10 @@ class KubernetesExecutor:
     """Runs a spec as a Kubernetes Job (see the module docstring)."""
 
     name: ClassVar[str] = "kubernetes"
-    unsupported: ClassVar[dict[str, str]] = {}
+    unsupported: ClassVar[dict[str, str]] = {
+        FEATURE_URL_INPUTS: "inputs reach a pod through a ConfigMap; a URL input is fetched "
+        "and cached by the process and container executors only",
+    }
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ import resource
 import secrets
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,10 +112,13 @@ class ProcessExecutor:
             self._cgroups = job_cgroups()
         return self._cgroups
 
-    async def start(self, spec: ExecutionSpec, workdir: Path) -> ProcessExecution:
+    async def start(
+        self, spec: ExecutionSpec, workdir: Path, *, fetched: Mapping[str, Path] | None = None
+    ) -> ProcessExecution:
+        """``fetched``: the cached file of each URL input (see ``prepare_workdir``)."""
         spec = check_spec(spec, self.unsupported)
         # Resolved: HOME and cwd must not depend on the worker's own cwd.
-        workdir = await asyncio.to_thread(prepare_workdir, spec, workdir)
+        workdir = await asyncio.to_thread(prepare_workdir, spec, workdir, fetched)
         cgroups = self._cgroups = self._cgroups or await asyncio.to_thread(job_cgroups)
         cgroup = await self._cgroup(cgroups, spec)
         env = child_env(spec, workdir)

@@ -12,10 +12,12 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
-from byteleap.protocol.execution import ArtifactInfo, ExecutionSpec
-from byteleap.worker.executors.errors import WorkdirError
+from byteleap.protocol.execution import FEATURE_URL_INPUTS, ArtifactInfo, ExecutionSpec
+from byteleap.worker.executors.errors import CorruptInputError, UnsupportedError, WorkdirError
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +26,21 @@ MAX_ARTIFACTS = 10_000
 _CHUNK = 1 << 20
 
 
-def prepare_workdir(spec: ExecutionSpec, workdir: Path) -> Path:
+def prepare_workdir(
+    spec: ExecutionSpec, workdir: Path, fetched: Mapping[str, Path] | None = None
+) -> Path:
     """Create ``workdir`` (or accept it empty), write the inputs and the artifacts dir.
 
+    ``fetched`` holds each URL input's cached file (``worker.input_cache``), by input path: it
+    is copied, never linked, so the job cannot write into the cache that other jobs read.
     Returns the work dir as an absolute, resolved path.
     """
+    fetched = fetched or {}
+    missing = sorted(p for p, file in spec.inputs.items() if file.is_url and p not in fetched)
+    if missing:  # an adapter that fetches nothing: another worker's may run the job
+        raise UnsupportedError(
+            f"url input {missing[0]!r} was not fetched", feature=FEATURE_URL_INPUTS
+        )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         if any(workdir.iterdir()):
@@ -44,9 +56,28 @@ def prepare_workdir(spec: ExecutionSpec, workdir: Path) -> Path:
         mode = 0o755 if file.executable else 0o644
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as out:
-            out.write(file.data())
+            if file.sha256 is not None:
+                _copy_checked(fetched[relative], out, file.sha256, relative)
+            else:
+                out.write(file.data())
     (root / spec.artifacts_dir).mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _copy_checked(cached: Path, out: BinaryIO, sha256: str, relative: str) -> None:
+    """Copy a cached input, hashing it on the way: a cache file changed since it was fetched
+    (a process job runs as the worker's user and could reach it) is not handed on."""
+    digest = hashlib.sha256()
+    with cached.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise CorruptInputError(
+            f"the cached copy of input {relative!r} no longer has its sha256",
+            sha256=sha256,
+            path=str(cached),
+        )
 
 
 def collect_artifacts(workdir: Path, artifacts_dir: str) -> list[ArtifactInfo]:
