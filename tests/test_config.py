@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from byteleap.config import (
     ChainServiceSettings,
     ConfigError,
+    GatewaySettings,
     MinerSettings,
     ValidatorSettings,
     load_settings,
@@ -92,3 +93,12 @@ def test_a_challenge_size_the_profile_cannot_keep_exact_is_refused_at_load() -> 
     with pytest.raises(ValidationError, match="challenge_n: cpu-f64 refuses n=8192"):
         ValidatorSettings(challenge_n=8192)
     assert ValidatorSettings(challenge_n=8192, challenge_profile="cuda-f16").challenge_n == 8192
+
+
+def test_grpc_is_switched_off_from_toml_with_port_0(tmp_path: Path) -> None:
+    """TOML has no null: 0 is how a config file turns the gateway's gRPC server off."""
+    path = write(tmp_path, "[gateway]\ngrpc_port = 0\n")
+    assert not load_settings(GatewaySettings, path).grpc_port
+    assert load_settings(GatewaySettings).grpc_port == 50051
+    with pytest.raises(ConfigError):
+        load_settings(GatewaySettings, write(tmp_path, "[gateway]\ngrpc_port = -1\n"))

@@ -175,7 +175,7 @@ def render_config(answers: InitAnswers, *, written_by: str) -> str:
             _line("host", answers.host or DEFAULT_HOST["gateway"], "REST (and the dashboard)"),
             _line("port", answers.port or DEFAULT_PORT["gateway"]),
         ]
-        body.append(_line("grpc_port", answers.grpc_port, "gRPC (TOML cannot switch it off)"))
+        body.append(_line("grpc_port", answers.grpc_port, "gRPC (0 switches it off)"))
         if answers.tls_cert and answers.tls_key:
             body += [
                 _line("tls_cert", answers.tls_cert, "PEM chain: REST and gRPC serve TLS"),

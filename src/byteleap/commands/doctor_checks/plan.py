@@ -115,7 +115,7 @@ def gateway_groups(settings: GatewaySettings) -> list[Group]:
     return [
         _listening(settings),
         _port("rest", settings.host, settings.port, "port in [gateway]"),
-        _port("grpc", settings.host, settings.grpc_port, "grpc_port in [gateway]"),
+        _port("grpc", settings.host, settings.grpc_port or None, "grpc_port in [gateway]"),
         _wallet_and_chain("gateway", settings),
         _store("gateway", settings.store.url),
         *_common("gateway", settings),
