@@ -413,6 +413,8 @@ class GatewaySettings(RoleSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     # 0 (or None) switches gRPC off: TOML has no null.
     grpc_port: int | None = Field(default=50051, ge=0, le=65535)
+    # Prometheus on 127.0.0.1 only, if set: unauthenticated, so never on the public port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # PEM certificate (chain) and private key: REST and gRPC serve TLS with them. Without
     # them the gateway refuses a non-loopback host (customers' API keys would travel in the
     # clear) unless insecure_public says TLS ends in front of it (a reverse proxy).

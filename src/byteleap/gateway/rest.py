@@ -9,7 +9,8 @@ calls one port method and lets the error handlers map what it raises:
 - unknown routes and methods → 404/405 in the same shape.
 
 Authentication: ``Authorization: Bearer <api key>`` on every route but ``/v1/health``, the
-public ``/v1/network/*`` view, ``/dashboard`` and ``/metrics`` (Prometheus). The key is
+public ``/v1/network/*`` view and ``/dashboard``. Prometheus is not on this app: the runner
+serves it on ``metrics_port`` at 127.0.0.1 (request and job counts are the operator's). The key is
 checked before any byte of the body is read (request_guard.py); a followed log stream
 re-checks it every ``key_recheck_s`` and ends with an ``error`` event once it is revoked.
 """
@@ -27,7 +28,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from byteleap import metrics
 from byteleap.gateway.access import access_router
 from byteleap.gateway.dashboard import dashboard_router
 from byteleap.gateway.errors import CloudError, InvalidSpec, KeyRevoked
@@ -100,7 +100,6 @@ def create_rest_app(
     if network is not None:
         app.include_router(network_router(network))
         app.include_router(dashboard_router())
-    app.mount("/metrics", metrics.asgi_app())  # type: ignore[arg-type]
     _install_error_handlers(app)
     guard_requests(app, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
     app.add_middleware(RequestMetrics)

@@ -8,6 +8,7 @@ import logging
 
 import uvicorn
 
+from byteleap import metrics
 from byteleap.chain import open_chain
 from byteleap.config import GatewaySettings
 from byteleap.gateway.billing import Billing
@@ -42,6 +43,8 @@ async def run_gateway(settings: GatewaySettings) -> None:
         )  # fmt: skip
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, path=settings.wallet.path)
     await upgrade(settings.store.url)
+    if settings.metrics_port is not None:
+        metrics.serve_metrics(settings.metrics_port)  # 127.0.0.1: unauthenticated
     store = await open_store(settings.store.url)
     # SQLite: this process alone (a second gateway is refused); PostgreSQL: any number of
     # replicas, one of which runs the passes at a time.
