@@ -245,6 +245,25 @@ class AsyncClient(ServicesApi, BillingApi):
         """End the lease now; billing stops. `Conflict` once it has ended."""
         return _parse(LeaseView, await self._request("POST", f"{_lease(lease_id)}/release"))
 
+    async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[bytes, None]:
+        """The answer's body as it arrives, chunk by chunk; the gateway's error raised if it
+        answers one. Each wait for a chunk is bounded by the client's timeout."""
+        request = self._http.build_request(method, path, **kwargs)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._unreachable(method, path, exc) from exc
+        try:
+            if response.is_error:
+                await response.aread()
+                _raise_for(response)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.TransportError as exc:
+            raise self._unreachable(method, path, exc) from exc
+        finally:
+            await response.aclose()
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, path, **kwargs)

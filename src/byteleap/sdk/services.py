@@ -3,13 +3,15 @@
 svc = client.create_service({"name": "echo", "command": ["python", "serve.py"],
                              "autoscale": {"min_replicas": 2, "max_replicas": 4}})
 client.invoke(svc.id, "GET", "/hello")          # an httpx.Response from a replica
+for chunk in client.invoke_stream(svc.id, "POST", "/generate", json={"stream": True}):
+    print(chunk.decode(), end="")               # each chunk as the replica writes it
 client.update_service(svc.id, {"env": {"MODEL": "v2"}})   # rolling update
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -17,6 +19,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
+from byteleap.sdk.blocking import Loop, iterate
 
 if TYPE_CHECKING:
     from byteleap.sdk.client import AsyncClient
@@ -29,6 +32,10 @@ def _service(service_id: str) -> str:
     return f"/services/{quote(service_id, safe='')}"
 
 
+def _invoke(service_id: str, path: str) -> str:
+    return f"{_service(service_id)}/invoke/{path.lstrip('/')}"
+
+
 def _body(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_unset=True)
@@ -37,6 +44,8 @@ def _body(value: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
 
 class _Requests(Protocol):
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response: ...
+
+    def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncGenerator[bytes, None]: ...
 
 
 class ServicesApi:
@@ -82,17 +91,20 @@ class ServicesApi:
         self: _Requests, service_id: str, method: str, path: str, **kwargs: Any
     ) -> httpx.Response:
         """Send one request to the service (``kwargs`` as for httpx: content, json, params…)."""
-        target = f"{_service(service_id)}/invoke/{path.lstrip('/')}"
-        return await self._request(method, target, **kwargs)
+        return await self._request(method, _invoke(service_id, path), **kwargs)
 
-
-class _Loop(Protocol):
-    def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+    async def invoke_stream(
+        self: _Requests, service_id: str, method: str, path: str, **kwargs: Any
+    ) -> AsyncGenerator[bytes, None]:
+        """As `invoke`, but the answer's body chunk by chunk as the replica writes it (a
+        model's tokens, server-sent events), not read whole first."""
+        async for chunk in self._stream(method, _invoke(service_id, path), **kwargs):
+            yield chunk
 
 
 class _Blocking(Protocol):
     _client: AsyncClient
-    _loop: _Loop
+    _loop: Loop
 
 
 class SyncServicesApi:
@@ -124,3 +136,8 @@ class SyncServicesApi:
         self: _Blocking, service_id: str, method: str, path: str, **kwargs: Any
     ) -> httpx.Response:
         return self._loop.run(self._client.invoke(service_id, method, path, **kwargs))
+
+    def invoke_stream(
+        self: _Blocking, service_id: str, method: str, path: str, **kwargs: Any
+    ) -> Iterator[bytes]:
+        return iterate(self._loop, self._client.invoke_stream(service_id, method, path, **kwargs))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ from byteleap.protocol.artifacts import ArtifactListing
 from byteleap.protocol.exec_frames import ExecExited, ExecOutput
 from byteleap.sdk.access import ExecResult, ExecSession
 from byteleap.sdk.billing import SyncBillingApi
+from byteleap.sdk.blocking import iterate
 from byteleap.sdk.client import AsyncClient
 from byteleap.sdk.services import SyncServicesApi
 
@@ -183,19 +182,4 @@ class Client(SyncServicesApi, SyncBillingApi):
         return self._loop.run(self._client.release_lease(lease_id))
 
     def stream_logs(self, job_id: str, after: int = 0) -> Iterator[LogEntry]:
-        lines = self._client.stream_logs(job_id, after)
-
-        async def step() -> LogEntry:
-            return await anext(lines)
-
-        try:
-            while True:
-                try:
-                    yield self._loop.run(step())
-                except StopAsyncIteration:
-                    return
-        finally:
-            if not self._loop.closed:
-                with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
-                    # RuntimeError: a Ctrl-C left the stream mid-step; it is torn down anyway
-                    self._loop.run(lines.aclose())
+        return iterate(self._loop, self._client.stream_logs(job_id, after))

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from byteleap.sdk import AsyncClient, Client
 from gateway.serving.replica_harness import Gateway, serving_gateway, spec, start_replica, until
 
 pytestmark = pytest.mark.slow
@@ -59,6 +60,39 @@ async def test_events_reach_the_client_as_the_replica_sends_them(gateway: Gatewa
             async for chunk in chunks:
                 received += chunk
     assert received == expected_events(5, acked=True)  # byte for byte, every later one acked
+
+
+async def test_the_sdk_streams_an_answer_as_the_replica_sends_it(gateway: Gateway) -> None:
+    """`invoke_stream`, async and blocking: the first event reaches the caller before the
+    replica sends the rest (it waits for the caller's ack, sent once that event is in hand)."""
+    service = await gateway.ready_service(spec("sdk-sse"))
+    async with AsyncClient(gateway.url, gateway.api_key) as client:
+        received = b""
+        chunks = client.invoke_stream(service, "GET", "/events", params={"id": "a1", "n": 4})
+        async for chunk in chunks:
+            received += chunk
+            if b"\n\n" in received:
+                break  # the generator stays open: the rest is read below
+        assert json.loads(received.split(b"data: ")[1].split(b"\n")[0])["i"] == 0
+        assert (await client.invoke(service, "POST", "/ack", params={"id": "a1"})).text == "acked"
+        async for chunk in chunks:
+            received += chunk
+    assert received == expected_events(4, acked=True)
+
+    def blocking() -> bytes:
+        with Client(gateway.url, gateway.api_key) as sync_client:
+            got = b""
+            stream = sync_client.invoke_stream(
+                service, "GET", "/events", params={"id": "b1", "n": 3}
+            )
+            for chunk in stream:
+                got += chunk
+                if b"\n\n" in got:
+                    break
+            sync_client.invoke(service, "POST", "/ack", params={"id": "b1"})
+            return got + b"".join(stream)
+
+    assert await asyncio.to_thread(blocking) == expected_events(3, acked=True)
 
 
 async def test_a_stream_longer_than_the_timeout_is_not_cut(gateway: Gateway) -> None:
