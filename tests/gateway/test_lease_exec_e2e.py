@@ -19,7 +19,7 @@ import uvicorn
 from byteleap.gateway.core import GatewayService, create_tenant_with_key, revoke_key
 from byteleap.gateway.rest import create_rest_app
 from byteleap.protocol.api import LeaseSpec
-from byteleap.protocol.exec_frames import ExecExited
+from byteleap.protocol.exec_frames import ExecExited, ExecOutput
 from byteleap.sdk import AsyncClient, Conflict, NotFound, Unauthorized
 from byteleap.store import Store
 from gateway.gateway_harness import dispatching, lease_desk, miner_pool, network_settings
@@ -106,6 +106,18 @@ async def test_an_interactive_shell_on_a_terminal(gateway: Gateway) -> None:
         async with await opening as session:
             sized = await asyncio.wait_for(session.collect(), 30)
         assert sized.exit_code == 0 and sized.stdout.split() == [b"37", b"121"], sized
+        # A later resize reaches it too: the program gets SIGWINCH and sees the new size.
+        trap = 'trap "stty size; exit 0" WINCH; echo ready; while :; do sleep 0.05; done'
+        opening = client.open_exec(lease.id, ["sh", "-c", trap], tty=True, size=(37, 121))
+        async with await opening as session:
+            seen = b""
+            while b"ready" not in seen:
+                frame = await asyncio.wait_for(session.recv(), 30)
+                assert isinstance(frame, ExecOutput), frame
+                seen += frame.data
+            await session.resize(45, 99)
+            resized = await asyncio.wait_for(session.collect(), 30)
+        assert resized.exit_code == 0 and resized.stdout.split() == [b"45", b"99"], resized
         await client.release_lease(lease.id)
 
 

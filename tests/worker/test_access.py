@@ -11,6 +11,7 @@ from byteleap.protocol.exec_frames import (
     ExecAck,
     ExecExited,
     ExecOutput,
+    ExecResize,
     ExecStart,
     ExecStdin,
     parse_exec_frame,
@@ -96,6 +97,44 @@ async def test_the_terminal_has_the_customers_size(tmp_path: Path) -> None:
     assert frames.exited.exit_code == 0 and frames.output().split() == [b"41", b"133"]
     unsized = ExecStart(session=SESSION, lease_id=LEASE, command=["stty", "size"], tty=True)
     assert (await _run(ExecRunner(tmp_path), unsized)).output().split() == [b"0", b"0"]
+
+
+#: Says "ready", then on SIGWINCH prints the terminal's size and exits.
+ON_RESIZE = ["sh", "-c", 'trap "stty size; exit 0" WINCH; echo ready; while :; do sleep 0.05; done']
+
+
+async def test_a_resize_reaches_the_program_on_its_terminal(tmp_path: Path) -> None:
+    runner = ExecRunner(tmp_path)
+    frames = Frames()
+    start = ExecStart(
+        session=SESSION, lease_id=LEASE, command=ON_RESIZE, tty=True, rows=10, cols=20
+    )
+    task = asyncio.create_task(runner.start(start, frames.send))
+    while b"ready" not in frames.output():
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    runner.resize(ExecResize(session=SESSION, rows=50, cols=160))
+    await asyncio.wait_for(task, 10)
+    assert frames.exited.exit_code == 0
+    assert frames.output().split()[-2:] == [b"50", b"160"]
+    # Not on a terminal, over, or unknown: nothing to size, and nothing breaks.
+    runner.resize(ExecResize(session=SESSION, rows=5, cols=5))
+    runner.resize(ExecResize(session="ef" * 16, rows=5, cols=5))
+
+
+async def test_ctrl_c_on_the_terminal_interrupts_the_program(tmp_path: Path) -> None:
+    """The terminal is the program's controlling one: ^C typed by the customer is SIGINT."""
+    runner = ExecRunner(tmp_path)
+    frames = Frames()
+    trap = 'trap "echo interrupted; exit 3" INT; echo ready; while :; do sleep 0.05; done'
+    start = ExecStart(session=SESSION, lease_id=LEASE, command=["sh", "-c", trap], tty=True)
+    task = asyncio.create_task(runner.start(start, frames.send))
+    while b"ready" not in frames.output():
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    runner.stdin(ExecStdin(session=SESSION, data=b"\x03"))
+    await asyncio.wait_for(task, 10)
+    assert frames.exited.exit_code == 3 and b"interrupted" in frames.output()
 
 
 async def test_stop_kills_the_program_and_what_it_started(tmp_path: Path) -> None:

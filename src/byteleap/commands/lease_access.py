@@ -4,8 +4,11 @@ gateway's exec WebSocket. Output streams as it comes; the exit status is the pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -44,18 +47,44 @@ async def _session(
         async with session:
             feeder = asyncio.create_task(_forward_stdin(session))
             try:
-                while True:
-                    frame = await session.recv()
-                    if isinstance(frame, ExecExited):
-                        if frame.exit_code is None:
-                            typer.echo(f"session ended: {frame.reason}", err=True)
-                            return EXIT_ERROR
-                        return frame.exit_code if 0 <= frame.exit_code <= 255 else EXIT_ERROR
-                    out = sys.stdout if frame.stream == "stdout" else sys.stderr
-                    out.buffer.write(frame.data)
-                    out.flush()
+                with _following_resizes(session) if tty else contextlib.nullcontext():
+                    return await _print_until_exit(session)
             finally:
                 feeder.cancel()
+
+
+async def _print_until_exit(session: ExecSession) -> int:
+    while True:
+        frame = await session.recv()
+        if isinstance(frame, ExecExited):
+            if frame.exit_code is None:
+                typer.echo(f"session ended: {frame.reason}", err=True)
+                return EXIT_ERROR
+            return frame.exit_code if 0 <= frame.exit_code <= 255 else EXIT_ERROR
+        out = sys.stdout if frame.stream == "stdout" else sys.stderr
+        out.buffer.write(frame.data)
+        out.flush()
+
+
+@contextlib.contextmanager
+def _following_resizes(session: ExecSession) -> Iterator[None]:
+    """While the shell runs, each resize of this terminal (SIGWINCH) is sent on, so a
+    full-screen program on the worker redraws at the new size."""
+    loop = asyncio.get_running_loop()
+    sending: set[asyncio.Task[None]] = set()
+
+    def resized() -> None:
+        size = _terminal_size(True)
+        if size is not None:
+            task = loop.create_task(session.resize(*size))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+
+    loop.add_signal_handler(signal.SIGWINCH, resized)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGWINCH)
 
 
 def _run(

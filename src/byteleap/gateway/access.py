@@ -32,6 +32,7 @@ from byteleap.gateway.rest_common import DEFAULT_KEY_RECHECK_S, bearer_key, erro
 from byteleap.protocol.exec_frames import (
     ExecExited,
     ExecFrameError,
+    ExecResize,
     ExecStart,
     ExecStdin,
     ExecStop,
@@ -107,7 +108,7 @@ async def _customer_to_miner(socket: WebSocket, upstream: ExecChannel) -> None:
             frame = parse_exec_frame(await socket.receive_text())
             if isinstance(frame, ExecStart) and not started and frame.lease_id is None:
                 started = True
-            elif not (started and isinstance(frame, ExecStdin | ExecStop)):
+            elif not (started and isinstance(frame, ExecStdin | ExecResize | ExecStop)):
                 raise ExecFrameError(f"{frame.type} is not expected now")
             await upstream.send(frame.model_dump_json())
     except ExecFrameError as exc:

@@ -31,6 +31,7 @@ from byteleap.protocol.exec_frames import (
     ExecExited,
     ExecFrameError,
     ExecOutput,
+    ExecResize,
     ExecStart,
     ExecStdin,
     ExecStop,
@@ -183,7 +184,7 @@ class ExecSessions:
             relay.active_at = asyncio.get_running_loop().time()
             if isinstance(frame, ExecStop):
                 return
-            if isinstance(frame, ExecStdin):
+            if isinstance(frame, ExecStdin | ExecResize):
                 link.post(frame.model_copy(update={"session": session}).model_dump_json())
 
 

@@ -35,6 +35,7 @@ from byteleap.protocol.exec_frames import (
     ExecAck,
     ExecExited,
     ExecOutput,
+    ExecResize,
     ExecStart,
     ExecStdin,
     ExecStop,
@@ -494,6 +495,7 @@ MinerToWorker = Annotated[
     | NetworkDown
     | ExecStart
     | ExecStdin
+    | ExecResize
     | ExecStop
     | ExecAck,
     Field(discriminator="type"),

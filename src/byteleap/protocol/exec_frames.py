@@ -58,6 +58,15 @@ class ExecStdin(_Frame):
     eof: bool = False  # close the program's stdin after ``data``
 
 
+class ExecResize(_Frame):
+    """The customer's terminal changed size (a ``tty`` session): the worker sets the session's
+    terminal to it, and the program gets SIGWINCH, as under a local terminal."""
+
+    type: Literal["exec_resize"] = "exec_resize"
+    rows: int = Field(ge=1, le=10_000)
+    cols: int = Field(ge=1, le=10_000)
+
+
 class ExecOutput(_Frame):
     type: Literal["exec_output"] = "exec_output"
     stream: Literal["stdout", "stderr"]
@@ -85,7 +94,8 @@ class ExecAck(_Frame):
 
 
 ExecFrame = Annotated[
-    ExecStart | ExecStdin | ExecOutput | ExecExited | ExecStop, Field(discriminator="type")
+    ExecStart | ExecStdin | ExecResize | ExecOutput | ExecExited | ExecStop,
+    Field(discriminator="type"),
 ]
 _FRAMES: TypeAdapter[ExecFrame] = TypeAdapter(ExecFrame)
 

@@ -18,6 +18,7 @@ from byteleap.protocol.exec_frames import (
     ExecExited,
     ExecFrameError,
     ExecOutput,
+    ExecResize,
     ExecStart,
     ExecStdin,
     ExecStop,
@@ -57,6 +58,10 @@ class ExecSession:
         if not isinstance(frame, ExecOutput | ExecExited):
             raise BadResponse(f"unexpected frame from the gateway: {frame.type}")
         return frame
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size (a session opened with ``tty``): its program sees it."""
+        await self._socket.send(ExecResize(rows=rows, cols=cols).model_dump_json())
 
     async def stop(self) -> None:
         await self._socket.send(ExecStop().model_dump_json())

@@ -32,6 +32,7 @@ from byteleap.protocol.exec_frames import (
     ExecAck,
     ExecExited,
     ExecOutput,
+    ExecResize,
     ExecStart,
     ExecStdin,
 )
@@ -162,9 +163,10 @@ class ExecRunner:
         master, replica = pty.openpty()
         try:
             if size is not None:  # before the program starts, so its first look is right
-                fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+                _set_terminal_size(replica, size)
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
+                *argv, cwd=cwd, env=env, start_new_session=True,
+                preexec_fn=preexec(_control_the_terminal),
                 stdin=replica, stdout=replica, stderr=replica,
             )  # fmt: skip
             process_guard().watch(process.pid)
@@ -209,6 +211,15 @@ class ExecRunner:
         running = self.sessions.get(frame.session or "")
         if running is not None:
             running.window.give(frame.frames)
+
+    def resize(self, frame: ExecResize) -> None:
+        """Size the session's terminal; the kernel sends the program SIGWINCH. A session not
+        on a terminal, over, or not yet started has nothing to size: the frame is dropped."""
+        running = self.sessions.get(frame.session or "")
+        if running is None or running.stdin_fd is None:
+            return
+        with contextlib.suppress(OSError):  # the terminal closed under the frame
+            _set_terminal_size(running.stdin_fd, (frame.rows, frame.cols))
 
     def stdin(self, frame: ExecStdin) -> None:
         inbox = self.inboxes.get(frame.session or "")
@@ -271,3 +282,15 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), KILL_GRACE_S)
             return
+
+
+def _set_terminal_size(fd: int, size: tuple[int, int]) -> None:
+    """(rows, columns) on a terminal; on a pty's master it reaches the program's side too."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+
+
+def _control_the_terminal() -> None:
+    """In the child, after its ``setsid``: make the pty (its stdin) the session's controlling
+    terminal, so the program is the terminal's foreground group: it gets SIGWINCH on a
+    resize (and Ctrl-C as SIGINT), as under a local terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -53,7 +53,7 @@ from byteleap.net.messages import (
 from byteleap.net.tls import pinned_context_for
 from byteleap.proof import Solution, answer_reveal, commit
 from byteleap.proof.cheats import refuses
-from byteleap.protocol.exec_frames import ExecAck, ExecStart, ExecStdin, ExecStop
+from byteleap.protocol.exec_frames import ExecAck, ExecResize, ExecStart, ExecStdin, ExecStop
 from byteleap.protocol.hardware import HardwareInventory
 from byteleap.protocol.vm_lease import StartVm, StopVm
 from byteleap.worker.access import ExecRunner
@@ -282,6 +282,7 @@ class WorkerNode:
             NetworkDown: self.networks.down,
             ExecStart: exec_start,
             ExecStdin: self.access.stdin,
+            ExecResize: self.access.resize,
             ExecStop: lambda m: self.access.stop(m.session or ""),
             ExecAck: self.access.ack,
         }
