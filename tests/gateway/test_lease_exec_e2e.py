@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,6 +22,7 @@ from byteleap.gateway.rest import create_rest_app
 from byteleap.protocol.api import LeaseSpec
 from byteleap.protocol.exec_frames import ExecExited, ExecOutput
 from byteleap.sdk import AsyncClient, Conflict, NotFound, Unauthorized
+from byteleap.sdk.forward import forward_port
 from byteleap.store import Store
 from gateway.gateway_harness import dispatching, lease_desk, miner_pool, network_settings
 
@@ -223,3 +225,76 @@ async def test_revoking_the_key_ends_the_session(gateway: Gateway) -> None:
         assert "revoked" in frame.reason and took < 5, (frame, took)
         with pytest.raises(Unauthorized):
             await client.open_exec(lease.id, ["true"])
+
+
+async def _echo_server() -> asyncio.Server:
+    """A TCP service on this host, which is also the worker's: what each connection sends
+    comes back, then the connection ends."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(echo, "127.0.0.1", 0)
+
+
+async def _round_trip(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    writer.write_eof()  # the end of our side is passed on: the echo then ends its side
+    try:
+        return await asyncio.wait_for(reader.read(), 60)
+    finally:
+        writer.close()
+
+
+async def test_a_local_port_is_forwarded_into_the_lease(gateway: Gateway) -> None:
+    echo = await _echo_server()
+    echo_port = echo.sockets[0].getsockname()[1]
+    async with AsyncClient(gateway.url, await _tenant(gateway, "forwarder")) as client:
+        lease = await client.create_lease({"duration_s": 120})
+        forward = await forward_port(client, lease.id, "127.0.0.1", echo_port)
+        port = forward.sockets[0].getsockname()[1]
+        payload = os.urandom(1 << 20)  # binary, several exec frames each way
+        both = await asyncio.gather(_round_trip(port, payload), _round_trip(port, b"second"))
+        assert both == [payload, b"second"]
+        # A remote that refuses: the local connection just ends, and the forward goes on.
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            closed_port = unused.getsockname()[1]
+        refused = await forward_port(client, lease.id, "127.0.0.1", closed_port)
+        assert await _round_trip(refused.sockets[0].getsockname()[1], b"lost") == b""
+        assert await _round_trip(port, b"still") == b"still"
+        for server in (forward, refused):
+            server.close()
+        await client.release_lease(lease.id)
+    echo.close()
+
+
+async def test_leases_forward_carries_a_port_until_ctrl_c(gateway: Gateway) -> None:
+    echo = await _echo_server()
+    echo_port = echo.sockets[0].getsockname()[1]
+    key = await _tenant(gateway, "cli-forwarder")
+    async with AsyncClient(gateway.url, key) as client:
+        lease = await client.create_lease({"duration_s": 120})
+    command = ["leases", "forward", lease.id, f"0:127.0.0.1:{echo_port}"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "byteleap.cli", *command, "--gateway", gateway.url,
+        "--api-key", key, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+        assert line.startswith("forwarding 127.0.0.1:"), line
+        port = int(line.split()[1].rsplit(":", 1)[1])
+        assert await _round_trip(port, b"through the cli") == b"through the cli"
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        echo.close()

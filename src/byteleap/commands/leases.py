@@ -25,6 +25,7 @@ from byteleap.commands.customer import (
     gateway_client,
 )
 from byteleap.commands.lease_access import exec_command, shell_command
+from byteleap.commands.lease_forward import forward_command
 from byteleap.commands.render import iso, money, one_line, rate
 from byteleap.sdk import LeaseView
 
@@ -201,3 +202,4 @@ def _size(lease: LeaseView) -> str:
 
 app.command("exec")(exec_command)
 app.command("shell")(shell_command)
+app.command("forward")(forward_command)
