@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # requirement would pull a multi-GB CUDA build. Empty it to skip torch.
 TORCH_SPEC ?= torch==2.13.0
 # gpu: triton, whose kernels the tests run in its CPU interpreter and compile for sm_90.
-EXTRAS ?= dev,gpu
+EXTRAS ?= server,dev,gpu
 PYTEST_ARGS ?= --durations=40
 
 .PHONY: venv devnet test lint bench clean

@@ -129,3 +129,101 @@ def test_an_unknown_command_is_still_refused() -> None:
     result = CliRunner().invoke(app, ["lease"])
     assert result.exit_code == 2
     assert "No such command 'lease'" in result.output and "leases" in result.output
+
+
+# Imported only when installed, each guarded by its importer: a client install lacks them and
+# runs the same (rich.pretty: attrs; httpx: brotli and zstandard decoders, and click for its
+# own command line; cryptography's SSH key loader: bcrypt, for encrypted private keys only).
+OPTIONAL_IMPORTS = {"attr", "brotli", "brotlicffi", "zstandard", "click", "bcrypt"}
+
+
+def _probe_bare() -> tuple[str, int, set[str]]:
+    """What this interpreter loads before any byteleap code (site hooks such as setuptools'
+    ``_distutils_hack``): not the client's to need."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return "", 0, {m.partition(".")[0] for m in json.loads(done.stdout)}
+
+
+def _base_install() -> set[str]:
+    """The distributions `pip install byteleap[client]` brings, as installed metadata declares
+    them: the base requirements and theirs, recursively, no extras."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = ["byteleap"]
+    while todo:
+        name = todo.pop()
+        try:
+            needs = requires(name) or []
+        except PackageNotFoundError:
+            continue  # not for this platform or Python (its marker said so)
+        for line in needs:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen
+
+
+def test_the_customer_commands_need_only_the_base_install() -> None:
+    """Every third-party module a customer command loads comes with the client install, so
+    `byteleap[client]` alone runs them (test_customer_help_loads_nothing_heavy says no server
+    module loads; this says nothing outside the base dependencies does either)."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    base = _base_install()
+    assert {"pydantic", "httpx", "typer"} <= base and not {"fastapi", "bittensor"} & base
+    owners = packages_distributions()
+    _, _, at_startup = _probe_bare()
+    loaded: set[str] = set()
+    for args in ([], ["jobs", "submit"], ["leases", "forward"], ["services", "create"]):
+        _, _, modules = _probe([*args, "--help"])
+        loaded |= {m.partition(".")[0] for m in modules}
+    ours = loaded - at_startup - set(sys.stdlib_module_names) - OPTIONAL_IMPORTS
+    third_party = {m for m in ours if m in owners}
+    outside = {
+        m: owners[m]
+        for m in third_party
+        if m != "byteleap" and not {canonicalize_name(d) for d in owners[m]} & base
+    }
+    assert outside == {}, outside
+
+
+_WITHOUT_SERVER = """
+import sys
+from importlib.abc import MetaPathFinder
+class NotInstalled(MetaPathFinder):  # a client install: no server packages to find
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"sqlalchemy", "alembic", "bittensor", "fastapi", "numpy"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+sys.argv = ["byteleap", *sys.argv[1:]]
+from byteleap.cli import main
+main()
+"""
+
+
+def test_a_server_command_on_a_client_install_says_what_to_install() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _WITHOUT_SERVER, *args],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    server = run("db", "--help")
+    assert server.returncode == 2
+    assert "needs the server install" in server.stderr
+    assert "pip install 'byteleap[server]'" in server.stderr
+    customer = run("jobs", "list", "--help")  # the customer's commands are unaffected
+    assert customer.returncode == 0 and "Usage:" in customer.stdout, customer.stderr

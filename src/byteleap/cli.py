@@ -81,7 +81,19 @@ def load(name: str) -> Any:
     """The click command for ``name``, built by typer exactly as an eager mount would."""
     lazy = COMMANDS[name]
     module, _, attribute = lazy.target.partition(":")
-    target = getattr(importlib.import_module(f"byteleap.commands.{module}"), attribute)
+    try:
+        loaded = importlib.import_module(f"byteleap.commands.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] == "byteleap":
+            raise
+        # A client install (the base one) has no server roles' packages.
+        typer.echo(
+            f"error: `byteleap {name}` needs the server install (no module {exc.name!r} "
+            "here): pip install 'byteleap[server]'",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    target = getattr(loaded, attribute)
     mount = typer.Typer()
     if lazy.group:
         mount.add_typer(target, name=name, help=lazy.help)
