@@ -24,6 +24,7 @@ from byteleap.gateway.artifact_vault import ArtifactVault
 from byteleap.gateway.job_requests import job_request, miner_job_id, requirements_of
 from byteleap.gateway.leasing import LeaseDesk
 from byteleap.gateway.miners import Supply
+from byteleap.gateway.quota_room import QuotaRoom
 from byteleap.gateway.scheduler import (
     FairQueue,
     NoPlacement,
@@ -42,6 +43,7 @@ from byteleap.store import IllegalTransition, Store
 from byteleap.store.cloud import JobRecord, advance_job, list_jobs, update_job
 from byteleap.store.leases import get_lease
 from byteleap.store.money import charge, payable, release
+from byteleap.store.quotas import quotas_of
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +116,9 @@ class Dispatcher:
         sent fails alone, with its reason, and the pass goes on with everyone else's."""
         async with self.store.session() as s:
             queued = await list_jobs(s, states=[JobState.QUEUED], limit=1000, oldest_first=True)
-        if not queued:
-            return 0
+            if not queued:
+                return 0
+            room = QuotaRoom.of(await quotas_of(s, {job.tenant_id for job in queued}))
         fair: FairQueue[tuple[JobRecord, JobSpec]] = FairQueue()
         placed = 0
         for job in queued:
@@ -123,6 +126,9 @@ class Dispatcher:
             if spec is None:
                 continue
             if spec.lease_id is not None:  # runs on the tenant's own leased worker
+                if not room.may_start_job(job.tenant_id, on_lease=True):
+                    continue  # waits, queued, for one of its running jobs to end
+                room.take_job(job.tenant_id, on_lease=True)
                 placed += await self._guarded(job, self._start_on_lease(job, spec, spec.lease_id))
             else:
                 fair.enqueue(str(job.tenant_id), job.id, (job, spec))
@@ -138,6 +144,11 @@ class Dispatcher:
             if entry is None:
                 break
             job, spec = entry.item
+            if not room.may_start_job(job.tenant_id, on_lease=False):
+                # Its tenant's own quota holds it back, not the supply: it waits queued, and
+                # the time it waits so is not counted as unplaceable.
+                self.unplaceable_since.pop(job.id, None)
+                continue
             try:
                 wants = requirements_of(spec)
                 choice = idle.place(wants, exclude=self.failed_on.get(job.id, set()))
@@ -148,6 +159,7 @@ class Dispatcher:
                 await self._unplaceable(job, wants, offers)
                 continue
             self.unplaceable_since.pop(job.id, None)
+            room.take_job(job.tenant_id, on_lease=False)
             idle.take(choice.key)
             starts.append(
                 _Start(job, spec, choice.key, choice.price_per_s, gpus=choice.gpu_indices)
