@@ -92,7 +92,7 @@ async def test_a_new_tenant_holds_nothing_under_the_default(store: Store) -> Non
     assert (quota.running_jobs, quota.max_running_jobs) == (0, DEFAULT_MAX_WORKERS)
 
 
-async def test_leases_placed_jobs_and_live_replicas_count_each_worker_once(store: Store) -> None:
+async def test_leases_jobs_and_replicas_count_but_a_job_on_its_lease_not(store: Store) -> None:
     tenant = await _tenant(store, "acme", max_workers=5)
     other = await _tenant(store, "other")
     await _job(store, tenant, JobState.QUEUED, None)  # holds nothing yet

@@ -1,12 +1,11 @@
 """A tenant's quotas on what it holds at once, counted from the store.
 
 ``max_workers`` bounds the workers a tenant holds at once: those of its active leases, of its
-jobs placed on a worker (scheduled or running) and of its live service replicas. A worker is
-counted once however it is held, so a job running on the tenant's own lease adds nothing (the
-lease holds that worker already). ``max_running_jobs`` bounds its scheduled and running jobs,
-wherever they run. Both are read for many tenants in one round trip (`quotas_of`); a change
-that must not pass a quota under concurrent writers reads it under the tenant's row lock
-(`locked_quota`).
+jobs placed on a worker (scheduled or running) and of its live service replicas; a job running
+on the tenant's own lease adds nothing (the lease holds that worker already).
+``max_running_jobs`` bounds its scheduled and running jobs, wherever they run. Both are read
+for many tenants in one round trip (`quotas_of`); a change that must not pass a quota under
+concurrent writers reads it under the tenant's row lock (`locked_quota`).
 """
 
 from __future__ import annotations
@@ -48,22 +47,36 @@ class TenantQuota:
 
 
 def _held_workers(tenant_ids: Collection[int]) -> sa.Subquery:
-    """(tenant_id, miner_hotkey, worker_id), once per worker each tenant holds."""
-    jobs = sa.select(Job.tenant_id, Job.miner_hotkey, Job.worker_id).where(
+    """(tenant_id, item id), once per worker each tenant holds: its active leases, its live
+    replicas, and its placed jobs but for those on a worker its own active lease holds.
+
+    Items, not distinct workers: two of a tenant's items never share a worker but for a job on
+    its lease, and counting items stays right even if a worker were ever offered twice."""
+    on_own_lease = (
+        sa.select(Lease.id)
+        .where(
+            Lease.tenant_id == Job.tenant_id,
+            Lease.state == LeaseState.ACTIVE,
+            Lease.miner_hotkey == Job.miner_hotkey,
+            Lease.worker_id == Job.worker_id,
+        )
+        .exists()
+    )
+    jobs = sa.select(Job.tenant_id, Job.id).where(
         Job.tenant_id.in_(tenant_ids),
         Job.state.in_(_PLACED),
         Job.worker_id.is_not(None),
+        ~on_own_lease,
     )
-    leases = sa.select(Lease.tenant_id, Lease.miner_hotkey, Lease.worker_id).where(
+    leases = sa.select(Lease.tenant_id, Lease.id).where(
         Lease.tenant_id.in_(tenant_ids), Lease.state == LeaseState.ACTIVE
     )
     replicas = (
-        sa.select(Service.tenant_id, ServiceReplica.miner_hotkey, ServiceReplica.worker_id)
+        sa.select(Service.tenant_id, ServiceReplica.id)
         .join(Service, Service.id == ServiceReplica.service_id)
         .where(Service.tenant_id.in_(tenant_ids), ServiceReplica.ended_at.is_(None))
     )
-    # UNION, not UNION ALL: the distinct rows are the distinct workers.
-    return sa.union(jobs, leases, replicas).subquery()
+    return sa.union_all(jobs, leases, replicas).subquery()
 
 
 async def quotas_of(s: AsyncSession, tenant_ids: Collection[int]) -> dict[int, TenantQuota]:
