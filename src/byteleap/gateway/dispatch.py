@@ -1,7 +1,9 @@
 """Dispatch and monitoring: the engine under the gateway's job API.
 
 *Dispatch* places queued jobs on idle workers, fairly across tenants, through the
-scheduler's `place` (a job on a lease goes straight to its lease's worker);
+scheduler's `place` (a job on a lease goes straight to its lease's worker); a tenant at its
+``max_workers`` or ``max_running_jobs`` (`store.quotas`) gets no more this pass, and its jobs
+wait queued;
 *monitor* follows every scheduled or running job on its miner. A job runs on the
 miner under ``<job id>-a<attempt>`` and only the current attempt is ever read, so a
 worker that was given up on cannot complete a job a second time: each job
