@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from byteleap.config import GatewaySettings
-from byteleap.gateway.core import GatewayService, create_tenant_with_key
+from byteleap.gateway.core import GatewayService, create_tenant_with_key, hash_key
 from byteleap.gateway.errors import QuotaExceeded
 from byteleap.gateway.leasing import LeaseDesk
 from byteleap.gateway.port import Tenant
 from byteleap.gateway.rest import create_rest_app
 from byteleap.gateway.scheduler import WorkerOffer
 from byteleap.protocol.api import JobSpec, JobState, LeaseSpec
-from byteleap.store import Store, get_job
+from byteleap.store import Store, add_api_key, create_tenant, get_job
 from byteleap.store.models import Lease, TenantHold
 from byteleap.store.money import balance_and_held
 from byteleap.store.quotas import quota_of
@@ -185,3 +185,21 @@ async def test_jobs_on_the_tenants_own_lease_need_no_more_room(cloud: Cloud) -> 
     assert await cloud.state_of(elsewhere.id) is JobState.QUEUED  # the lease is its one worker
     async with cloud.store.session() as s:
         assert (await quota_of(s, tenant.id)).workers_held == 1
+
+
+async def test_max_running_jobs_caps_jobs_wherever_they_run(cloud: Cloud) -> None:
+    async with cloud.store.session() as s:
+        record = await create_tenant(s, "one-at-a-time", balance=10.0, max_running_jobs=1, at=0)
+        await add_api_key(s, record.id, hash_key("blk_one"), at=0)
+    tenant = await cloud.gateway.authenticate("blk_one")
+    lease = await cloud.gateway.create_lease(tenant, LEASE)
+    on_lease = JOB.model_copy(update={"lease_id": lease.id})
+    first = await cloud.gateway.submit_job(tenant, on_lease)
+    cloud.clock.now += 1
+    second = await cloud.gateway.submit_job(tenant, on_lease)
+
+    assert await cloud.gateway.dispatcher.dispatch_once() == 1
+    assert await cloud.state_of(first.id) is JobState.RUNNING
+    cloud.clock.now += 10
+    assert await cloud.gateway.dispatcher.dispatch_once() == 0
+    assert await cloud.state_of(second.id) is JobState.QUEUED
