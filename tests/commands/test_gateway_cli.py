@@ -11,6 +11,7 @@ from pathlib import Path
 from byteleap.gateway.core import hash_key
 from byteleap.store import open_store
 from byteleap.store.cloud import tenant_by_key_hash
+from byteleap.store.models import DEFAULT_MAX_WORKERS
 
 
 def gateway(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +46,32 @@ def test_tenant_new_prints_a_working_key(tmp_path: Path) -> None:
     assert again.returncode != 0 and again.stdout == ""
     negative = gateway(config, "tenant", "new", "other", "--balance", "-1")
     assert negative.returncode != 0
+
+
+def test_tenant_new_sets_max_workers(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway.store]\nurl = "{url}"\n')
+    created = gateway(config, "tenant", "new", "acme", "--max-workers", "3")
+    assert created.returncode == 0, created.stderr
+    plain = gateway(config, "tenant", "new", "plain")
+    assert plain.returncode == 0, plain.stderr
+
+    async def quotas() -> list[int]:
+        store = await open_store(url)
+        try:
+            async with store.session() as s:
+                found = [
+                    await tenant_by_key_hash(s, hash_key(out.stdout.strip()))
+                    for out in (created, plain)
+                ]
+                return [t.max_workers for t in found if t is not None]
+        finally:
+            await store.close()
+
+    assert asyncio.run(quotas()) == [3, DEFAULT_MAX_WORKERS]
+    negative = gateway(config, "tenant", "new", "other", "--max-workers", "-1")
+    assert negative.returncode != 0 and negative.stdout == ""
 
 
 def test_tenant_revoke_key_revokes_it_once(tmp_path: Path) -> None:

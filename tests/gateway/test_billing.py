@@ -97,6 +97,7 @@ async def test_every_money_route_needs_a_key(gw: Gw, path: str) -> None:
 async def test_the_balance_shows_what_a_submit_holds(gw: Gw) -> None:
     assert await gw.get("/v1/balance") == {
         "balance": 10.0, "held": 0.0, "available": 10.0, "currency": DEFAULT_CURRENCY,
+        "max_workers": 64, "workers_held": 0,
     }  # fmt: skip
     await gw.post("/v1/jobs", {"command": ["x"], "timeout_s": 100, "max_price_per_s": 0.003}, 201)
     shown = await gw.get("/v1/balance")

@@ -26,7 +26,12 @@ def live(tmp_path: Path) -> Iterator[MoneyGateway]:
 def test_balance_estimate_usage_and_prices(live: MoneyGateway) -> None:
     with Client(live.url, live.api_key, timeout=10) as client:
         assert client.balance() == Balance(
-            balance=2.0, held=0.0, available=2.0, currency=DEFAULT_CURRENCY
+            balance=2.0,
+            held=0.0,
+            available=2.0,
+            currency=DEFAULT_CURRENCY,
+            max_workers=64,
+            workers_held=0,
         )
         estimate = client.estimate(SPEC)
         assert isinstance(estimate, JobEstimate)
@@ -40,7 +45,12 @@ def test_balance_estimate_usage_and_prices(live: MoneyGateway) -> None:
         assert [(i.id, i.kind, i.cost) for i in usage.items] == [(job.id, "job", 6 * PRICE)]
         assert usage.cost == pytest.approx(6 * PRICE) and len(usage.days) == 1
         assert client.balance() == Balance(
-            balance=2.0 - 6 * PRICE, held=0.0, available=2.0 - 6 * PRICE, currency="TAO"
+            balance=2.0 - 6 * PRICE,
+            held=0.0,
+            available=2.0 - 6 * PRICE,
+            currency="TAO",
+            max_workers=64,
+            workers_held=0,
         )
         prices = client.prices()
         assert prices.cpu.idle_workers == 64 and prices.currency == DEFAULT_CURRENCY

@@ -41,6 +41,14 @@ def run(
 def tenant_new(
     name: Annotated[str, typer.Argument(help="Tenant name (unique).")],
     balance: Annotated[float, typer.Option(min=0, help="Starting balance.")] = 0.0,
+    max_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="The most workers its leases, jobs and service replicas hold at once "
+            "(0: none; its work waits).",
+        ),
+    ] = 64,
     config: ConfigOption = None,
 ) -> None:
     """Create a tenant and print its API key (shown once; stored hashed)."""
@@ -53,7 +61,9 @@ def tenant_new(
         await upgrade(settings.store.url)
         store = await open_store(settings.store.url)
         try:
-            return await create_tenant_with_key(store, name, balance=balance)
+            return await create_tenant_with_key(
+                store, name, balance=balance, max_workers=max_workers
+            )
         finally:
             await store.close()
 

@@ -44,6 +44,7 @@ from byteleap.protocol.billing import (
 from byteleap.protocol.gpu_models import canonical_model
 from byteleap.store import Store
 from byteleap.store.money import balance_and_held
+from byteleap.store.quotas import quota_of
 from byteleap.store.usage import DAY_S, DayUsage, ItemUsage, service_names, usage_by_day
 from byteleap.store.usage import usage_by_item as items_of
 
@@ -67,11 +68,14 @@ class Billing:
     async def balance(self, tenant: Tenant) -> Balance:
         async with self.store.session() as s:
             balance, held = await balance_and_held(s, tenant.id)
+            quota = await quota_of(s, tenant.id)
         return Balance(
             balance=round_money(balance),
             held=round_money(held),
             available=round_money(max(0.0, balance - held)),
             currency=self.settings.currency,
+            max_workers=quota.max_workers,
+            workers_held=quota.workers_held,
         )
 
     async def usage(

@@ -64,6 +64,7 @@ from byteleap.store.cloud import (
     tenant_by_key_hash,
 )
 from byteleap.store.leases import LeaseRecord, get_lease
+from byteleap.store.models import DEFAULT_MAX_WORKERS
 from byteleap.store.money import InsufficientFunds, available, hold
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,15 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-async def create_tenant_with_key(store: Store, name: str, *, balance: float) -> str:
+async def create_tenant_with_key(
+    store: Store, name: str, *, balance: float, max_workers: int = DEFAULT_MAX_WORKERS
+) -> str:
     """A new tenant and its first API key; the key is shown once and stored hashed."""
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     async with store.session() as s:
-        tenant = await create_tenant(s, name, balance=balance, at=int(time.time()))
+        tenant = await create_tenant(
+            s, name, balance=balance, max_workers=max_workers, at=int(time.time())
+        )
         await add_api_key(s, tenant.id, hash_key(api_key), at=int(time.time()))
     return api_key
 

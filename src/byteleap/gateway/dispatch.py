@@ -1,7 +1,9 @@
 """Dispatch and monitoring: the engine under the gateway's job API.
 
 *Dispatch* places queued jobs on idle workers, fairly across tenants, through the
-scheduler's `place` (a job on a lease goes straight to its lease's worker);
+scheduler's `place` (a job on a lease goes straight to its lease's worker); a tenant at its
+``max_workers`` or ``max_running_jobs`` (`store.quotas`) gets no more this pass, and its jobs
+wait queued;
 *monitor* follows every scheduled or running job on its miner. A job runs on the
 miner under ``<job id>-a<attempt>`` and only the current attempt is ever read, so a
 worker that was given up on cannot complete a job a second time: each job
@@ -24,6 +26,7 @@ from byteleap.gateway.artifact_vault import ArtifactVault
 from byteleap.gateway.job_requests import job_request, miner_job_id, requirements_of
 from byteleap.gateway.leasing import LeaseDesk
 from byteleap.gateway.miners import Supply
+from byteleap.gateway.quota_room import QuotaRoom
 from byteleap.gateway.scheduler import (
     FairQueue,
     NoPlacement,
@@ -42,6 +45,7 @@ from byteleap.store import IllegalTransition, Store
 from byteleap.store.cloud import JobRecord, advance_job, list_jobs, update_job
 from byteleap.store.leases import get_lease
 from byteleap.store.money import charge, payable, release
+from byteleap.store.quotas import quotas_of
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +118,9 @@ class Dispatcher:
         sent fails alone, with its reason, and the pass goes on with everyone else's."""
         async with self.store.session() as s:
             queued = await list_jobs(s, states=[JobState.QUEUED], limit=1000, oldest_first=True)
-        if not queued:
-            return 0
+            if not queued:
+                return 0
+            room = QuotaRoom.of(await quotas_of(s, {job.tenant_id for job in queued}))
         fair: FairQueue[tuple[JobRecord, JobSpec]] = FairQueue()
         placed = 0
         for job in queued:
@@ -123,6 +128,9 @@ class Dispatcher:
             if spec is None:
                 continue
             if spec.lease_id is not None:  # runs on the tenant's own leased worker
+                if not room.may_start_job(job.tenant_id, on_lease=True):
+                    continue  # waits, queued, for one of its running jobs to end
+                room.take_job(job.tenant_id, on_lease=True)
                 placed += await self._guarded(job, self._start_on_lease(job, spec, spec.lease_id))
             else:
                 fair.enqueue(str(job.tenant_id), job.id, (job, spec))
@@ -138,6 +146,11 @@ class Dispatcher:
             if entry is None:
                 break
             job, spec = entry.item
+            if not room.may_start_job(job.tenant_id, on_lease=False):
+                # Its tenant's own quota holds it back, not the supply: it waits queued, and
+                # the time it waits so is not counted as unplaceable.
+                self.unplaceable_since.pop(job.id, None)
+                continue
             try:
                 wants = requirements_of(spec)
                 choice = idle.place(wants, exclude=self.failed_on.get(job.id, set()))
@@ -148,6 +161,7 @@ class Dispatcher:
                 await self._unplaceable(job, wants, offers)
                 continue
             self.unplaceable_since.pop(job.id, None)
+            room.take_job(job.tenant_id, on_lease=False)
             idle.take(choice.key)
             starts.append(
                 _Start(job, spec, choice.key, choice.price_per_s, gpus=choice.gpu_indices)

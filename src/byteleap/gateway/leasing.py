@@ -28,6 +28,7 @@ from byteleap.gateway.errors import (
     NoCapacity,
     NotFound,
     PaymentRequired,
+    QuotaExceeded,
 )
 from byteleap.gateway.miners import Supply
 from byteleap.gateway.port import Tenant
@@ -56,6 +57,7 @@ from byteleap.store.leases import (
     record_billing,
 )
 from byteleap.store.money import InsufficientFunds, available, charge, hold, payable, release
+from byteleap.store.quotas import TenantQuota, locked_quota, quota_of
 from byteleap.store.receipts import ReceiptRecord, record_receipt
 
 log = logging.getLogger(__name__)
@@ -151,8 +153,12 @@ class LeaseDesk:
         return anonymous_lease_id(lease_id, self.secret)
 
     async def create(self, tenant: Tenant, spec: LeaseSpec) -> LeaseView:
+        """Reserve a worker for ``spec``; `QuotaExceeded` (nothing changed) when the tenant
+        holds its ``max_workers`` already."""
         if spec.network is not None and self.networks is None:
             raise InvalidSpec("this gateway runs no private networks", field="network")
+        async with self.store.session() as s:
+            _check_room(await quota_of(s, tenant.id))
         r = spec.resources
         try:
             requirements = lease_requirements(spec)
@@ -208,8 +214,15 @@ class LeaseDesk:
             raise NoCapacity(f"the worker could not be reserved: {exc.reason}") from None
         try:
             async with self.store.session() as s:
+                # Counted again under the tenant's lock, in the transaction that stores the
+                # lease: concurrent creates on any gateway replica pass one at a time.
+                _check_room(await locked_quota(s, tenant.id))
                 await insert_lease(s, record)
                 await hold(s, tenant.id, record.id, term_cost, at=now)
+        except QuotaExceeded:  # another create took the last worker since the check above
+            with contextlib.suppress(MinerCallError):
+                await (await self.pool.client(offer.miner_hotkey)).release_lease(request.lease_id)
+            raise
         except InsufficientFunds:  # spent by another submit since the check above
             with contextlib.suppress(MinerCallError):
                 await (await self.pool.client(offer.miner_hotkey)).release_lease(request.lease_id)
@@ -379,3 +392,10 @@ def _short(free: float, cost: float, what: str, currency: str) -> PaymentRequire
         f"the balance not yet held ({format_amount(max(0.0, free), currency)}) does not cover "
         f"{what} ({format_amount(cost, currency)})"
     )
+
+
+def _check_room(quota: TenantQuota) -> None:
+    if quota.workers_free < 1:
+        raise QuotaExceeded(
+            quota.workers_message(), max_workers=quota.max_workers, held=quota.workers_held
+        )

@@ -105,6 +105,7 @@ class InMemoryCloudService:
         balance: float = 100.0,
         max_running_jobs: int = 10,
         max_queued_jobs: int = 100,
+        max_workers: int = 64,
     ) -> Tenant:
         tenant = Tenant(
             id=len(self._tenants) + 1,
@@ -112,6 +113,7 @@ class InMemoryCloudService:
             balance=balance,
             max_running_jobs=max_running_jobs,
             max_queued_jobs=max_queued_jobs,
+            max_workers=max_workers,
         )
         self._tenants[tenant.id] = tenant
         self._keys[_key_hash(api_key)] = tenant.id

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 from byteleap.protocol.api import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.protocol.artifacts import ArtifactListing, ArtifactView
+from byteleap.store.models import DEFAULT_MAX_WORKERS
 
 
 class Tenant(BaseModel):
@@ -24,6 +25,7 @@ class Tenant(BaseModel):
     balance: float
     max_running_jobs: int
     max_queued_jobs: int
+    max_workers: int = DEFAULT_MAX_WORKERS
 
 
 class CloudService(Protocol):

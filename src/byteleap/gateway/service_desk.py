@@ -55,6 +55,7 @@ from byteleap.protocol.service_spec import (
 )
 from byteleap.store import RecordNotFound, Store
 from byteleap.store.money import available
+from byteleap.store.quotas import quota_of
 from byteleap.store.services import (
     ServiceRecord,
     get_service,
@@ -185,10 +186,11 @@ class ServiceDesk:
     async def _view(self, service: ServiceRecord) -> ServiceView:
         async with self.store.session() as s:
             records = await list_replicas(s, service_id=service.id)
+            quota = await quota_of(s, service.tenant_id)
         views = [replica_view(r, self.replicas.get(r.id)) for r in records]
         return service_view(
             service, views, currency=self.settings.currency,
-            max_unready=self.settings.services.max_unready_replicas,
+            max_unready=self.settings.services.max_unready_replicas, quota=quota,
         )  # fmt: skip
 
     async def get(self, tenant: Tenant, service_id: str) -> ServiceView:

@@ -5,6 +5,7 @@
 3. per service: the autoscaler picks the desired count from the load
    (`serving.autoscale`), and the rollout planner which replicas to start and which to
    drain (`serving.rollout`) — that one plan scales, replaces and rolls out revisions;
+   no more are started than the tenant's ``max_workers`` leaves room for (`quota_room`);
 4. stops drained replicas once their requests finished (or after ``drain_timeout_s``);
 5. bills every replica per period with a countersigned receipt and keeps its worker held.
 
@@ -24,6 +25,7 @@ from byteleap.config import GatewaySettings
 from byteleap.gateway.job_requests import requirements_of
 from byteleap.gateway.miners import Supply
 from byteleap.gateway.proxy import ReplicaProxy
+from byteleap.gateway.quota_room import QuotaRoom
 from byteleap.gateway.replicas import ReplicaOps
 from byteleap.gateway.scheduler import NoPlacement, WorkerOffer, place_many
 from byteleap.gateway.service_live import LiveReplica, ServiceLoad
@@ -35,6 +37,7 @@ from byteleap.net.miner_client import MinerCallError
 from byteleap.protocol.service_spec import ReplicaState, ServiceSpec, ServiceState
 from byteleap.store import Store
 from byteleap.store.leadership import others_load, report_load
+from byteleap.store.quotas import quotas_of
 from byteleap.store.services import (
     ReplicaRecord,
     ServiceRecord,
@@ -122,9 +125,11 @@ class ServiceLoop:
                 await _isolated("service load", service.id, self._report(service.id, mine, now))
             return
         offers: list[WorkerOffer] | None = None
+        async with self.store.session() as s:
+            room = QuotaRoom.of(await quotas_of(s, {x.tenant_id for x in services}))
         for service in services:
             mine = [r for r in alive if r.service_id == service.id]
-            step = self._reconcile(service, specs[service.id], mine, offers)
+            step = self._reconcile(service, specs[service.id], mine, offers, room)
             reconciled = await _isolated("service reconcile", service.id, step)
             offers = reconciled if reconciled is not None else offers
         for record in alive:
@@ -205,6 +210,7 @@ class ServiceLoop:
         spec: ServiceSpec,
         records: list[ReplicaRecord],
         offers: list[WorkerOffer] | None,
+        room: QuotaRoom,
     ) -> list[WorkerOffer] | None:
         now = self.clock()
         for record in records:
@@ -229,9 +235,17 @@ class ServiceLoop:
         for replica_id in step.stop:
             await self._drain(self.replicas[replica_id], now)
         if step.start and not await self._stalled(service, mine, revision_of):
-            if offers is None:
-                offers = [o for o in await self.pool.offers() if o.state == "idle"]
-            await self._start(service, spec, step.start, records, offers)
+            count = min(step.start, room.workers_left(service.tenant_id))
+            if count < step.start:
+                log.info(
+                    "replicas wait for the tenant's quota",
+                    extra={"service": service.id, "why": room.why_waiting(service.tenant_id)},
+                )
+            if count > 0:
+                if offers is None:
+                    offers = [o for o in await self.pool.offers() if o.state == "idle"]
+                started = await self._start(service, spec, count, records, offers)
+                room.take_workers(service.tenant_id, started)
         if service.state is ServiceState.DELETING and not records:
             async with self.store.session() as s:
                 await update_service(s, service.id, state=ServiceState.DELETED, updated_at=now)
@@ -323,24 +337,29 @@ class ServiceLoop:
         count: int,
         records: list[ReplicaRecord],
         offers: list[WorkerOffer],
-    ) -> None:
+    ) -> int:
+        """Start up to ``count`` replicas on ``offers``; how many started (each holds one
+        worker; one that did not start holds none)."""
         spread = Counter(r.miner_hotkey for r in records)
         chosen = place_many(requirements_of(spec), count, offers, spread=spread, partial=True)
         if isinstance(chosen, NoPlacement):
             log.info(
                 "no worker for a replica", extra={"service": service.id, "why": chosen.message}
             )
-            return
+            return 0
+        started = 0
         for placement in chosen.placements:
             offers.remove(placement.worker)
             record = await self.ops.start(
                 service.id, service.tenant_id, service.revision, spec, placement
             )
             if record is not None:
+                started += 1
                 now = self.clock()
                 self.replicas[record.id] = LiveReplica(
                     record.id, service.id, hs.pending(now), alive_at=now
                 )
+        return started
 
     async def _upkeep(self, record: ReplicaRecord, tenant: int, spec: ServiceSpec) -> None:
         """Stop a drained replica, or keep its worker held and bill it."""

@@ -12,6 +12,7 @@ from byteleap.protocol.service_spec import (
     ServiceState,
     ServiceView,
 )
+from byteleap.store.quotas import TenantQuota
 from byteleap.store.services import ReplicaRecord, ServiceRecord
 
 
@@ -36,9 +37,14 @@ def replica_view(record: ReplicaRecord, live: LiveReplica | None) -> ReplicaView
 
 
 def service_view(
-    service: ServiceRecord, replicas: list[ReplicaView], *, currency: str, max_unready: int
+    service: ServiceRecord,
+    replicas: list[ReplicaView],
+    *,
+    currency: str,
+    max_unready: int,
+    quota: TenantQuota | None = None,
 ) -> ServiceView:
-    """``replicas``: all of the service's, oldest first."""
+    """``replicas``: all of the service's, oldest first; ``quota``: its tenant's now."""
     return ServiceView(
         id=service.id,
         name=service.name,
@@ -53,7 +59,7 @@ def service_view(
         cost=round_money(sum(r.cost for r in replicas)),  # receipts count micro-units
         currency=currency,
         replica_seconds=sum(r.billed_until - r.created_at for r in replicas),
-        problem=problem_of(service, replicas, max_unready),
+        problem=problem_of(service, replicas, max_unready) or _over_quota(service, replicas, quota),
     )
 
 
@@ -65,3 +71,19 @@ def problem_of(service: ServiceRecord, replicas: list[ReplicaView], max_unready:
     failures = [r.error for r in reversed(mine) if r.state is ReplicaState.FAILED]
     ready = any(r.health == hs.Phase.READY.value for r in mine)
     return hs.stall_reason(service.revision, failures, ready, max_unready)
+
+
+def _over_quota(
+    service: ServiceRecord, replicas: list[ReplicaView], quota: TenantQuota | None
+) -> str | None:
+    """Why the service stays below its target when its tenant's ``max_workers`` is what the
+    loop stops starting replicas by."""
+    if service.state is not ServiceState.ACTIVE or quota is None or quota.workers_free > 0:
+        return None
+    serving = sum(r.state in (ReplicaState.STARTING, ReplicaState.RUNNING) for r in replicas)
+    if serving >= service.desired:
+        return None
+    return (
+        f"{serving} of {service.desired} replicas run: no more start while the tenant holds "
+        f"its quota ({quota.workers_message()})"
+    )

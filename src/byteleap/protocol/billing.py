@@ -62,6 +62,12 @@ class Balance(BaseModel):
     )
     available: Amount = Field(description="what new work may be admitted against")
     currency: Currency
+    max_workers: int | None = Field(
+        default=None,
+        description="the most workers the tenant's leases, jobs and service replicas hold at "
+        "once (a lease past it is refused with 429; jobs and replicas past it wait)",
+    )
+    workers_held: int | None = Field(default=None, description="the workers it holds now")
 
 
 class UsageItem(BaseModel):

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from byteleap.protocol.api import JOB_TRANSITIONS, JobState
 from byteleap.store.errors import IllegalTransition, RecordNotFound, StoreConflict
-from byteleap.store.models import ApiKey, Job, Tenant
+from byteleap.store.models import DEFAULT_MAX_WORKERS, ApiKey, Job, Tenant
 from byteleap.store.money import check_amount
 
 # A row changed by another writer between our read and our guarded write: read again.
@@ -36,6 +36,7 @@ class TenantRecord:
     max_running_jobs: int
     max_queued_jobs: int
     created_at: int
+    max_workers: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +89,15 @@ async def create_tenant(
     name: str,
     *,
     balance: float,
-    max_running_jobs: int = 10,
+    max_running_jobs: int = DEFAULT_MAX_WORKERS,
     max_queued_jobs: int = 1000,
+    max_workers: int = DEFAULT_MAX_WORKERS,
     at: int,
 ) -> TenantRecord:
     """A new tenant; :class:`StoreConflict` if the name is taken."""
     check_amount(balance, "balance")
-    if max_running_jobs < 0 or max_queued_jobs < 0:
-        raise ValueError("job quotas cannot be negative")
+    if max_running_jobs < 0 or max_queued_jobs < 0 or max_workers < 0:
+        raise ValueError("quotas cannot be negative")
     taken = await s.scalar(sa.select(Tenant.id).where(Tenant.name == name))
     if taken is not None:
         raise StoreConflict(f"a tenant named {name!r} exists", entity="tenant", name=name)
@@ -104,6 +106,7 @@ async def create_tenant(
         balance=balance,
         max_running_jobs=max_running_jobs,
         max_queued_jobs=max_queued_jobs,
+        max_workers=max_workers,
         created_at=at,
     )
     s.add(row)

@@ -24,6 +24,10 @@ from byteleap.protocol.api import JobState, LeaseState
 from byteleap.protocol.service_spec import ReplicaState, ServiceState
 from byteleap.protocol.states import ChallengeStatus, WorkerState
 
+#: A tenant's ``max_workers`` unless set: more than a normal user holds, few enough that one
+#: tenant cannot take a whole network.
+DEFAULT_MAX_WORKERS = 64
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -236,6 +240,7 @@ class Tenant(Base):
     __table_args__ = (
         sa.CheckConstraint("balance >= 0", name="balance"),
         sa.CheckConstraint("max_running_jobs >= 0 AND max_queued_jobs >= 0", name="quotas"),
+        sa.CheckConstraint("max_workers >= 0", name="max_workers"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
@@ -244,6 +249,11 @@ class Tenant(Base):
     max_running_jobs: Mapped[int] = mapped_column(sa.Integer)
     max_queued_jobs: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[int] = mapped_column(sa.BigInteger)
+    # Workers held at once by its leases, placed jobs and live service replicas together;
+    # 0 holds none (its work waits), the way to pause a tenant without losing its queue.
+    max_workers: Mapped[int] = mapped_column(
+        sa.Integer, server_default=sa.text(str(DEFAULT_MAX_WORKERS))
+    )
 
 
 class ApiKey(Base):

@@ -59,7 +59,7 @@ def check_amount(amount: float, what: str = "amount") -> None:
         raise ValueError(f"{what} must be finite and >= 0, not {amount!r}")
 
 
-async def _lock_tenant(s: AsyncSession, tenant_id: int) -> float:
+async def lock_tenant(s: AsyncSession, tenant_id: int) -> float:
     """Take the tenant's row lock for the rest of the transaction; its balance.
 
     An UPDATE, not SELECT … FOR UPDATE: SQLite ignores FOR UPDATE, while an UPDATE takes
@@ -116,7 +116,7 @@ async def hold(s: AsyncSession, tenant_id: int, item_id: str, amount: float, *, 
     :class:`InsufficientFunds` (and nothing held) when the balance not yet held is short.
     """
     check_amount(amount)
-    balance = await _lock_tenant(s, tenant_id)
+    balance = await lock_tenant(s, tenant_id)
     free = balance - await _held(s, tenant_id)
     if amount > free:
         raise InsufficientFunds(
@@ -141,7 +141,7 @@ async def release(s: AsyncSession, item_id: str) -> float:
     row = await s.get(TenantHold, item_id)
     if row is None:
         return 0.0
-    await _lock_tenant(s, row.tenant_id)
+    await lock_tenant(s, row.tenant_id)
     left = row.amount
     await s.delete(row)
     await s.flush()
@@ -193,7 +193,7 @@ async def charge(
     charge writes a ledger row, 0 included, so every billing decision leaves a trace.
     """
     check_amount(amount)
-    balance = await _lock_tenant(s, tenant_id)
+    balance = await lock_tenant(s, tenant_id)
     row = None if job_id is None else await s.get(TenantHold, job_id)
     if row is not None and row.tenant_id != tenant_id:
         row = None
@@ -219,7 +219,7 @@ async def credit(
 ) -> float:
     """Raise the balance by ``amount`` (refund, top-up); the new balance."""
     check_amount(amount)
-    after = await _lock_tenant(s, tenant_id) + amount
+    after = await lock_tenant(s, tenant_id) + amount
     await _set_balance(s, tenant_id, after)
     await _write_ledger(s, tenant_id, amount, after, reason=reason, job_id=job_id, at=at)
     return after
