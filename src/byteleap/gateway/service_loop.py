@@ -19,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from byteleap.config import GatewaySettings
@@ -54,10 +55,13 @@ LIVE_STATES = (ReplicaState.STARTING, ReplicaState.RUNNING, ReplicaState.DRAININ
 T = TypeVar("T")
 
 
-async def _isolated(what: str, key: str, work: Awaitable[T]) -> T | None:
-    """``work``'s result; None when it raised (logged with ``key``, the item it was for)."""
+async def _isolated(what: str, key: str, work: Callable[[], Awaitable[T]]) -> T | None:
+    """``work()``'s result; None when it raised (logged with ``key``, the item it was for).
+
+    ``work`` makes its awaitable only once this runs: a pass cancelled (at shutdown) before its
+    gathered items started leaves no coroutine that was never awaited."""
     try:
-        return await work
+        return await work()
     except Exception:  # one item's failure must not end the pass for the others
         log.exception("%s failed", what, extra={"item": key})
         return None
@@ -104,16 +108,16 @@ class ServiceLoop:
         self.owners.update({x.id: x.tenant_id for x in services if x.state is ServiceState.ACTIVE})
         records = [r for r in records if r.service_id in tenants]
         statuses = await asyncio.gather(
-            *(_isolated("replica status", r.id, self.ops.status(r)) for r in records)
+            *(_isolated("replica status", r.id, partial(self.ops.status, r)) for r in records)
         )
         alive: list[ReplicaRecord] = []
         for record, status in zip(records, statuses, strict=True):
-            follow = self._follow(record, status, tenants[record.service_id], observe_only)
+            follow = partial(self._follow, record, status, tenants[record.service_id], observe_only)
             if await _isolated("replica follow", record.id, follow) is not False:
                 alive.append(record)
         await asyncio.gather(
             *(
-                _isolated("replica probe", r.id, self._probe(r, specs[r.service_id]))
+                _isolated("replica probe", r.id, partial(self._probe, r, specs[r.service_id]))
                 for r in alive
                 if r.id in self.replicas
             )
@@ -121,19 +125,21 @@ class ServiceLoop:
         if observe_only:
             now = self.clock()
             for service in services:
-                mine = [self.replicas[r.id] for r in alive if r.service_id == service.id]
-                await _isolated("service load", service.id, self._report(service.id, mine, now))
+                serving = [self.replicas[r.id] for r in alive if r.service_id == service.id]
+                report = partial(self._report, service.id, serving, now)
+                await _isolated("service load", service.id, report)
             return
         offers: list[WorkerOffer] | None = None
         async with self.store.session() as s:
             room = QuotaRoom.of(await quotas_of(s, {x.tenant_id for x in services}))
         for service in services:
             mine = [r for r in alive if r.service_id == service.id]
-            step = self._reconcile(service, specs[service.id], mine, offers, room)
+            step = partial(self._reconcile, service, specs[service.id], mine, offers, room)
             reconciled = await _isolated("service reconcile", service.id, step)
             offers = reconciled if reconciled is not None else offers
         for record in alive:
-            upkeep = self._upkeep(record, tenants[record.service_id], specs[record.service_id])
+            spec = specs[record.service_id]
+            upkeep = partial(self._upkeep, record, tenants[record.service_id], spec)
             await _isolated("replica upkeep", record.id, upkeep)
 
     async def _follow(
