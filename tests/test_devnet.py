@@ -107,6 +107,10 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
     assert service["replicas_max"] >= 3 and service["replicas_after"] == 1
     assert service["requests_ok"] > 0 and service["requests_failed"] == 0
     assert service["cost"] > 0
+    # A chat completion streamed from the OpenAI-compatible service (torch is installed here).
+    inference = summary["inference"]
+    assert inference["skipped"] is None and inference["tokens"] >= 1 and inference["text"]
+    assert 0 < inference["first_token_s"] <= inference["seconds"]
     assert _children_of_devnet(home) == []
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from byteleap.devnet.customer import step_gateway, step_job, step_lease
+from byteleap.devnet.inference import step_inference
 from byteleap.devnet.network import (
     score_now,
     step_chain,
@@ -51,6 +52,7 @@ STEPS: list[tuple[str, Step]] = [
     ("lease", step_lease),
     ("validation", step_validation),
     ("service", step_service),
+    ("inference", step_inference),
     ("weights", step_weights),
     ("metagraph", step_metagraph),
 ]

@@ -73,13 +73,15 @@ async def step_service(state: DevnetState) -> None:
     load = _Load()
     async with AsyncClient(state.gateway_url, state.api_key, timeout=30) as client:
         service = await client.create_service(spec)
-        await _wait_for(state, client, service.id, "ready replica", lambda v: v.ready_replicas >= 1)
+        await wait_for_service(
+            state, client, service.id, "ready replica", lambda v: v.ready_replicas >= 1
+        )
         stop = asyncio.Event()
         clients = [
             asyncio.create_task(_client(client, service.id, load, stop)) for _ in range(CLIENTS)
         ]
         try:
-            view = await _wait_for(
+            view = await wait_for_service(
                 state,
                 client,
                 service.id,
@@ -90,11 +92,11 @@ async def step_service(state: DevnetState) -> None:
         finally:
             stop.set()
             await asyncio.gather(*clients)
-        view = await _wait_for(
+        view = await wait_for_service(
             state, client, service.id, "scale in once quiet", lambda v: v.desired_replicas == 1
         )
         await client.delete_service(service.id)
-        deleted = await _wait_for(
+        deleted = await wait_for_service(
             state, client, service.id, "stop after delete", lambda v: v.state.is_terminal
         )
         state.summary.services.append(
@@ -123,7 +125,7 @@ async def _client(client: AsyncClient, service_id: str, load: _Load, stop: async
             load.failed += 1
 
 
-async def _wait_for(
+async def wait_for_service(
     state: DevnetState,
     client: AsyncClient,
     service_id: str,

@@ -93,6 +93,16 @@ class ServiceSummary(BaseModel):
     cost: float
 
 
+class InferenceSummary(BaseModel):
+    """One streamed chat completion from the devnet's OpenAI-compatible service."""
+
+    tokens: int = 0  # content chunks received
+    text: str = ""
+    seconds: float = 0.0  # the whole answer
+    first_token_s: float | None = None
+    skipped: str | None = None  # why the step did not run (no torch)
+
+
 class NeuronRow(BaseModel):
     uid: int
     hotkey: str
@@ -109,6 +119,7 @@ class DevnetSummary(BaseModel):
     jobs: list[JobSummary] = Field(default_factory=list)
     leases: list[LeaseSummary] = Field(default_factory=list)
     services: list[ServiceSummary] = Field(default_factory=list)
+    inference: InferenceSummary | None = None
     wash_leases: list[WashLeaseSummary] = Field(default_factory=list)
     # The cheating miners' weights over all miners' weights (None: no cheaters).
     cheater_share: float | None = None
