@@ -77,6 +77,15 @@ class _AnyClient(asyncssh.SSHServer):
         return False  # no authentication needed: the exec session already is (see above)
 
 
+class _LeaseSftp(asyncssh.SFTPServer):
+    def exit(self) -> None:
+        # OpenSSH's scp judges a transfer by the subsystem's exit status, which sshd's
+        # sftp-server gives; asyncssh's SFTP server closes its channel without one.
+        with contextlib.suppress(Exception):  # the channel is already gone
+            self.channel.exit(0)
+        super().exit()
+
+
 class SshSession:
     """One SSH connection over one exec session."""
 
@@ -174,7 +183,8 @@ class SshSession:
             await asyncio.wait(set(self.handlers), timeout=CLOSE_GRACE_S)
 
     def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-        return asyncssh.SFTPServer(chan, chroot=os.fsencode(self.workdir.resolve()))
+        """sftp, and modern scp (SFTP too), with paths rooted at the lease's dir."""
+        return _LeaseSftp(chan, chroot=os.fsencode(self.workdir.resolve()))
 
     def _process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(process))
