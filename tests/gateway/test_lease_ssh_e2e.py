@@ -105,6 +105,10 @@ async def test_the_cli_runs_ssh_with_its_own_known_hosts(gateway: Gateway, tmp_p
     key, lease = await _lease(gateway, "ssh-cli")
     env = _environment(tmp_path, gateway.url, key) | {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     del env["BYTELEAP_API_KEY"]
+    # A client with a key of its own is let in as well (its first request, "none", succeeds).
+    keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", env["HOME"] + "/.ssh/id_ed25519"]
+    (tmp_path / "home" / ".ssh").mkdir(mode=0o700)
+    assert (await _run(env, *keygen))[0] == 0
     code, out, err = await _run(
         env, sys.executable, "-m", "byteleap.cli", "leases", "ssh", lease, "--api-key", key,
         "--", "-o", "BatchMode=yes", "echo", "through the cli",

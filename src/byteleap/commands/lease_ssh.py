@@ -112,6 +112,8 @@ def ssh_argv(lease_id: str, args: list[str], known_hosts: Path) -> list[str]:
         "-o", f"ProxyCommand={proxy}",
         "-o", f"UserKnownHostsFile={shlex.quote(str(known_hosts))}",
         "-o", "StrictHostKeyChecking=accept-new",
+        # The miner ends a session idle for 10 minutes: a quiet shell stays open.
+        "-o", "ServerAliveInterval=60",
         lease_id, *args,
     ]  # fmt: skip
 
