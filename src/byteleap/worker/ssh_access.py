@@ -203,23 +203,27 @@ class SshSession:
         env = self.runner.environment(self.workdir, tty, term)
         width, height, _, _ = process.get_terminal_size()
         size = (height, width) if tty and width and height else None
-        try:
-            program = self.runner.program(argv, self.workdir, env, tty, size)
-            async with program as running:
-                work = asyncio.create_task(_bridge(process, running))
-                closed = asyncio.create_task(process.wait_closed())
-                await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                if not work.done():  # the client went away: the program is killed
-                    work.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
-                    return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                program = self.runner.program(argv, self.workdir, env, tty, size)
+                running = await stack.enter_async_context(program)
+            except OSError as exc:
+                process.stderr.write(f"cannot start: {exc}\r\n".encode())
+                process.exit(127)
+                return
+            work = asyncio.create_task(_bridge(process, running))
+            closed = asyncio.create_task(process.wait_closed())
+            await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            if not work.done():  # the client went away: the program is killed
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                return
+            try:
                 code = work.result()
-        except OSError as exc:
-            process.stderr.write(f"cannot start: {exc}\r\n".encode())
-            process.exit(127)
-            return
+            except (OSError, asyncssh.Error):
+                return  # the channel broke under the program: nobody to tell its end
         if code >= 0:
             process.exit(code)
         else:
