@@ -119,12 +119,15 @@ async def test_the_cli_runs_ssh_with_its_own_known_hosts(gateway: Gateway, tmp_p
 
 
 @pytest.mark.adversarial
-async def test_a_wrong_key_gets_no_ssh(gateway: Gateway, tmp_path: Path) -> None:
+async def test_only_the_leases_tenant_gets_ssh(gateway: Gateway, tmp_path: Path) -> None:
     _, lease = await _lease(gateway, "ssh-owner")
-    env = _environment(tmp_path, gateway.url, "blk_wrong")
-    code, out, err = await _run(env, "ssh", *_ssh_options(tmp_path), lease, "echo hi")
-    assert code != 0 and out == b"", err
-    # The proxy itself says why and fails.
+    other = await create_tenant_with_key(gateway.service.store, "ssh-other", balance=10.0)
     proxy = [sys.executable, "-m", "byteleap.cli", "leases", "ssh-proxy", lease]
-    code, out, err = await _run(env, *proxy)
-    assert code != 0 and out == b"" and b"error" in err, err
+    for key in ("blk_wrong", other):  # no such key; another tenant's (not its lease)
+        env = _environment(tmp_path, gateway.url, key)
+        code, out, err = await _run(env, "ssh", *_ssh_options(tmp_path), lease, "echo hi")
+        assert code != 0 and out == b"", err
+        # The proxy itself says why and fails.
+        code, out, err = await _run(env, *proxy)
+        assert code != 0 and out == b"" and b"error" in err, err
+    assert not (tmp_path / "known_hosts").exists()  # no SSH server ever answered
