@@ -78,6 +78,10 @@ async def test_ssh_scp_and_sftp_into_a_lease(gateway: Gateway, tmp_path: Path) -
     # Again, now checked against known_hosts: the lease's host key is stable.
     code, out, err = await _run(env, "ssh", *options, lease, "exit 7")
     assert code == 7, err
+    # On a terminal (forced: the test has none), with the client's TERM.
+    term = env | {"TERM": "xterm-256color"}
+    code, out, err = await _run(term, "ssh", "-tt", *options, lease, "tty; echo $TERM; exit 4")
+    assert code == 4 and b"/dev/pts/" in out and b"xterm-256color" in out, (out, err)
 
     # scp (SFTP underneath, as modern OpenSSH does) up and back down, byte for byte.
     payload = os.urandom(1 << 20)
