@@ -178,6 +178,7 @@ def test_an_ssh_session_takes_no_command() -> None:
         with pytest.raises(ExecFrameError):
             parse_exec_frame(f'{{"type": "exec_start", "ssh": true, {extra}}}')
     assert parse_exec_frame('{"type": "exec_start", "ssh": true}') == ExecStart(ssh=True)
+    assert '"ssh"' not in ExecStart(command=["id"]).model_dump_json()  # as before the field
 
 
 def _text(data: object) -> str:

@@ -54,7 +54,9 @@ class ExecStart(_Frame):
     # (with ``tty`` only; none: the terminal's default, 0 x 0).
     rows: int | None = Field(default=None, ge=1, le=10_000)
     cols: int | None = Field(default=None, ge=1, le=10_000)
-    ssh: bool = False
+    # Left out when false: a plain session's start still parses at a miner or worker from
+    # before this field (frames forbid fields they do not know).
+    ssh: bool = Field(default=False, exclude_if=lambda ssh: not ssh)
     lease_id: HexId | None = None  # miner-set
 
     @model_validator(mode="after")

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from byteleap.worker.access import ExecRunner
 
 log = logging.getLogger(__name__)
+# asyncssh logs each connection's and SFTP request's steps at INFO: the worker's log keeps
+# its own lines, and asyncssh's warnings and errors.
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 HOST_KEY_ALG = "ssh-ed25519"
 CLOSE_GRACE_S = 5.0  # for a connection's programs to be told to end once it closed
