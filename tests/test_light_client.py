@@ -26,6 +26,7 @@ HEAVY = (
     "uvicorn",
     "grpc",
     "kubernetes",
+    "asyncssh",  # the worker's SSH server; the customer's side is the system's ssh
     "byteleap.store",
     "byteleap.chain",
     "byteleap.worker",
@@ -43,6 +44,8 @@ CUSTOMER_HELP = (
     ["leases", "create"],
     ["leases", "exec"],
     ["leases", "shell"],
+    ["leases", "ssh"],
+    ["leases", "ssh-proxy"],
     ["services"],
     ["services", "create"],
     ["balance"],

@@ -26,6 +26,7 @@ from byteleap.commands.customer import (
 )
 from byteleap.commands.lease_access import exec_command, shell_command
 from byteleap.commands.lease_forward import forward_command
+from byteleap.commands.lease_ssh import ssh_command, ssh_proxy_command
 from byteleap.commands.render import iso, money, one_line, rate
 from byteleap.sdk import LeaseView
 
@@ -203,3 +204,5 @@ def _size(lease: LeaseView) -> str:
 app.command("exec")(exec_command)
 app.command("shell")(shell_command)
 app.command("forward")(forward_command)
+app.command("ssh")(ssh_command)
+app.command("ssh-proxy")(ssh_proxy_command)

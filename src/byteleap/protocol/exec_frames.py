@@ -14,9 +14,9 @@ instead of filling the miner's memory or ending the session.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from byteleap.errors import ByteleapError
 from byteleap.protocol.ids import HexId
@@ -37,7 +37,12 @@ class _Frame(BaseModel):
 
 
 class ExecStart(_Frame):
-    """Run ``command`` (an argv list; none: an interactive shell) in the lease's work dir."""
+    """Run ``command`` (an argv list; none: an interactive shell) in the lease's work dir.
+
+    With ``ssh``, no program: the session's bytes are one SSH connection, which the worker
+    serves itself (shell, commands, sftp and scp in the lease's dir; see worker/ssh_access.py).
+    The SSH client then asks for its own commands and terminal, so ``ssh`` takes none of
+    ``command``, ``tty``, ``rows``, ``cols`` or ``env``."""
 
     type: Literal["exec_start"] = "exec_start"
     command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
@@ -49,7 +54,17 @@ class ExecStart(_Frame):
     # (with ``tty`` only; none: the terminal's default, 0 x 0).
     rows: int | None = Field(default=None, ge=1, le=10_000)
     cols: int | None = Field(default=None, ge=1, le=10_000)
+    # Left out when false: a plain session's start still parses at a miner or worker from
+    # before this field (frames forbid fields they do not know).
+    ssh: bool = Field(default=False, exclude_if=lambda ssh: not ssh)
     lease_id: HexId | None = None  # miner-set
+
+    @model_validator(mode="after")
+    def _ssh_stands_alone(self) -> Self:
+        asks = self.command is not None or self.tty or self.rows or self.cols or self.env
+        if self.ssh and asks:
+            raise ValueError("an ssh session takes no command, tty, size or env")
+        return self
 
 
 class ExecStdin(_Frame):

@@ -99,9 +99,13 @@ async def open_exec(
     size: tuple[int, int] | None = None,
     open_timeout_s: float = 30.0,
     tls: ssl.SSLContext | None = None,
+    ssh: bool = False,
 ) -> ExecSession:
     """Start ``command`` (none: a shell) on the lease's worker and return its session
-    (over ``wss://`` with ``tls``, the client's CA bundle, when the gateway is ``https://``)."""
+    (over ``wss://`` with ``tls``, the client's CA bundle, when the gateway is ``https://``).
+
+    With ``ssh`` (and no command), the session carries one SSH connection to a server the
+    worker runs for it: send an SSH client's bytes, and its stdout is the server's."""
     url = (
         gateway_base_url(base_url).replace("http", "ws", 1)
         + f"/v1/leases/{quote(lease_id, safe='')}/exec"
@@ -129,6 +133,6 @@ async def open_exec(
             f"cannot reach the gateway's exec session at {url}: {why_unreachable(exc)}"
         ) from exc
     rows, cols = size if size is not None else (None, None)
-    start = ExecStart(command=command, tty=tty, env=env or {}, rows=rows, cols=cols)
+    start = ExecStart(command=command, tty=tty, env=env or {}, rows=rows, cols=cols, ssh=ssh)
     await socket.send(start.model_dump_json())
     return ExecSession(socket)

@@ -205,12 +205,14 @@ class AsyncClient(ServicesApi, BillingApi):
         tty: bool = False,
         env: dict[str, str] | None = None,
         size: tuple[int, int] | None = None,
+        ssh: bool = False,
     ) -> ExecSession:
         """An exec session on the lease's worker: ``command``, or an interactive shell (with
-        ``tty``, ``size`` is the terminal's (rows, columns))."""
+        ``tty``, ``size`` is the terminal's (rows, columns)); with ``ssh``, one SSH connection
+        (see `byteleap.sdk.access.open_exec`)."""
         return await open_exec(
             self._base_url, self._api_key, lease_id, command, tty=tty, env=env, size=size,
-            open_timeout_s=self._timeout, tls=self._tls,
+            open_timeout_s=self._timeout, tls=self._tls, ssh=ssh,
         )  # fmt: skip
 
     async def exec(

@@ -22,9 +22,10 @@ import shutil
 import signal
 import struct
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from byteleap.protocol.exec_frames import (
     EXEC_WINDOW,
@@ -38,6 +39,9 @@ from byteleap.protocol.exec_frames import (
 )
 from byteleap.worker.executors.process_guard import preexec, process_guard
 
+if TYPE_CHECKING:
+    from byteleap.worker.ssh_access import SshSession
+
 log = logging.getLogger(__name__)
 
 Send = Callable[[str], Awaitable[None]]
@@ -48,7 +52,7 @@ KILL_GRACE_S = 2.0
 STDIN_BACKLOG = 256  # frames waiting for a program that does not read its input
 
 
-class _Window:
+class Window:
     """How many output frames the session may still send before the miner acknowledges."""
 
     def __init__(self, size: int = EXEC_WINDOW) -> None:
@@ -80,7 +84,7 @@ class _Session:
     process: asyncio.subprocess.Process
     stdin_fd: int | None  # the pty master, or None when stdin is a pipe
     inbox: asyncio.Queue[ExecStdin] = field(default_factory=lambda: asyncio.Queue(STDIN_BACKLOG))
-    window: _Window = field(default_factory=_Window)
+    window: Window = field(default_factory=Window)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class ExecRunner:
     # own env, so a lease on a one-GPU worker is not handed its neighbours' cards.
     gpu_env: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, _Session] = field(default_factory=dict)
+    ssh_sessions: dict[str, SshSession] = field(default_factory=dict)
     # stdin waiting for each session, from the moment its start arrived (its input may
     # arrive before the program is up)
     inboxes: dict[str, asyncio.Queue[ExecStdin]] = field(default_factory=dict)
@@ -110,29 +115,31 @@ class ExecRunner:
         finally:
             self.inboxes.pop(session, None)
 
-    async def _run(self, session: str, frame: ExecStart, send: Send) -> None:
-        assert frame.lease_id is not None
-        workdir = self.home / "leases" / frame.lease_id
+    def workdir(self, lease_id: str) -> Path:
+        """The lease's own work dir, kept for the lease's life."""
+        return self.home / "leases" / lease_id
+
+    def environment(self, workdir: Path, tty: bool, extra: dict[str, str]) -> dict[str, str]:
+        """A session's whole environment: clean (never the worker's own), then ``extra``,
+        then the GPUs the worker may use."""
+        env = {"PATH": DEFAULT_PATH, "HOME": str(workdir.resolve()), "LANG": "C.UTF-8"}
+        env |= {"TERM": "xterm"} if tty else {}
+        return env | extra | self.gpu_env
+
+    @contextlib.asynccontextmanager
+    async def program(
+        self,
+        argv: list[str],
+        workdir: Path,
+        env: dict[str, str],
+        tty: bool,
+        size: tuple[int, int] | None = None,
+    ) -> AsyncIterator[_Session]:
+        """A program of a session, killed (with all it started) if it outlives the block."""
+        running = await self._spawn(argv, workdir, env, tty, size)
         try:
-            await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-            argv = frame.command or [shutil.which("bash") or "/bin/sh", "-i"]
-            env = {"PATH": DEFAULT_PATH, "HOME": str(workdir.resolve()), "LANG": "C.UTF-8"}
-            env |= {"TERM": "xterm"} if frame.tty else {}
-            env |= frame.env
-            env |= self.gpu_env
-            size = (frame.rows, frame.cols) if frame.rows and frame.cols else None
-            running = await self._spawn(argv, workdir, env, frame.tty, size)
-        except OSError as exc:
-            await send(ExecExited(session=session, reason=f"cannot start: {exc}").model_dump_json())
-            return
-        self.sessions[session] = running
-        # Stdin is written by one task per session, so frames keep their order and a
-        # program that does not read its input holds up only itself.
-        writer = asyncio.create_task(self._write_stdin(running, self.inboxes[session]))
-        try:
-            await self._pump(session, running, send)
+            yield running
         finally:
-            self.sessions.pop(session, None)
             if running.process.returncode is None:  # the session ended under the program
                 ending = asyncio.get_running_loop().create_task(_kill(running.process))
                 self._endings.add(ending)
@@ -140,9 +147,53 @@ class ExecRunner:
                 ending.add_done_callback(lambda _: process_guard().release(running.process.pid))
             else:
                 process_guard().release(running.process.pid)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+
+    async def _run(self, session: str, frame: ExecStart, send: Send) -> None:
+        assert frame.lease_id is not None
+        workdir = self.workdir(frame.lease_id)
+        if frame.ssh:
+            await self._run_ssh(session, frame.lease_id, send)
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+                argv = frame.command or [shutil.which("bash") or "/bin/sh", "-i"]
+                env = self.environment(workdir, frame.tty, frame.env)
+                size = (frame.rows, frame.cols) if frame.rows and frame.cols else None
+                program = self.program(argv, workdir, env, frame.tty, size)
+                running = await stack.enter_async_context(program)
+            except OSError as exc:
+                reason = f"cannot start: {exc}"
+                await send(ExecExited(session=session, reason=reason).model_dump_json())
+                return
+            self.sessions[session] = running
+            # Stdin is written by one task per session, so frames keep their order and a
+            # program that does not read its input holds up only itself.
+            writer = asyncio.create_task(self._write_stdin(running, self.inboxes[session]))
+            try:
+                await self._pump(session, running, send)
+            finally:
+                self.sessions.pop(session, None)
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+
+    async def _run_ssh(self, session: str, lease_id: str, send: Send) -> None:
+        """One SSH connection served in-process (see ssh_access.py) over the session."""
+        # Here, not at the top: ssh_access builds on this module (and asyncssh loads only on
+        # a worker that is asked for SSH).
+        from byteleap.worker.ssh_access import SshSession
+
+        try:
+            ssh = await SshSession.open(self, session, lease_id, send)
+        except OSError as exc:
+            await send(ExecExited(session=session, reason=f"cannot start: {exc}").model_dump_json())
+            return
+        self.ssh_sessions[session] = ssh
+        try:
+            await ssh.run(self.inboxes[session])
+        finally:
+            self.ssh_sessions.pop(session, None)
 
     async def _spawn(
         self,
@@ -208,7 +259,9 @@ class ExecRunner:
         await send(ExecExited(session=session, exit_code=code).model_dump_json())
 
     def ack(self, frame: ExecAck) -> None:
-        running = self.sessions.get(frame.session or "")
+        running = self.sessions.get(frame.session or "") or self.ssh_sessions.get(
+            frame.session or ""
+        )
         if running is not None:
             running.window.give(frame.frames)
 
@@ -232,6 +285,8 @@ class ExecRunner:
             running = self.sessions.get(frame.session or "")
             if running is not None:
                 asyncio.get_running_loop().create_task(_kill(running.process))
+            if (ssh := self.ssh_sessions.get(frame.session or "")) is not None:
+                ssh.close()
 
     async def _write_stdin(self, running: _Session, inbox: asyncio.Queue[ExecStdin]) -> None:
         while True:
@@ -260,8 +315,12 @@ class ExecRunner:
         if running is not None:
             running.window.close()  # no acks will come: its output is not wanted any more
             await _kill(running.process)
+        if (ssh := self.ssh_sessions.get(session)) is not None:
+            ssh.close()
 
     async def stop_all(self) -> None:
+        for ssh in list(self.ssh_sessions.values()):
+            ssh.close()
         for running in list(self.sessions.values()):
             running.window.close()
             await _kill(running.process)
