@@ -38,6 +38,7 @@ from byteleap.net.messages import (
 )
 from byteleap.protocol.execution import ExecutionResult
 from byteleap.worker.artifact_upload import send_artifacts
+from byteleap.worker.checkpoint_upload import CheckpointWatcher, checkpoint_snapshot
 from byteleap.worker.executors import (
     ContainerExecutor,
     ContainerOptions,
@@ -134,7 +135,7 @@ class JobRunner:
             joblog.attach(execution)
             if port is not None:
                 await send(serving_message(job, port))
-            result = await execution.wait()
+            result = await self._wait_checkpointing(job, workdir, execution, send)
             log_bytes = await joblog.end()
             # Before the end: the miner reports the job ended only once its files are in.
             await send_artifacts(job, result, workdir, send)
@@ -149,6 +150,27 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(execution.cancel())
             raise
+
+    @staticmethod
+    async def _wait_checkpointing(
+        job: JobRequest, workdir: Path, execution: Execution, send: Send
+    ) -> ExecutionResult:
+        """Wait for the program's end, sending its checkpoint dir while it runs (if it names
+        one) and once more after: the last set is the one a retry would want."""
+        if job.spec.checkpoint_dir is None:
+            return await execution.wait()
+        watcher = CheckpointWatcher(job.job_id, workdir / job.spec.checkpoint_dir, send)
+        # What a retry restored is not sent back: only what this attempt writes.
+        watcher.sent = await asyncio.to_thread(checkpoint_snapshot, watcher.base)
+        watching = asyncio.create_task(watcher.watch())
+        try:
+            result = await execution.wait()
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        await watcher.look()
+        return result
 
     def _signed_times(self, job: JobRequest, result: ExecutionResult) -> JobTimes | None:
         """When the program ran, in this worker's signed word: what the gateway bills."""
