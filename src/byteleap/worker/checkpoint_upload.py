@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from byteleap.net.messages import CheckpointFile, CheckpointSet
 from byteleap.protocol.checkpoints import (
@@ -25,6 +25,7 @@ from byteleap.protocol.checkpoints import (
     MAX_CHECKPOINT_BYTES,
     MAX_CHECKPOINT_FILES,
 )
+from byteleap.protocol.execution import ExecutionSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class CheckpointWatcher:
     every_s: float = CHECKPOINT_POLL_S
     seq: int = 0  # the last set sent
     sent: Snapshot = field(default_factory=dict)
+    # path -> sha256 of the set a retry restored: the same set is not sent back
+    restored: dict[str, str] = field(default_factory=dict)
     _warned: bool = False
 
     async def watch(self) -> None:
@@ -68,6 +71,9 @@ class CheckpointWatcher:
         if made is None:
             return False
         snapshot, files = made
+        if {f.path: f.sha256 for f in files} == self.restored:
+            self.sent = snapshot
+            return False
         checkpoint = CheckpointSet(job_id=self.job_id, seq=self.seq + 1, files=files)
         await self.send(checkpoint.model_dump_json())
         self.seq, self.sent = checkpoint.seq, snapshot
@@ -118,3 +124,15 @@ def _read_regular(path: Path, size: int) -> bytes:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise OSError(f"{path.name} is no longer a regular file")
         return handle.read(size + 1)  # one more: a file that grew shows as changed
+
+
+def restored_checkpoint(spec: ExecutionSpec) -> dict[str, str]:
+    """path in the checkpoint dir -> sha256 of each file a retry restored there (as inputs)."""
+    if spec.checkpoint_dir is None:
+        return {}
+    base = PurePosixPath(spec.checkpoint_dir)
+    return {
+        PurePosixPath(path).relative_to(base).as_posix(): hashlib.sha256(file.data()).hexdigest()
+        for path, file in spec.inputs.items()
+        if base in PurePosixPath(path).parents and not file.is_url
+    }

@@ -36,9 +36,10 @@ from byteleap.net.messages import (
     JobRequest,
     clip_result,
 )
+from byteleap.protocol.checkpoints import CHECKPOINT_POLL_S
 from byteleap.protocol.execution import ExecutionResult
 from byteleap.worker.artifact_upload import send_artifacts
-from byteleap.worker.checkpoint_upload import CheckpointWatcher, checkpoint_snapshot
+from byteleap.worker.checkpoint_upload import CheckpointWatcher, restored_checkpoint
 from byteleap.worker.executors import (
     ContainerExecutor,
     ContainerOptions,
@@ -95,6 +96,8 @@ class JobRunner:
     key: WorkerKey | None = None  # signs each ended job's run times (None: unsigned)
     # Where inputs given by URL are fetched to and kept (see worker.input_cache).
     inputs: WorkerInputSettings = field(default_factory=WorkerInputSettings)
+    # How often a running job's checkpoint dir is looked at (see worker.checkpoint_upload).
+    checkpoint_poll_s: float = CHECKPOINT_POLL_S
 
     def __post_init__(self) -> None:
         self.input_cache = InputCache.from_settings(self.inputs, self.home)
@@ -151,17 +154,17 @@ class JobRunner:
                 await asyncio.shield(execution.cancel())
             raise
 
-    @staticmethod
     async def _wait_checkpointing(
-        job: JobRequest, workdir: Path, execution: Execution, send: Send
+        self, job: JobRequest, workdir: Path, execution: Execution, send: Send
     ) -> ExecutionResult:
         """Wait for the program's end, sending its checkpoint dir while it runs (if it names
         one) and once more after: the last set is the one a retry would want."""
         if job.spec.checkpoint_dir is None:
             return await execution.wait()
-        watcher = CheckpointWatcher(job.job_id, workdir / job.spec.checkpoint_dir, send)
+        base = workdir / job.spec.checkpoint_dir
+        watcher = CheckpointWatcher(job.job_id, base, send, self.checkpoint_poll_s)
         # What a retry restored is not sent back: only what this attempt writes.
-        watcher.sent = await asyncio.to_thread(checkpoint_snapshot, watcher.base)
+        watcher.restored = restored_checkpoint(job.spec)
         watching = asyncio.create_task(watcher.watch())
         try:
             result = await execution.wait()
