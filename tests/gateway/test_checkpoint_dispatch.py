@@ -22,6 +22,7 @@ from byteleap.miner.jobs import JobBook
 from byteleap.net.messages import CheckpointFile, CheckpointSet, JobEnded, JobRequest, JobStatus
 from byteleap.protocol.api import JobState
 from byteleap.protocol.execution import ExecutionResult, ExecutionState
+from byteleap.protocol.states import WorkerState
 from byteleap.store import Store
 from byteleap.store.cloud import JobRecord, create_tenant, get_job, insert_job
 
@@ -69,7 +70,7 @@ class _Supply:
             WorkerOffer(
                 miner_hotkey=MINER,
                 worker_id=w,
-                state="idle",
+                state=WorkerState.IDLE,
                 cpu_cores=4,
                 ram_mib=8192,
                 region="local",

@@ -152,4 +152,5 @@ async def test_a_killed_training_job_resumes_from_its_checkpoint_on_another_work
     assert billed_s < 1.5 * work_s
     # Even were the lost attempt billed up to its worker's death, the whole stays under it.
     assert first_attempt_s + billed_s < 1.5 * work_s
-    assert await gateway.dispatcher.checkpoints.latest(job.id) is None  # dropped at its end
+    keeper = gateway.dispatcher.checkpoints
+    assert keeper is not None and await keeper.latest(job.id) is None  # dropped at its end

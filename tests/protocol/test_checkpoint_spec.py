@@ -68,7 +68,9 @@ def test_a_retry_restores_the_checkpoint_as_inputs_inside_the_dir() -> None:
     assert request.spec.checkpoint_dir == "ckpt"
     assert request.spec.inputs["ckpt/state.pt"].data() == b"\x00state"
     with pytest.raises(ValidationError, match="collides with input"):
-        ExecutionSpec(command=["x"], timeout_s=1, checkpoint_dir="a/b", inputs={"a": "x"})
+        ExecutionSpec(
+            command=["x"], timeout_s=1, checkpoint_dir="a/b", inputs={"a": InputFile(content="x")}
+        )
 
 
 def test_a_spec_without_a_checkpoint_leaves_it_out_of_the_wire() -> None:
@@ -103,7 +105,7 @@ def test_the_largest_checkpoint_with_the_largest_spec_fits_a_miners_request() ->
     argv = ["x" * 1000] * (MAX_ARGV_JSON_BYTES // 1003 - 1)
     env = {f"V{i}": "y" * 990 for i in range(min(256, MAX_ENV_JSON_BYTES // 1003) - 1)}
     content = "z" * (MAX_INLINE_INPUTS_JSON_BYTES - 100)
-    big = JobSpec(command=argv, env=env, inputs={"a": {"content": content}}, image="a/b:c",
+    big = JobSpec(command=argv, env=env, inputs={"a": InputFile(content=content)}, image="a/b:c",
                   checkpoint="ckpt")  # fmt: skip
     each = MAX_CHECKPOINT_BYTES // MAX_CHECKPOINT_FILES
     restored = {
