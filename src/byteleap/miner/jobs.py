@@ -224,6 +224,9 @@ class JobBook:
             job.state = RunState.REFUSED
             job.detail = f"{message.reason}: {message.detail}"
             job.log.close()
+        # Only a lost job's set is read again (for its retry): an ended one's is let go, so
+        # the finished jobs the book keeps hold no checkpoint bytes.
+        job.checkpoint = None
         job._touch()
         return job
 
