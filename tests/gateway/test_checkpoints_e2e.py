@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.slow
 
-STEPS = 80
+STEPS = 150
 STEP_S = 0.1
 # Fits y = 3x - 1 for STEPS steps (STEP_S each), checkpointing every 5 steps atomically (a
 # temporary name, then a rename) and resuming from the checkpoint when there is one.
@@ -125,7 +125,7 @@ async def test_a_killed_training_job_resumes_from_its_checkpoint_on_another_work
     job = await gateway.submit_job(tenant, spec)
     running = await until(gateway, tenant, job.id, lambda v: v.state is JobState.RUNNING)
     deadline = time.monotonic() + 60
-    while (step := await kept_step(gateway, job.id)) < 20:
+    while (step := await kept_step(gateway, job.id)) < 50:
         assert time.monotonic() < deadline, "no checkpoint reached the gateway"
         await asyncio.sleep(0.1)
     first_worker = running.worker_id
