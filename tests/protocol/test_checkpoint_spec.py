@@ -13,12 +13,16 @@ from byteleap.net.messages import MAX_HTTP_BODY_BYTES, CheckpointFile, Checkpoin
 from byteleap.protocol.api import JobSpec
 from byteleap.protocol.checkpoints import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_FILES
 from byteleap.protocol.execution import (
+    FEATURE_CHECKPOINTS,
     MAX_ARGV_JSON_BYTES,
     MAX_ENV_JSON_BYTES,
     MAX_INLINE_INPUTS_JSON_BYTES,
     ExecutionSpec,
     InputFile,
 )
+from byteleap.worker.executors.base import check_spec
+from byteleap.worker.executors.errors import UnsupportedError
+from byteleap.worker.executors.kubernetes import KubernetesExecutor
 
 JOB = "job_" + "0" * 24
 
@@ -114,3 +118,13 @@ def test_the_largest_checkpoint_with_the_largest_spec_fits_a_miners_request() ->
     }
     request = job_request(f"{JOB}-a2", 2, "w-" + "0" * 16, big, restored=restored)
     assert len(request.model_dump_json()) < MAX_HTTP_BODY_BYTES - (64 << 10)
+
+
+def test_an_executor_that_cannot_watch_the_dir_refuses_a_checkpointing_spec() -> None:
+    # The kubernetes executor: the job's files live in its pod, out of the worker's sight.
+    checkpointing = ExecutionSpec(command=["x"], timeout_s=1, checkpoint_dir="ckpt")
+    assert FEATURE_CHECKPOINTS in checkpointing.requested_features()
+    with pytest.raises(UnsupportedError, match="checkpoints"):
+        check_spec(checkpointing, KubernetesExecutor.unsupported)
+    plain = ExecutionSpec(command=["x"], timeout_s=1)
+    assert check_spec(plain, KubernetesExecutor.unsupported) == plain

@@ -46,6 +46,7 @@ DEFAULT_ARTIFACTS_DIR = "artifacts"
 #: Features a spec can ask for that an executor may declare in its ``unsupported`` table.
 FEATURE_NETWORK_ISOLATION = "network_isolation"
 FEATURE_URL_INPUTS = "url_inputs"
+FEATURE_CHECKPOINTS = "checkpoints"
 
 Stream = Literal["stdout", "stderr"]
 KilledBy = Literal["timeout", "cancel", "memory"]
@@ -316,6 +317,8 @@ class ExecutionSpec(BaseModel):
         features = {FEATURE_NETWORK_ISOLATION} if self.network == "none" else set()
         if any(file.is_url for file in self.inputs.values()):
             features.add(FEATURE_URL_INPUTS)
+        if self.checkpoint_dir is not None:
+            features.add(FEATURE_CHECKPOINTS)
         return features
 
 
