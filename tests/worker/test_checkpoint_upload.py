@@ -4,6 +4,7 @@ and what a retry restored is not sent back."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -164,3 +165,25 @@ async def test_the_set_a_retry_restored_is_not_sent_until_it_changes(tmp_path: P
     assert not await watcher.look()
     (base / "state").write_bytes(b"step 8")
     assert await watcher.look() and contents(sent.sets()[0]) == {"state": b"step 8"}
+
+
+async def test_a_failed_send_costs_one_look_not_the_watch(tmp_path: Path) -> None:
+    sent, failures = Sent(), [ConnectionResetError("link dropped")]
+
+    async def flaky(raw: str) -> None:
+        if failures:
+            raise failures.pop()
+        await sent(raw)
+
+    base = tmp_path / "ckpt"
+    base.mkdir()
+    (base / "state").write_bytes(b"step 1")
+    watching = asyncio.create_task(CheckpointWatcher(JOB, base, flaky, every_s=0.01).watch())
+    try:
+        for _ in range(500):
+            if sent.sets():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        watching.cancel()
+    assert not failures and contents(sent.sets()[0]) == {"state": b"step 1"}

@@ -51,10 +51,14 @@ class CheckpointWatcher:
     _warned: bool = False
 
     async def watch(self) -> None:
-        """Look every ``every_s`` until cancelled."""
+        """Look every ``every_s`` until cancelled. A send that fails (a link that dropped)
+        costs only that look: the job goes on, and the look at its end sends again."""
         while True:
             await asyncio.sleep(self.every_s)
-            await self.look()
+            try:
+                await self.look()
+            except Exception as exc:
+                log.warning("checkpoint send failed", extra={"job": self.job_id, "why": repr(exc)})
 
     async def look(self) -> bool:
         """Send the dir if it changed since the last set sent; True when one was sent."""
