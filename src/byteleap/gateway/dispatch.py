@@ -465,8 +465,6 @@ class Dispatcher:
             seconds = min(seconds, JobSpec.model_validate_json(job.spec_json).timeout_s)
         self.failed_on.pop(job.id, None)
         self.cost_shown.pop(job.id, None)
-        if self.checkpoints is not None:  # only a next attempt would have used it
-            await self.checkpoints.drop(job.id)
         async with self.store.session() as s:
             # Never more than its hold (its worst case): the cost recorded and the amount
             # charged are one number.
@@ -474,6 +472,8 @@ class Dispatcher:
             charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
             await release(s, job.id)
             ended = await advance_job(s, job.id, state, at=now, cost=charged, **fields)
+        if self.checkpoints is not None:  # ended: only a next attempt would have used it
+            await self.checkpoints.drop(job.id)
         metrics.GATEWAY_JOBS.labels(state.value).inc()
         metrics.GATEWAY_JOB_SECONDS.observe(seconds)
         return ended
