@@ -26,6 +26,7 @@ from byteleap.gateway.leadership import Leadership
 from byteleap.gateway.scheduler import WorkerOffer, WorkerState
 from byteleap.net.messages import (
     ArtifactPiece,
+    CheckpointSet,
     JobLogs,
     JobRequest,
     JobStatus,
@@ -98,6 +99,9 @@ class SimulatedMiner:
 
     async def drop_artifacts(self, job_id: str) -> JobStatus:
         return await self.job_status(job_id)
+
+    async def read_checkpoint(self, job_id: str) -> CheckpointSet:
+        raise SimulatedMinerError("the gateway benchmark keeps no checkpoints")
 
     async def start_lease(self, request: LeaseRequest) -> LeaseStatus:
         raise SimulatedMinerError("the gateway benchmark does not lease")

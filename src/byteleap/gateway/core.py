@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from byteleap.config import GatewaySettings
 from byteleap.gateway.access import ExecChannel
 from byteleap.gateway.artifact_vault import ArtifactVault
+from byteleap.gateway.checkpoint_keeper import CheckpointKeeper
 from byteleap.gateway.dispatch import Dispatcher
 from byteleap.gateway.errors import (
     Conflict,
@@ -155,6 +156,8 @@ class GatewayService:
             leasing=self.leasing,
             clock=self.clock,
             vault=self.vault,
+            # Beside the artifacts, in a dir no job id can name ('.' never starts one).
+            checkpoints=CheckpointKeeper(self.settings.artifacts_path / ".checkpoints"),
         )
         if self.validator is not None:
             self.dispatcher.on_finished = self.validator.on_job_finished

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from byteleap import metrics
 from byteleap.config import GatewaySettings
 from byteleap.gateway.artifact_vault import ArtifactVault
+from byteleap.gateway.checkpoint_keeper import CheckpointKeeper
 from byteleap.gateway.job_requests import job_request, miner_job_id, requirements_of
 from byteleap.gateway.leasing import LeaseDesk
 from byteleap.gateway.miners import Supply
@@ -40,7 +41,7 @@ from byteleap.net.messages import JobStatus, RunState
 from byteleap.net.miner_client import MinerCallError
 from byteleap.protocol.api import JobSpec, JobState
 from byteleap.protocol.artifacts import RejectedArtifact
-from byteleap.protocol.execution import ArtifactInfo, ExecutionResult
+from byteleap.protocol.execution import ArtifactInfo, ExecutionResult, InputFile
 from byteleap.store import IllegalTransition, Store
 from byteleap.store.cloud import JobRecord, advance_job, list_jobs, update_job
 from byteleap.store.leases import get_lease
@@ -99,6 +100,8 @@ class Dispatcher:
     clock: Callable[[], float] = time.time
     # keeps finished jobs' artifacts; None: the workers send none
     vault: ArtifactVault | None = None
+    # keeps running jobs' latest checkpoints for their next attempts; None: none kept
+    checkpoints: CheckpointKeeper | None = None
     # told of every job that ended with a result (output validation, see validation.py)
     on_finished: Callable[[JobRecord, ExecutionResult], Awaitable[object]] | None = None
     # job id -> workers it already failed on (never placed there again)
@@ -261,6 +264,7 @@ class Dispatcher:
                     lease=start.lease,
                     artifact_limit_bytes=self.vault.limit_bytes if self.vault else None,
                     gpus=start.gpus,
+                    restored=await self._restored(record, start.spec),
                 )
             except ValueError as exc:  # no miner could run it: no point in another attempt
                 await self._fail_alone(record, f"cannot be sent: {_first_line(exc)}")
@@ -333,9 +337,32 @@ class Dispatcher:
             log.exception("job status failed", extra={"job": job.id})
             return None
 
+    async def _restored(self, job: JobRecord, spec: JobSpec) -> dict[str, InputFile]:
+        """The checkpoint an attempt after the first starts with (only its own job's)."""
+        if self.checkpoints is None or spec.checkpoint is None or job.attempts <= 1:
+            return {}
+        return await self.checkpoints.inputs_for(job.id, spec.checkpoint)
+
+    async def _take_checkpoint(self, job: JobRecord, status: JobStatus) -> None:
+        """Read the attempt's checkpoint from its miner when the miner holds a newer one;
+        a failure waits for the next pass (or leaves the retry the set kept before)."""
+        seq = status.checkpoint_seq
+        if self.checkpoints is None or seq is None or job.miner_hotkey is None:
+            return
+        if not self.checkpoints.is_newer(job.id, (job.attempts, seq)):
+            return
+        try:
+            client = await self.pool.client(job.miner_hotkey)
+            checkpoint = await client.read_checkpoint(miner_job_id(job))
+            await self.checkpoints.keep(job.id, job.attempts, checkpoint)
+        except Exception as exc:  # a passing failure, or a set that does not parse
+            log.warning("checkpoint not read", extra={"job": job.id, "why": _first_line(exc)})
+
     async def _apply(self, job: JobRecord, status: JobStatus | MinerCallError | None) -> None:
         if status is None:
             return
+        if isinstance(status, JobStatus):
+            await self._take_checkpoint(job, status)
         if isinstance(status, MinerCallError):
             if status.reason in {"unknown_job", "unknown_miner"}:
                 await self._retry_or_fail(job, f"miner lost the job ({status.reason})")
@@ -445,6 +472,8 @@ class Dispatcher:
             charged = await charge(s, job.tenant_id, cost, reason="job", job_id=job.id, at=now)
             await release(s, job.id)
             ended = await advance_job(s, job.id, state, at=now, cost=charged, **fields)
+        if self.checkpoints is not None:  # ended: only a next attempt would have used it
+            await self.checkpoints.drop(job.id)
         metrics.GATEWAY_JOBS.labels(state.value).inc()
         metrics.GATEWAY_JOB_SECONDS.observe(seconds)
         return ended

@@ -10,7 +10,7 @@ from byteleap.gateway.scheduler import Requirements
 from byteleap.gateway.scheduler.offers import worst_gpu_price
 from byteleap.net.messages import JobRequest
 from byteleap.protocol.api import JobSpec, Resources
-from byteleap.protocol.execution import ExecutionSpec
+from byteleap.protocol.execution import ExecutionSpec, InputFile
 from byteleap.store.cloud import JobRecord
 
 
@@ -68,9 +68,12 @@ def job_request(
     lease: str | None = None,
     artifact_limit_bytes: int | None = None,
     gpus: tuple[int, ...] = (),
+    restored: dict[str, InputFile] | None = None,
 ) -> JobRequest:
     """What a miner is asked to run for one attempt (or re-execution) of ``spec``; ``gpus``
-    are the worker's GPUs placement picked for it (positions in the worker's listing)."""
+    are the worker's GPUs placement picked for it (positions in the worker's listing);
+    ``restored``: the checkpoint files a retried attempt starts with, inside its checkpoint
+    dir (the spec refuses inputs of its own there)."""
     return JobRequest(
         job_id=job_id,
         attempt=attempt,
@@ -82,11 +85,12 @@ def job_request(
         spec=ExecutionSpec(
             command=spec.command,
             env=spec.env,
-            inputs=spec.inputs,
+            inputs={**spec.inputs, **(restored or {})},
             timeout_s=spec.timeout_s,
             memory_limit_mib=spec.resources.ram_mib,
             network=spec.network or ("none" if spec.image else "host"),
             gpus=list(gpus),
+            checkpoint_dir=spec.checkpoint,
         ),
     )
 

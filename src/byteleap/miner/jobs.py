@@ -31,6 +31,7 @@ from byteleap.net.messages import (
     MAX_LOG_PAGE_BYTES,
     MAX_STATUS_TAIL_BYTES,
     ArtifactChunk,
+    CheckpointSet,
     JobEnded,
     JobLogChunk,
     JobLogs,
@@ -69,6 +70,9 @@ class MinerJob:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     endpoint: str | None = None  # a service replica's host:port
     cancel_by: float | None = None  # when a cancel the worker has not confirmed gives up
+    # The latest complete checkpoint set its worker sent; kept when the worker is lost, for
+    # the gateway to read before it runs the job again elsewhere.
+    checkpoint: CheckpointSet | None = None
 
     @property
     def next_seq(self) -> int:
@@ -92,6 +96,7 @@ class MinerJob:
             log_lines=self.next_seq,
             endpoint=self.endpoint,
             times=self.result.times if self.result else None,
+            checkpoint_seq=self.checkpoint.seq if self.checkpoint else None,
         )
 
     def _log_note(self) -> str:
@@ -189,6 +194,15 @@ class JobBook:
         if job is not None and not job.state.is_terminal:
             self.artifacts.receive(job.request, chunk)
 
+    def checkpoint(self, message: CheckpointSet) -> None:
+        """Keep a running job's newer checkpoint set (checked whole when it was parsed)."""
+        job = self._jobs.get(message.job_id)
+        if job is None or job.state.is_terminal or job.request.spec.checkpoint_dir is None:
+            return
+        if job.checkpoint is None or message.seq > job.checkpoint.seq:
+            job.checkpoint = message
+            job._touch()
+
     def serving(self, job_id: str, endpoint: str) -> None:
         job = self._jobs.get(job_id)
         if job is not None and not job.state.is_terminal and job.request.serve:
@@ -210,6 +224,9 @@ class JobBook:
             job.state = RunState.REFUSED
             job.detail = f"{message.reason}: {message.detail}"
             job.log.close()
+        # Only a lost job's set is read again (for its retry): an ended one's is let go, so
+        # the finished jobs the book keeps hold no checkpoint bytes.
+        job.checkpoint = None
         job._touch()
         return job
 

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from byteleap import metrics
 from byteleap.errors import ByteleapError
 from byteleap.miner.access import ExecSessions
+from byteleap.miner.artifact_spool import UnknownArtifact
 from byteleap.miner.errors import (
     LeaseRefused,
     UnknownLease,
@@ -169,6 +170,14 @@ def create_app(miner: MinerApp) -> FastAPI:
         node.jobs.get(job_id)  # 404 unknown_job first
         piece = node.jobs.artifacts.read(job_id, read.path, read.offset, read.length)
         return miner.reply(request, caller, piece)
+
+    @app.get("/v1/jobs/{job_id}/checkpoint")
+    async def read_checkpoint(job_id: str, request: Request) -> Response:
+        caller, _ = await miner.authenticate(request)
+        checkpoint = node.jobs.get(job_id).checkpoint
+        if checkpoint is None:
+            raise UnknownArtifact(f"job {job_id} has sent no checkpoint")
+        return miner.reply(request, caller, checkpoint)
 
     @app.post("/v1/jobs/{job_id}/artifacts/drop")
     async def drop_artifacts(job_id: str, request: Request) -> Response:

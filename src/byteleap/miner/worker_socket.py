@@ -23,6 +23,7 @@ from byteleap.net.messages import (
     ArtifactChunk,
     AuthNonce,
     ChallengeAborted,
+    CheckpointSet,
     Committed,
     Enroll,
     Heartbeat,
@@ -179,6 +180,11 @@ async def _artifact_chunk(c: _Link, message: ArtifactChunk) -> None:
         c.node.jobs.artifact(message)
 
 
+async def _checkpoint_set(c: _Link, message: CheckpointSet) -> None:
+    if _owns_job(c, message.job_id):
+        c.node.jobs.checkpoint(message)
+
+
 async def _vm_report(c: _Link, message: VmReport) -> None:
     if not c.node.leases.report_vm(c.worker_id, message, c.node.clock()):
         log.warning("vm report for another worker's lease", extra={"worker": c.worker_id})
@@ -202,5 +208,6 @@ _HANDLERS: dict[type[BaseModel], Handler] = {
     JobEnded: _job_message,
     JobRefused: _job_message,
     ArtifactChunk: _artifact_chunk,
+    CheckpointSet: _checkpoint_set,
     VmReport: _vm_report,
 }

@@ -12,6 +12,7 @@ Directions:
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
@@ -31,6 +32,7 @@ from byteleap.net.job_times import JobTimes
 from byteleap.net.wireguard.messages import JoinRequest, SignedPeerSet
 from byteleap.proof import ChallengeSpec, Commitment, Reveal, RevealRequest
 from byteleap.protocol.artifacts import CHUNK_BYTES, MAX_PATH_CHARS
+from byteleap.protocol.checkpoints import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_FILES
 from byteleap.protocol.exec_frames import (
     ExecAck,
     ExecExited,
@@ -40,7 +42,7 @@ from byteleap.protocol.exec_frames import (
     ExecStdin,
     ExecStop,
 )
-from byteleap.protocol.execution import ExecutionResult, ExecutionSpec
+from byteleap.protocol.execution import ExecutionResult, ExecutionSpec, safe_relative_path
 from byteleap.protocol.hardware import HardwareInventory
 from byteleap.protocol.ids import Bytes32Hex, Bytes64Hex, HexId
 from byteleap.protocol.states import WorkerState
@@ -164,6 +166,8 @@ class JobStatus(_Msg):
     log_lines: int = 0
     endpoint: str | None = None  # host:port of a service replica, once the worker reported it
     times: JobTimes | None = None  # an ended job's run, signed by its worker (what is billed)
+    # The latest complete checkpoint set the miner holds; left out when none (older readers).
+    checkpoint_seq: int | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @field_validator("result")
     @classmethod
@@ -401,6 +405,41 @@ class ArtifactChunk(_Msg):
     last: bool
 
 
+class CheckpointFile(BaseModel):
+    model_config = _BYTES_AS_BASE64
+
+    path: str = Field(min_length=1, max_length=MAX_ARTIFACT_PATH)  # inside the checkpoint dir
+    size: int = Field(ge=0, le=MAX_CHECKPOINT_BYTES)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data: bytes = Field(max_length=MAX_CHECKPOINT_BYTES)
+
+
+class CheckpointSet(_Msg):
+    """A running job's whole checkpoint dir as it was at one moment (worker → miner, and
+    miner → gateway when asked); ``seq`` grows with each set the worker sends. Parsing checks
+    it whole — every file's size and sha256, clean distinct paths, the total — so a set that
+    is kept anywhere is complete (see ``protocol.checkpoints``)."""
+
+    model_config = _BYTES_AS_BASE64
+    type: Literal["checkpoint_set"] = "checkpoint_set"
+    job_id: JobId
+    seq: int = Field(ge=1)
+    files: list[CheckpointFile] = Field(max_length=MAX_CHECKPOINT_FILES)
+
+    @model_validator(mode="after")
+    def _complete(self) -> CheckpointSet:
+        paths = set()
+        for file in self.files:
+            if safe_relative_path(file.path) != file.path or file.path in paths:
+                raise ValueError(f"checkpoint path {file.path!r} is not clean or repeats")
+            paths.add(file.path)
+            if len(file.data) != file.size or hashlib.sha256(file.data).hexdigest() != file.sha256:
+                raise ValueError(f"checkpoint file {file.path!r} does not match its digest")
+        if sum(file.size for file in self.files) > MAX_CHECKPOINT_BYTES:
+            raise ValueError(f"a checkpoint holds at most {MAX_CHECKPOINT_BYTES} bytes")
+        return self
+
+
 class JobServing(_Msg):
     """A service replica was started with ``PORT`` set to ``port`` on the worker's host."""
 
@@ -432,6 +471,7 @@ WorkerToMiner = Annotated[
     | JobEnded
     | JobRefused
     | ArtifactChunk
+    | CheckpointSet
     | LeaseProbed
     | NetworkJoin
     | ExecOutput

@@ -25,6 +25,7 @@ from byteleap.net.messages import (
     ArtifactRead,
     ChallengeBatch,
     ChallengeBatchReply,
+    CheckpointSet,
     JobLogs,
     JobRequest,
     JobStatus,
@@ -41,6 +42,7 @@ from byteleap.net.tls import pinned_context_for
 from byteleap.net.wireguard.messages import SignedPeerSet
 from byteleap.proof import Reveal, RevealRequest, reveal_size_limit
 from byteleap.protocol.artifacts import CHUNK_BYTES
+from byteleap.protocol.checkpoints import MAX_CHECKPOINT_BYTES
 from byteleap.protocol.exec_frames import MAX_EXEC_FRAME
 
 M = TypeVar("M", bound=BaseModel)
@@ -206,6 +208,12 @@ class MinerClient:
         limit = length * 4 // 3 + 4096 + 2 * len(path)
         url = f"/v1/jobs/{job_id}/artifacts/read"
         return await self._call("POST", url, body, ArtifactPiece, max_bytes=limit)
+
+    async def read_checkpoint(self, job_id: str) -> CheckpointSet:
+        """The latest complete checkpoint set the job's worker sent (checked whole on parse)."""
+        limit = MAX_CHECKPOINT_BYTES * 4 // 3 + (64 << 10)
+        url = f"/v1/jobs/{job_id}/checkpoint"
+        return await self._call("GET", url, None, CheckpointSet, max_bytes=limit)
 
     async def drop_artifacts(self, job_id: str) -> JobStatus:
         """Let the miner forget the job's artifacts (the gateway has them now)."""

@@ -20,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from byteleap.protocol.artifacts import MAX_PATH_CHARS
 from byteleap.protocol.billing import DEFAULT_CURRENCY
+from byteleap.protocol.checkpoints import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_FILES
 from byteleap.protocol.execution import (
     DEFAULT_ARTIFACTS_DIR,
     MAX_ARGV_JSON_BYTES,
@@ -28,10 +30,13 @@ from byteleap.protocol.execution import (
     MAX_INLINE_INPUTS_JSON_BYTES,
     InputFile,
     check_argv,
+    check_checkpoint_dir,
     check_env,
     check_image,
     check_inputs,
     check_wire_size,
+    inputs_inside,
+    safe_relative_path,
 )
 from byteleap.protocol.ssh import MAX_SSH_KEY_CHARS, check_ssh_public_key
 from byteleap.protocol.vm_lease import VmAccess
@@ -144,6 +149,33 @@ class JobSpec(BaseModel):
     # None: the executor's default — no network in a container; a bare process (no image)
     # cannot be cut off from the network, so asking for "none" needs an image.
     network: Literal["none", "host"] | None = None
+    checkpoint: str | None = Field(
+        default=None,
+        max_length=MAX_PATH_CHARS,
+        description=(
+            "A directory in the work dir the worker sends to the gateway whenever it changes "
+            f"(at most {MAX_CHECKPOINT_BYTES} bytes in {MAX_CHECKPOINT_FILES} files, names "
+            "starting with '.' left out); a retried attempt starts with the last complete "
+            "set written back into it."
+        ),
+    )
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_path(cls, path: str | None) -> str | None:
+        return None if path is None else safe_relative_path(path)
+
+    @model_validator(mode="after")
+    def _checkpoint_is_free(self) -> JobSpec:
+        if self.checkpoint is not None:
+            check_checkpoint_dir(
+                self.checkpoint, artifacts_dir=DEFAULT_ARTIFACTS_DIR, inputs=list(self.inputs)
+            )
+            # Inputs inside it would be overwritten by the checkpoint a retry restores.
+            inside = inputs_inside(self.checkpoint, list(self.inputs))
+            if inside:
+                raise ValueError(f"input {inside[0]!r} lies inside the checkpoint dir")
+        return self
 
     @model_validator(mode="after")
     def _validation_needs_determinism(self) -> JobSpec:

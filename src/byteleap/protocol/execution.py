@@ -46,6 +46,7 @@ DEFAULT_ARTIFACTS_DIR = "artifacts"
 #: Features a spec can ask for that an executor may declare in its ``unsupported`` table.
 FEATURE_NETWORK_ISOLATION = "network_isolation"
 FEATURE_URL_INPUTS = "url_inputs"
+FEATURE_CHECKPOINTS = "checkpoints"
 
 Stream = Literal["stdout", "stderr"]
 KilledBy = Literal["timeout", "cancel", "memory"]
@@ -59,6 +60,28 @@ def safe_relative_path(path: str) -> str:
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         raise ValueError(f"{path!r} must be relative and stay inside the work dir")
     return pure.as_posix()
+
+
+def check_checkpoint_dir(path: str, *, artifacts_dir: str, inputs: list[str]) -> str:
+    """``path`` normalised: inside the work dir, neither the artifacts dir nor in or around
+    it, and no input at it or above it (an input inside it is a restored checkpoint file)."""
+    checkpoint = PurePosixPath(safe_relative_path(path))
+    artifacts = PurePosixPath(safe_relative_path(artifacts_dir))
+    if checkpoint == artifacts or artifacts in checkpoint.parents:
+        raise ValueError(f"checkpoint dir {path!r} overlaps the artifacts dir {artifacts_dir!r}")
+    if checkpoint in artifacts.parents:
+        raise ValueError(f"checkpoint dir {path!r} contains the artifacts dir {artifacts_dir!r}")
+    for name in inputs:
+        input_path = PurePosixPath(name)
+        if input_path == checkpoint or input_path in checkpoint.parents:
+            raise ValueError(f"checkpoint dir {path!r} collides with input {name!r}")
+    return checkpoint.as_posix()
+
+
+def inputs_inside(path: str, inputs: list[str]) -> list[str]:
+    """The inputs that lie inside checkpoint dir ``path``."""
+    base = PurePosixPath(path)
+    return [name for name in inputs if base in PurePosixPath(name).parents]
 
 
 def check_argv(command: list[str]) -> list[str]:
@@ -232,6 +255,9 @@ class ExecutionSpec(BaseModel):
     max_output_bytes: int = Field(default=DEFAULT_OUTPUT_BYTES, ge=1, le=MAX_OUTPUT_BYTES)
     gpus: list[int] = Field(default_factory=list)  # device indices the program may see
     network: Literal["host", "none"] = "host"
+    # Sent to the gateway whenever it changes; a retried attempt finds it restored (as
+    # inputs inside it). Left out of the JSON when unset: older workers still read a spec.
+    checkpoint_dir: str | None = Field(default=None, exclude_if=_unset)
 
     @field_validator("command")
     @classmethod
@@ -261,6 +287,11 @@ class ExecutionSpec(BaseModel):
     def _artifacts_dir(cls, path: str) -> str:
         return safe_relative_path(path)
 
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _checkpoint_dir(cls, path: str | None) -> str | None:
+        return None if path is None else safe_relative_path(path)
+
     @field_validator("gpus")
     @classmethod
     def _gpus(cls, gpus: list[int]) -> list[int]:
@@ -276,12 +307,18 @@ class ExecutionSpec(BaseModel):
                 raise ValueError(
                     f"artifacts_dir {self.artifacts_dir!r} collides with input {path!r}"
                 )
+        if self.checkpoint_dir is not None:
+            check_checkpoint_dir(
+                self.checkpoint_dir, artifacts_dir=self.artifacts_dir, inputs=list(self.inputs)
+            )
         return self
 
     def requested_features(self) -> set[str]:
         features = {FEATURE_NETWORK_ISOLATION} if self.network == "none" else set()
         if any(file.is_url for file in self.inputs.values()):
             features.add(FEATURE_URL_INPUTS)
+        if self.checkpoint_dir is not None:
+            features.add(FEATURE_CHECKPOINTS)
         return features
 
 

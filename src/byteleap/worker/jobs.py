@@ -36,8 +36,10 @@ from byteleap.net.messages import (
     JobRequest,
     clip_result,
 )
+from byteleap.protocol.checkpoints import CHECKPOINT_POLL_S
 from byteleap.protocol.execution import ExecutionResult
 from byteleap.worker.artifact_upload import send_artifacts
+from byteleap.worker.checkpoint_upload import CheckpointWatcher, restored_checkpoint
 from byteleap.worker.executors import (
     ContainerExecutor,
     ContainerOptions,
@@ -94,6 +96,8 @@ class JobRunner:
     key: WorkerKey | None = None  # signs each ended job's run times (None: unsigned)
     # Where inputs given by URL are fetched to and kept (see worker.input_cache).
     inputs: WorkerInputSettings = field(default_factory=WorkerInputSettings)
+    # How often a running job's checkpoint dir is looked at (see worker.checkpoint_upload).
+    checkpoint_poll_s: float = CHECKPOINT_POLL_S
 
     def __post_init__(self) -> None:
         self.input_cache = InputCache.from_settings(self.inputs, self.home)
@@ -134,7 +138,7 @@ class JobRunner:
             joblog.attach(execution)
             if port is not None:
                 await send(serving_message(job, port))
-            result = await execution.wait()
+            result = await self._wait_checkpointing(job, workdir, execution, send)
             log_bytes = await joblog.end()
             # Before the end: the miner reports the job ended only once its files are in.
             await send_artifacts(job, result, workdir, send)
@@ -149,6 +153,27 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(execution.cancel())
             raise
+
+    async def _wait_checkpointing(
+        self, job: JobRequest, workdir: Path, execution: Execution, send: Send
+    ) -> ExecutionResult:
+        """Wait for the program's end, sending its checkpoint dir while it runs (if it names
+        one) and once more after: the last set is the one a retry would want."""
+        if job.spec.checkpoint_dir is None:
+            return await execution.wait()
+        base = workdir / job.spec.checkpoint_dir
+        watcher = CheckpointWatcher(job.job_id, base, send, self.checkpoint_poll_s)
+        # What a retry restored is not sent back: only what this attempt writes.
+        watcher.restored = restored_checkpoint(job.spec)
+        watching = asyncio.create_task(watcher.watch())
+        try:
+            result = await execution.wait()
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        await watcher.look()
+        return result
 
     def _signed_times(self, job: JobRequest, result: ExecutionResult) -> JobTimes | None:
         """When the program ran, in this worker's signed word: what the gateway bills."""

@@ -33,7 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from byteleap.protocol.execution import FEATURE_URL_INPUTS, ExecutionResult, ExecutionSpec
+from byteleap.protocol.execution import (
+    FEATURE_CHECKPOINTS,
+    FEATURE_URL_INPUTS,
+    ExecutionResult,
+    ExecutionSpec,
+)
 from byteleap.worker.executors.base import check_spec
 from byteleap.worker.executors.errors import StartFailedError
 from byteleap.worker.executors.k8s_cluster import KubernetesCluster, load_api_client
@@ -63,6 +68,8 @@ class KubernetesExecutor:
     unsupported: ClassVar[dict[str, str]] = {
         FEATURE_URL_INPUTS: "inputs reach a pod through a ConfigMap; a URL input is fetched "
         "and cached by the process and container executors only",
+        FEATURE_CHECKPOINTS: "the job's files live in its pod, where the worker cannot watch "
+        "its checkpoint dir",
     }
 
     def __init__(
