@@ -111,6 +111,11 @@ def test_devnet_runs_green_stays_up_and_ctrl_c_stops_everything(tmp_path: Path) 
     inference = summary["inference"]
     assert inference["skipped"] is None and inference["tokens"] >= 1 and inference["text"]
     assert 0 < inference["first_token_s"] <= inference["seconds"]
+    # Its worker killed mid-run, a checkpointing job resumed elsewhere from the kept step.
+    checkpoint = summary["checkpoint"]
+    assert checkpoint["state"] == "succeeded" and checkpoint["attempts"] == 2, checkpoint
+    assert checkpoint["resumed_from"] >= checkpoint["kept_step"] >= 20, checkpoint
+    assert checkpoint["finished_on"] != checkpoint["killed_worker"]
     assert _children_of_devnet(home) == []
 
 

@@ -166,10 +166,11 @@ async def step_workers(state: DevnetState) -> None:
                 *worker_args(state, name),
                 may_exit=state.cheats.get(name) == "wash-lease",
             )
-    await _wait_for_workers(state)
+    await wait_for_workers(state)
 
 
-async def _wait_for_workers(state: DevnetState) -> None:
+async def wait_for_workers(state: DevnetState) -> None:
+    """Until every miner lists its workers idle (after enrollment, or a worker's restart)."""
     metagraph = await chain_of(state).metagraph()
     validator = state.wallets["validator"]
     deadline = time.monotonic() + state.options.startup_timeout_s

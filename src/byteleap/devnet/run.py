@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from byteleap.devnet.checkpoint import step_checkpoint
 from byteleap.devnet.customer import step_gateway, step_job, step_lease
 from byteleap.devnet.inference import step_inference
 from byteleap.devnet.network import (
@@ -53,6 +54,7 @@ STEPS: list[tuple[str, Step]] = [
     ("validation", step_validation),
     ("service", step_service),
     ("inference", step_inference),
+    ("checkpoint", step_checkpoint),
     ("weights", step_weights),
     ("metagraph", step_metagraph),
 ]

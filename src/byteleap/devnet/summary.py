@@ -103,6 +103,19 @@ class InferenceSummary(BaseModel):
     skipped: str | None = None  # why the step did not run (no torch)
 
 
+class CheckpointSummary(BaseModel):
+    """A checkpointing job whose worker was killed mid-run, and where it resumed."""
+
+    job: str | None = None
+    state: str | None = None
+    attempts: int = 0
+    kept_step: int | None = None  # the checkpoint the gateway held when the worker died
+    resumed_from: int | None = None  # the step the next attempt printed it started at
+    killed_worker: str | None = None
+    finished_on: str | None = None
+    skipped: str | None = None  # why the step did not run (cheaters)
+
+
 class NeuronRow(BaseModel):
     uid: int
     hotkey: str
@@ -120,6 +133,7 @@ class DevnetSummary(BaseModel):
     leases: list[LeaseSummary] = Field(default_factory=list)
     services: list[ServiceSummary] = Field(default_factory=list)
     inference: InferenceSummary | None = None
+    checkpoint: CheckpointSummary | None = None
     wash_leases: list[WashLeaseSummary] = Field(default_factory=list)
     # The cheating miners' weights over all miners' weights (None: no cheaters).
     cheater_share: float | None = None

@@ -28,6 +28,7 @@ class Child:
     _log_file: IO[bytes] = field(repr=False)
     # A child whose exit is part of the plan (a worker its miner is meant to refuse).
     may_exit: bool = False
+    args: tuple[str, ...] = ()  # its `byteleap …` arguments, to start it again
 
     @property
     def alive(self) -> bool:
@@ -60,7 +61,7 @@ class Supervisor:
             env=self.env,
             start_new_session=True,
         )
-        child = Child(name, process, log_path, log_file, may_exit=may_exit)
+        child = Child(name, process, log_path, log_file, may_exit=may_exit, args=args)
         self.children.append(child)
         log.info("started", extra={"child": name, "pid": process.pid})
         return child
@@ -75,6 +76,16 @@ class Supervisor:
                 _signal_group(child.process, signal.SIGKILL)
             child.process.wait()
         child._log_file.close()
+
+    def kill(self, name: str) -> Child:
+        """SIGKILL the child ``name`` and what it spawned, as a crash would; it leaves the
+        supervised set (a dead child there fails the run) until `start` brings it back."""
+        child = next(c for c in self.children if c.name == name)
+        _signal_group(child.process, signal.SIGKILL)
+        child.process.wait()
+        child._log_file.close()
+        self.children.remove(child)
+        return child
 
     def stop_all(self) -> None:
         for child in reversed(self.children):
