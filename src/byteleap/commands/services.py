@@ -6,6 +6,8 @@ line to stderr and exits 1.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -216,3 +218,74 @@ def delete(
     """Drain and stop every replica."""
     with gateway_client(gateway, api_key, ca_bundle) as client:
         _show(client.delete_service(service_id), as_json)
+
+
+@app.command("invoke")
+def invoke(
+    service_id: str,
+    path: Annotated[str, typer.Argument(help="The path on the service, e.g. /v1/models.")] = "/",
+    method: Annotated[str, typer.Option("--method", "-X", help="The HTTP method.")] = "GET",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="The request body; @FILE reads a file, @- stdin."),
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="NAME: VALUE (repeatable).")
+    ] = None,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
+) -> None:
+    """Send one request to the service; its answer prints as it streams (like curl)."""
+    body = _request_body(data)
+    headers = _headers(header or [])
+    with gateway_client(gateway, api_key, ca_bundle) as client:
+        for chunk in client.invoke_stream(
+            service_id, method.upper(), path, content=body, headers=headers
+        ):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+
+
+def _request_body(data: str | None) -> bytes | None:
+    if data is None or not data.startswith("@"):
+        return None if data is None else data.encode()
+    source = data[1:]
+    try:
+        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise fail(f"error: cannot read {source}: {exc.strerror}") from None
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise fail(f"error: --header wants 'NAME: VALUE', not {pair!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+@app.command("logs")
+def logs(
+    service_id: str,
+    replica: Annotated[str | None, typer.Option(help="Only this replica's lines.")] = None,
+    after: Annotated[int, typer.Option(min=0, help="Lines numbered from this one on.")] = 0,
+    as_json: JsonFlag = False,
+    gateway: GatewayOption = DEFAULT_GATEWAY,
+    api_key: ApiKeyOption = "",
+    ca_bundle: CaBundleOption = None,
+) -> None:
+    """The service's recent replicas' log lines, each line after its replica's id."""
+    with gateway_client(gateway, api_key, ca_bundle) as client:
+        found = client.service_logs(service_id, after=after, replica=replica)
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+        return
+    for r in found.replicas:
+        for line in r.lines:
+            out = sys.stdout if line.stream == "stdout" else sys.stderr
+            print(f"{r.replica_id} | {line.line}", file=out)
+        if r.more:
+            typer.echo(f"{r.replica_id} | … more from --after {r.lines[-1].seq + 1}", err=True)

@@ -22,7 +22,13 @@ from byteleap.gateway.request_guard import TenantFirstRoute, set_body_limit
 from byteleap.gateway.rest_common import ERROR_RESPONSES, TenantDep
 from byteleap.gateway.rest_openai import mount_openai
 from byteleap.gateway.service_desk import ServiceDesk
-from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
+from byteleap.protocol.service_spec import (
+    ServiceLogs,
+    ServiceScale,
+    ServiceSpec,
+    ServiceUpdate,
+    ServiceView,
+)
 
 ServiceId = Annotated[str, Path(min_length=1, max_length=200)]
 PREFIX = "/v1/services"
@@ -63,6 +69,15 @@ def services_router(desk: ServiceDesk, errors: dict[int | str, dict[str, Any]]) 
     @router.post("/{service_id}/update", response_model=ServiceView)
     async def update(service_id: ServiceId, body: ServiceUpdate, tenant: TenantDep) -> ServiceView:
         return await desk.update(tenant, service_id, body)
+
+    @router.get("/{service_id}/logs", response_model=ServiceLogs)
+    async def logs(
+        service_id: ServiceId,
+        tenant: TenantDep,
+        after: Annotated[int, Query(ge=0)] = 0,
+        replica: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> ServiceLogs:
+        return await desk.logs(tenant, service_id, after=after, replica_id=replica)
 
     @router.delete("/{service_id}", response_model=ServiceView)
     async def delete(service_id: ServiceId, tenant: TenantDep) -> ServiceView:

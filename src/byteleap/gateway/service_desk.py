@@ -41,12 +41,14 @@ from byteleap.gateway.proxy import (
 )
 from byteleap.gateway.replicas import ReplicaOps
 from byteleap.gateway.service_live import LiveReplica, ServiceLoad
+from byteleap.gateway.service_logs import service_logs
 from byteleap.gateway.service_loop import ServiceLoop
 from byteleap.gateway.service_views import replica_view, service_view
 from byteleap.gateway.serving import health as hs
 from byteleap.gateway.serving.balancer import Candidate, pick
 from byteleap.protocol.billing import format_amount
 from byteleap.protocol.service_spec import (
+    ServiceLogs,
     ServiceScale,
     ServiceSpec,
     ServiceState,
@@ -224,6 +226,15 @@ class ServiceDesk:
             )  # fmt: skip
         log.info("service updated", extra={"service": service.id, "revision": updated.revision})
         return await self._view(updated)
+
+    async def logs(
+        self, tenant: Tenant, service_id: str, *, after: int = 0, replica_id: str | None = None
+    ) -> ServiceLogs:
+        """Its recent replicas' log lines (a deleted service's too, while miners keep them)."""
+        service = await self._own(tenant, service_id)
+        return await service_logs(
+            self.store, self.pool, service.id, after=after, replica_id=replica_id
+        )
 
     async def delete(self, tenant: Tenant, service_id: str) -> ServiceView:
         """Drain every replica; the service is deleted once the last one stopped."""

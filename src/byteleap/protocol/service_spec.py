@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from byteleap.protocol.api import Command, Env, Image, Inputs, PricePerS, Resources
+from byteleap.protocol.api import Command, Env, Image, Inputs, LogEntry, PricePerS, Resources
 from byteleap.protocol.billing import DEFAULT_CURRENCY
 
 MAX_REPLICAS = 64
@@ -189,3 +189,22 @@ class ServiceView(BaseModel):
     # Why the service does not serve, when it does not (e.g. its replicas never became ready
     # and no more are started until it is updated); None while nothing is wrong.
     problem: str | None = None
+
+
+class ReplicaLog(BaseModel):
+    """One replica's log lines from ``after`` on, as its miner keeps them (a page: ``more``
+    says there are lines past it; ask again from the last ``seq`` + 1)."""
+
+    replica_id: str
+    worker_id: str
+    revision: int
+    state: str
+    lines: list[LogEntry]
+    more: bool = False
+
+
+class ServiceLogs(BaseModel):
+    """The logs of a service's most recent replicas, newest replica first."""
+
+    service_id: str
+    replicas: list[ReplicaLog]

@@ -18,7 +18,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from byteleap.protocol.service_spec import ServiceScale, ServiceSpec, ServiceUpdate, ServiceView
+from byteleap.protocol.service_spec import (
+    ServiceLogs,
+    ServiceScale,
+    ServiceSpec,
+    ServiceUpdate,
+    ServiceView,
+)
 from byteleap.sdk.blocking import Loop, iterate
 
 if TYPE_CHECKING:
@@ -81,6 +87,16 @@ class ServicesApi:
             (await self._request("POST", path, json=_body(change))).text
         )
 
+    async def service_logs(
+        self: _Requests, service_id: str, *, after: int = 0, replica: str | None = None
+    ) -> ServiceLogs:
+        """Its recent replicas' log lines from ``after`` on (one replica's with ``replica``)."""
+        params: dict[str, Any] = {"after": after}
+        if replica is not None:
+            params["replica"] = replica
+        response = await self._request("GET", f"{_service(service_id)}/logs", params=params)
+        return ServiceLogs.model_validate_json(response.text)
+
     async def delete_service(self: _Requests, service_id: str) -> ServiceView:
         """Drain and stop every replica; `Conflict` once it is deleted."""
         return ServiceView.model_validate_json(
@@ -136,6 +152,11 @@ class SyncServicesApi:
         self: _Blocking, service_id: str, method: str, path: str, **kwargs: Any
     ) -> httpx.Response:
         return self._loop.run(self._client.invoke(service_id, method, path, **kwargs))
+
+    def service_logs(
+        self: _Blocking, service_id: str, *, after: int = 0, replica: str | None = None
+    ) -> ServiceLogs:
+        return self._loop.run(self._client.service_logs(service_id, after=after, replica=replica))
 
     def invoke_stream(
         self: _Blocking, service_id: str, method: str, path: str, **kwargs: Any

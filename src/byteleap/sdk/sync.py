@@ -72,6 +72,9 @@ class SyncExecSession:
     def collect(self) -> ExecResult:
         return self._loop.run(self._session.collect())
 
+    def resize(self, rows: int, cols: int) -> None:
+        self._loop.run(self._session.resize(rows, cols))
+
     def stop(self) -> None:
         self._loop.run(self._session.stop())
 
@@ -158,8 +161,9 @@ class Client(SyncServicesApi, SyncBillingApi):
         tty: bool = False,
         env: dict[str, str] | None = None,
         size: tuple[int, int] | None = None,
+        ssh: bool = False,
     ) -> SyncExecSession:
-        opening = self._client.open_exec(lease_id, command, tty=tty, env=env, size=size)
+        opening = self._client.open_exec(lease_id, command, tty=tty, env=env, size=size, ssh=ssh)
         session = self._loop.run(opening)
         return SyncExecSession(self._loop, session)
 

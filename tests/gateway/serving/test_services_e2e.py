@@ -271,7 +271,21 @@ async def test_load_scales_out_and_its_absence_scales_in(gateway: Gateway) -> No
         assert load.failed == []
         await ready(http, svc.id, 1)
         assert (await view(http, svc.id)).desired_replicas == 1
-        cli = [svc.id, "--gateway", gateway.url, "--api-key", gateway.api_key, "--json"]
+        # Each replica's log, read from its miner: every one said what it serves on.
+        logs = await sdk.service_logs(svc.id)
+        assert len(logs.replicas) >= 3
+        for replica in logs.replicas:
+            said = [x.line for x in replica.lines]
+            assert any(line.startswith("serving version 1 on ") for line in said), replica
+        first = logs.replicas[0].replica_id
+        only = await sdk.service_logs(svc.id, replica=first, after=1)
+        assert [r.replica_id for r in only.replicas] == [first]
+        assert all(x.seq >= 1 for x in only.replicas[0].lines)
+        cli = [svc.id, "--gateway", gateway.url, "--api-key", gateway.api_key]
+        printed = await asyncio.to_thread(CliRunner().invoke, app, ["services", "logs", *cli])
+        assert printed.exit_code == 0, printed.output
+        assert f"{first} | serving version 1 on " in printed.output
+        cli.append("--json")
         shown = await asyncio.to_thread(CliRunner().invoke, app, ["services", "get", *cli])
         assert shown.exit_code == 0, shown.output
         assert ServiceView.model_validate_json(shown.output).desired_replicas == 1

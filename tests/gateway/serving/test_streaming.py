@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -192,3 +194,27 @@ async def _stalled(http: httpx.AsyncClient, endpoint: str, base: str) -> int:
             steady = steady + 1 if now == last else 0
             last = now
         return last
+
+
+async def test_services_invoke_sends_a_request_and_prints_the_answer(gateway: Gateway) -> None:
+    """`byteleap services invoke`, curl-like: method, body, headers and a query reach the
+    replica, and its answer (here a chunked one) is printed whole."""
+    service = await gateway.ready_service(spec("cli"))
+
+    async def cli(*args: str, stdin: bytes | None = None) -> bytes:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "byteleap.cli", "services", "invoke", service, *args,
+            "--gateway", gateway.url, env={**os.environ, "BYTELEAP_API_KEY": gateway.api_key},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+        assert process.returncode == 0, err.decode()
+        return out
+
+    assert await cli("/bytes?n=3000&chunk=100") == b"x" * 3000
+    echoed = json.loads(
+        await cli("/v1/echo", "-X", "post", "-d", "@-", "-H", "X-Mine: 1", stdin=b"hi")
+    )
+    assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/v1/echo", "hi")
+    assert echoed["headers"]["x-mine"] == "1"
