@@ -13,8 +13,9 @@ the API's own shape (times in epoch seconds); without it, text for people (times
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,6 +27,7 @@ from byteleap.commands.render import table
 from byteleap.sdk import Client, SdkError
 
 Listed = TypeVar("Listed", bound=BaseModel)
+T = TypeVar("T")
 
 EXIT_ERROR = 1
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
@@ -69,10 +71,23 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
-@contextmanager
-def gateway_client(gateway: str, api_key: str, ca_bundle: Path | None = None) -> Iterator[Client]:
+def require_key(api_key: str) -> None:
     if not api_key:
         raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
+
+
+def run_customer(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine (an exec session, a forward, a proxy); an SDK error is one
+    line on stderr and exit 1, as for the blocking commands."""
+    try:
+        return asyncio.run(work)
+    except SdkError as exc:
+        raise fail(f"error: {exc}") from exc
+
+
+@contextmanager
+def gateway_client(gateway: str, api_key: str, ca_bundle: Path | None = None) -> Iterator[Client]:
+    require_key(api_key)
     try:
         with Client(gateway, api_key, ca_bundle=ca_bundle) as client:
             yield client

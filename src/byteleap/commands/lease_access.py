@@ -20,10 +20,11 @@ from byteleap.commands.customer import (
     ApiKeyOption,
     CaBundleOption,
     GatewayOption,
-    fail,
+    require_key,
+    run_customer,
 )
 from byteleap.protocol.exec_frames import ExecExited
-from byteleap.sdk import AsyncClient, SdkError
+from byteleap.sdk import AsyncClient
 from byteleap.sdk.access import ExecSession
 
 
@@ -95,13 +96,8 @@ def _run(
     tty: bool,
     ca_bundle: Path | None = None,
 ) -> None:
-    if not api_key:
-        raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
-    try:
-        code = asyncio.run(_session(gateway, api_key, lease_id, command, tty, ca_bundle))
-    except SdkError as exc:
-        raise fail(f"error: {exc}") from exc
-    raise typer.Exit(code)
+    require_key(api_key)
+    raise typer.Exit(run_customer(_session(gateway, api_key, lease_id, command, tty, ca_bundle)))
 
 
 def exec_command(

@@ -19,8 +19,10 @@ from byteleap.commands.customer import (
     CaBundleOption,
     GatewayOption,
     fail,
+    require_key,
+    run_customer,
 )
-from byteleap.sdk import AsyncClient, SdkError
+from byteleap.sdk import AsyncClient
 from byteleap.sdk.forward import forward_port
 
 
@@ -76,15 +78,12 @@ def forward_command(
     ca_bundle: CaBundleOption = None,
 ) -> None:
     """Forward a local port to HOST:PORT as the lease's worker sees it, until Ctrl-C."""
-    if not api_key:
-        raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
+    require_key(api_key)
     try:
         parsed = parse_forward(spec)
     except ValueError as exc:
         raise fail(f"error: {exc}") from exc
     try:
-        asyncio.run(_forward(gateway, api_key, lease_id, parsed, ca_bundle))
-    except SdkError as exc:
-        raise fail(f"error: {exc}") from exc
+        run_customer(_forward(gateway, api_key, lease_id, parsed, ca_bundle))
     except OSError as exc:  # the local port is taken
         raise fail(f"error: cannot listen on 127.0.0.1:{parsed[0]}: {exc}") from exc

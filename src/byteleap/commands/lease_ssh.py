@@ -31,9 +31,11 @@ from byteleap.commands.customer import (
     CaBundleOption,
     GatewayOption,
     fail,
+    require_key,
+    run_customer,
 )
 from byteleap.protocol.exec_frames import ExecExited
-from byteleap.sdk import AsyncClient, SdkError
+from byteleap.sdk import AsyncClient
 from byteleap.sdk.access import ExecSession
 
 
@@ -86,12 +88,9 @@ def ssh_proxy_command(
     ca_bundle: CaBundleOption = None,
 ) -> None:
     """An SSH ProxyCommand into the lease: ssh -o ProxyCommand='byteleap leases ssh-proxy %h'."""
-    if not api_key:
-        raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
+    require_key(api_key)
     try:
-        code = asyncio.run(_proxy(gateway, api_key, lease_id, ca_bundle))
-    except SdkError as exc:
-        raise fail(f"error: {exc}") from exc
+        code = run_customer(_proxy(gateway, api_key, lease_id, ca_bundle))
     except BrokenPipeError:  # ssh went away first
         code = 0
     raise typer.Exit(code)
@@ -128,8 +127,7 @@ def ssh_command(
     ca_bundle: CaBundleOption = None,
 ) -> None:
     """ssh into the lease's worker (the system's ssh, through the gateway; no port opens)."""
-    if not api_key:
-        raise fail("error: no API key (--api-key or BYTELEAP_API_KEY)")
+    require_key(api_key)
     known = known_hosts_file()
     known.parent.mkdir(parents=True, exist_ok=True)
     # Through the environment: the proxy's argv (and so `ps`) never holds the key.
