@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import pty
 import shutil
 import signal
-import struct
-import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from byteleap.protocol.exec_frames import (
-    EXEC_WINDOW,
     MAX_EXEC_DATA,
     ExecAck,
     ExecExited,
@@ -37,6 +33,14 @@ from byteleap.protocol.exec_frames import (
     ExecStart,
     ExecStdin,
 )
+from byteleap.worker.exec_session import (
+    STDIN_BACKLOG,
+    Send,
+    Session,
+    control_the_terminal,
+    read_pty,
+    set_terminal_size,
+)
 from byteleap.worker.executors.process_guard import preexec, process_guard
 
 if TYPE_CHECKING:
@@ -44,47 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str], Awaitable[None]]
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 KILL_GRACE_S = 2.0
-
-
-STDIN_BACKLOG = 256  # frames waiting for a program that does not read its input
-
-
-class Window:
-    """How many output frames the session may still send before the miner acknowledges."""
-
-    def __init__(self, size: int = EXEC_WINDOW) -> None:
-        self.credit = size
-        self.closed = False  # the session is over: stop waiting
-        self._changed = asyncio.Event()
-
-    async def take(self) -> bool:
-        """One frame's credit, once there is some; False when the session ended meanwhile."""
-        while self.credit <= 0 and not self.closed:
-            self._changed.clear()
-            await self._changed.wait()
-        if self.closed:
-            return False
-        self.credit -= 1
-        return True
-
-    def give(self, frames: int) -> None:
-        self.credit = min(self.credit + frames, EXEC_WINDOW)  # a confused miner gets no more
-        self._changed.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._changed.set()
-
-
-@dataclass
-class _Session:
-    process: asyncio.subprocess.Process
-    stdin_fd: int | None  # the pty master, or None when stdin is a pipe
-    inbox: asyncio.Queue[ExecStdin] = field(default_factory=lambda: asyncio.Queue(STDIN_BACKLOG))
-    window: Window = field(default_factory=Window)
 
 
 @dataclass
@@ -93,7 +58,7 @@ class ExecRunner:
     # What shows a session only the worker's GPUs (gpu_choice): set last, over the session's
     # own env, so a lease on a one-GPU worker is not handed its neighbours' cards.
     gpu_env: dict[str, str] = field(default_factory=dict)
-    sessions: dict[str, _Session] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
     ssh_sessions: dict[str, SshSession] = field(default_factory=dict)
     # stdin waiting for each session, from the moment its start arrived (its input may
     # arrive before the program is up)
@@ -134,7 +99,7 @@ class ExecRunner:
         env: dict[str, str],
         tty: bool,
         size: tuple[int, int] | None = None,
-    ) -> AsyncIterator[_Session]:
+    ) -> AsyncIterator[Session]:
         """A program of a session, killed (with all it started) if it outlives the block."""
         running = await self._spawn(argv, workdir, env, tty, size)
         try:
@@ -202,7 +167,7 @@ class ExecRunner:
         env: dict[str, str],
         tty: bool,
         size: tuple[int, int] | None = None,
-    ) -> _Session:
+    ) -> Session:
         if not tty:
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec(),
@@ -210,14 +175,14 @@ class ExecRunner:
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             process_guard().watch(process.pid)  # its session leader: pgid == pid
-            return _Session(process, None)
+            return Session(process, None)
         master, replica = pty.openpty()
         try:
             if size is not None:  # before the program starts, so its first look is right
-                _set_terminal_size(replica, size)
+                set_terminal_size(replica, size)
             process = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env, start_new_session=True,
-                preexec_fn=preexec(_control_the_terminal),
+                preexec_fn=preexec(control_the_terminal),
                 stdin=replica, stdout=replica, stderr=replica,
             )  # fmt: skip
             process_guard().watch(process.pid)
@@ -226,9 +191,9 @@ class ExecRunner:
             raise
         finally:
             os.close(replica)
-        return _Session(process, master)
+        return Session(process, master)
 
-    async def _pump(self, session: str, running: _Session, send: Send) -> None:
+    async def _pump(self, session: str, running: Session, send: Send) -> None:
         process = running.process
 
         async def forward(read: Callable[[], Awaitable[bytes]], stream: str) -> None:
@@ -248,7 +213,7 @@ class ExecRunner:
             ]
         else:
             fd = running.stdin_fd
-            readers = [forward(lambda: asyncio.to_thread(_read_pty, fd), "stdout")]
+            readers = [forward(lambda: asyncio.to_thread(read_pty, fd), "stdout")]
         try:
             await asyncio.gather(*readers)
             code = await process.wait()
@@ -272,7 +237,7 @@ class ExecRunner:
         if running is None or running.stdin_fd is None:
             return
         with contextlib.suppress(OSError):  # the terminal closed under the frame
-            _set_terminal_size(running.stdin_fd, (frame.rows, frame.cols))
+            set_terminal_size(running.stdin_fd, (frame.rows, frame.cols))
 
     def stdin(self, frame: ExecStdin) -> None:
         inbox = self.inboxes.get(frame.session or "")
@@ -288,11 +253,11 @@ class ExecRunner:
             if (ssh := self.ssh_sessions.get(frame.session or "")) is not None:
                 ssh.close()
 
-    async def _write_stdin(self, running: _Session, inbox: asyncio.Queue[ExecStdin]) -> None:
+    async def _write_stdin(self, running: Session, inbox: asyncio.Queue[ExecStdin]) -> None:
         while True:
             await self._write(running, await inbox.get())
 
-    async def _write(self, running: _Session, frame: ExecStdin) -> None:
+    async def _write(self, running: Session, frame: ExecStdin) -> None:
         try:
             if running.stdin_fd is not None:
                 if frame.data:
@@ -326,13 +291,6 @@ class ExecRunner:
             await _kill(running.process)
 
 
-def _read_pty(fd: int) -> bytes:
-    try:
-        return os.read(fd, MAX_EXEC_DATA)
-    except OSError:  # EIO: every holder of the terminal is gone
-        return b""
-
-
 async def _kill(process: asyncio.subprocess.Process) -> None:
     """SIGTERM the program's whole session, then SIGKILL it after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -341,15 +299,3 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), KILL_GRACE_S)
             return
-
-
-def _set_terminal_size(fd: int, size: tuple[int, int]) -> None:
-    """(rows, columns) on a terminal; on a pty's master it reaches the program's side too."""
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
-
-
-def _control_the_terminal() -> None:
-    """In the child, after its ``setsid``: make the pty (its stdin) the session's controlling
-    terminal, so the program is the terminal's foreground group: it gets SIGWINCH on a
-    resize (and Ctrl-C as SIGINT), as under a local terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)

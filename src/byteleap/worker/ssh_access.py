@@ -17,7 +17,7 @@ The server's host key is one per lease, made on first use and kept under the wor
 What a client gets: a shell (on a terminal when it asks for one; its resizes follow),
 commands, and the sftp subsystem (so modern ``scp``, which speaks SFTP, and legacy ``scp -O``,
 which asyncssh serves through the same SFTP server). Programs run as exec sessions' do
-(`ExecRunner.program`: the lease's dir, a clean environment, killed with the connection).
+(`ProgramRunner.program`: the lease's dir, a clean environment, killed with the connection).
 SFTP paths are rooted at the lease's dir (asyncssh's ``chroot``): ``/`` is the lease's dir and
 ``..`` stops there. That keeps a client's paths in the lease; it is no boundary against the
 tenant's own programs, which run with the same rights as any exec session.
@@ -35,18 +35,21 @@ import socket
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from byteleap.protocol.exec_frames import MAX_EXEC_DATA, ExecExited, ExecOutput, ExecStdin
-from byteleap.worker.access import Send, Window, _read_pty, _Session, _set_terminal_size
+from byteleap.worker.exec_session import (
+    ProgramRunner,
+    Send,
+    Session,
+    Window,
+    read_pty,
+    set_terminal_size,
+)
 
 with warnings.catch_warnings():
     # asyncssh still names cryptography's deprecated DSA on import; it is never used here.
     warnings.filterwarnings("ignore", "DSA is deprecated")
     import asyncssh
-
-if TYPE_CHECKING:
-    from byteleap.worker.access import ExecRunner
 
 log = logging.getLogger(__name__)
 # asyncssh logs each connection's and SFTP request's steps at INFO: the worker's log keeps
@@ -92,7 +95,7 @@ class _LeaseSftp(asyncssh.SFTPServer):
 class SshSession:
     """One SSH connection over one exec session."""
 
-    def __init__(self, runner: ExecRunner, session: str, lease_id: str, send: Send) -> None:
+    def __init__(self, runner: ProgramRunner, session: str, lease_id: str, send: Send) -> None:
         self.runner = runner
         self.session = session
         self.workdir = runner.workdir(lease_id)
@@ -105,7 +108,9 @@ class SshSession:
         self.handlers: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, runner: ExecRunner, session: str, lease_id: str, send: Send) -> SshSession:
+    async def open(
+        cls, runner: ProgramRunner, session: str, lease_id: str, send: Send
+    ) -> SshSession:
         """Ready to serve (OSError: the lease's dir or host key cannot be made)."""
         ssh = cls(runner, session, lease_id, send)
         try:
@@ -233,7 +238,7 @@ class SshSession:
             process.exit_with_signal(signal.Signals(-code).name.removeprefix("SIG"))
 
 
-async def _bridge(process: asyncssh.SSHServerProcess[bytes], running: _Session) -> int:
+async def _bridge(process: asyncssh.SSHServerProcess[bytes], running: Session) -> int:
     """Copy the channel's input to the program and its output back; its exit code."""
     program = running.process
     loop = asyncio.get_running_loop()
@@ -245,7 +250,7 @@ async def _bridge(process: asyncssh.SSHServerProcess[bytes], running: _Session) 
             except asyncssh.TerminalSizeChanged as change:
                 if running.stdin_fd is not None and change.width and change.height:
                     with contextlib.suppress(OSError):
-                        _set_terminal_size(running.stdin_fd, (change.height, change.width))
+                        set_terminal_size(running.stdin_fd, (change.height, change.width))
                 continue
             except (asyncssh.BreakReceived, asyncssh.SignalReceived):
                 continue
@@ -279,7 +284,7 @@ async def _bridge(process: asyncssh.SSHServerProcess[bytes], running: _Session) 
         else:
             fd = running.stdin_fd
             try:
-                await out(lambda: asyncio.to_thread(_read_pty, fd), process.stdout)
+                await out(lambda: asyncio.to_thread(read_pty, fd), process.stdout)
             finally:
                 with contextlib.suppress(OSError):
                     os.close(fd)
