@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from byteleap.protocol.exec_frames import (
     EXEC_WINDOW,
@@ -122,19 +125,30 @@ async def test_a_resize_reaches_the_program_on_its_terminal(tmp_path: Path) -> N
     runner.resize(ExecResize(session="ef" * 16, rows=5, cols=5))
 
 
-async def test_ctrl_c_on_the_terminal_interrupts_the_program(tmp_path: Path) -> None:
-    """The terminal is the program's controlling one: ^C typed by the customer is SIGINT."""
+@pytest.mark.parametrize("worker_ignores_sigint", [False, True])
+async def test_ctrl_c_on_the_terminal_interrupts_the_program(
+    tmp_path: Path, worker_ignores_sigint: bool
+) -> None:
+    """The terminal is the program's controlling one: ^C typed by the customer is SIGINT, even
+    from a worker that ignores SIGINT itself (started in the background, as `&` does: a
+    shell cannot trap a signal ignored at its start, so it must not inherit the ignoring)."""
     runner = ExecRunner(tmp_path)
     frames = Frames()
     trap = 'trap "echo interrupted; exit 3" INT; echo ready; while :; do sleep 0.05; done'
     start = ExecStart(session=SESSION, lease_id=LEASE, command=["sh", "-c", trap], tty=True)
-    task = asyncio.create_task(runner.start(start, frames.send))
-    while b"ready" not in frames.output():
-        assert not task.done()
-        await asyncio.sleep(0.01)
-    # ^C again every half second, as a customer would, until it ends: one sent under heavy
-    # load once went unanswered for 10 s (a CI replica); without a controlling terminal no
-    # number of them ends the program.
+    before = signal.signal(
+        signal.SIGINT, signal.SIG_IGN if worker_ignores_sigint else signal.default_int_handler
+    )
+    try:
+        task = asyncio.create_task(runner.start(start, frames.send))
+        while b"ready" not in frames.output():
+            assert not task.done()
+            await asyncio.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    # ^C again every half second, as a customer would, until it ends (in a CI replica one
+    # seemed unanswered: the replica ran in the background, which the parameter above now
+    # covers); without a controlling terminal no number of them ends the program.
     deadline = asyncio.get_running_loop().time() + 30
     while not task.done():
         assert asyncio.get_running_loop().time() < deadline, frames.output()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import struct
 import termios
 from collections.abc import Awaitable, Callable
@@ -86,8 +87,24 @@ def set_terminal_size(fd: int, size: tuple[int, int]) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
 
 
+#: What a terminal's keys and resizes send: a program on one gets them as under a login.
+TERMINAL_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGWINCH,
+)
+
+
 def control_the_terminal() -> None:
     """In the child, after its ``setsid``: make the pty (its stdin) the session's controlling
     terminal, so the program is the terminal's foreground group: it gets SIGWINCH on a
-    resize (and Ctrl-C as SIGINT), as under a local terminal."""
+    resize and ^C as SIGINT, as under a local terminal. The terminal's signals start at their
+    defaults: a worker started in the background (SIGINT ignored, as a shell's ``&`` does)
+    would otherwise hand the ignoring on, and a shell cannot trap a signal ignored at its
+    start (POSIX), so ^C would do nothing."""
+    for sig in TERMINAL_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
