@@ -298,3 +298,25 @@ async def test_leases_forward_carries_a_port_until_ctrl_c(gateway: Gateway) -> N
             process.kill()
             await process.wait()
         echo.close()
+
+
+async def test_leases_exec_ends_with_its_program_though_stdin_stays_open(gateway: Gateway) -> None:
+    """`byteleap leases exec` from a terminal where nothing is typed: the CLI exits when the
+    program does, not at the next keystroke (a read of stdin left pending must not hold it)."""
+    key = await _tenant(gateway, "cli-exec")
+    async with AsyncClient(gateway.url, key) as client:
+        lease = await client.create_lease({"duration_s": 120})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "byteleap.cli", "leases", "exec", lease.id, "--gateway",
+        gateway.url, "--api-key", key, "--", "sh", "-c", "echo hi; exit 3",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        out = await asyncio.wait_for(process.stdout.read(), 60)
+        assert await asyncio.wait_for(process.wait(), 30) == 3  # stdin still open, unwritten
+        assert out == b"hi\n"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -28,9 +29,26 @@ from byteleap.sdk import AsyncClient
 from byteleap.sdk.access import ExecSession
 
 
-async def _forward_stdin(session: ExecSession) -> None:
+def _stdin_chunks(loop: asyncio.AbstractEventLoop, into: asyncio.Queue[bytes]) -> None:
+    """In a daemon thread: each chunk read from stdin, then b"" at its end. Not the loop's
+    executor: `asyncio.run` waits for those threads, so a read pending on a terminal where
+    nothing is typed would hold the CLI open after the program ended."""
+    while True:
+        try:
+            data = os.read(sys.stdin.fileno(), 65536)
+        except OSError:
+            data = b""
+        loop.call_soon_threadsafe(into.put_nowait, data)
+        if not data:
+            return
+
+
+async def forward_stdin(session: ExecSession) -> None:
     """Send what arrives on our stdin (line by line on a terminal), then end of input."""
-    while data := await asyncio.to_thread(os.read, sys.stdin.fileno(), 65536):
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=_stdin_chunks, args=(loop, chunks), daemon=True).start()
+    while data := await chunks.get():
         await session.send(data)
     await session.send(eof=True)
 
@@ -46,25 +64,25 @@ async def _session(
     async with AsyncClient(gateway, api_key, ca_bundle=ca_bundle) as client:
         session = await client.open_exec(lease_id, command, tty=tty, size=_terminal_size(tty))
         async with session:
-            feeder = asyncio.create_task(_forward_stdin(session))
+            feeder = asyncio.create_task(forward_stdin(session))
             try:
                 with _following_resizes(session) if tty else contextlib.nullcontext():
-                    return await _print_until_exit(session)
+                    ended = await print_until_end(session)
             finally:
                 feeder.cancel()
+    if ended.exit_code is None:
+        typer.echo(f"session ended: {ended.reason}", err=True)
+        return EXIT_ERROR
+    return ended.exit_code if 0 <= ended.exit_code <= 255 else EXIT_ERROR
 
 
-async def _print_until_exit(session: ExecSession) -> int:
-    while True:
-        frame = await session.recv()
-        if isinstance(frame, ExecExited):
-            if frame.exit_code is None:
-                typer.echo(f"session ended: {frame.reason}", err=True)
-                return EXIT_ERROR
-            return frame.exit_code if 0 <= frame.exit_code <= 255 else EXIT_ERROR
+async def print_until_end(session: ExecSession) -> ExecExited:
+    """The session's output on our stdout and stderr as it comes; then how it ended."""
+    while not isinstance(frame := await session.recv(), ExecExited):
         out = sys.stdout if frame.stream == "stdout" else sys.stderr
         out.buffer.write(frame.data)
         out.flush()
+    return frame
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import os
 import shlex
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -34,43 +33,17 @@ from byteleap.commands.customer import (
     require_key,
     run_customer,
 )
-from byteleap.protocol.exec_frames import ExecExited
+from byteleap.commands.lease_access import forward_stdin, print_until_end
 from byteleap.sdk import AsyncClient
-from byteleap.sdk.access import ExecSession
-
-
-def _stdin_chunks(loop: asyncio.AbstractEventLoop, into: asyncio.Queue[bytes]) -> None:
-    """In a daemon thread (a blocking read on any kind of stdin, and an exit that does not
-    wait for it): each chunk read, then b"" at the end."""
-    while True:
-        try:
-            data = os.read(sys.stdin.fileno(), 65536)
-        except OSError:
-            data = b""
-        loop.call_soon_threadsafe(into.put_nowait, data)
-        if not data:
-            return
-
-
-async def _upstream(session: ExecSession) -> None:
-    chunks: asyncio.Queue[bytes] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    threading.Thread(target=_stdin_chunks, args=(loop, chunks), daemon=True).start()
-    while data := await chunks.get():
-        await session.send(data)
-    await session.send(eof=True)
 
 
 async def _proxy(gateway: str, api_key: str, lease_id: str, ca_bundle: Path | None) -> int:
     async with AsyncClient(gateway, api_key, ca_bundle=ca_bundle) as client:
         session = await client.open_exec(lease_id, ssh=True)
         async with session:
-            sending = asyncio.create_task(_upstream(session))
+            sending = asyncio.create_task(forward_stdin(session))
             try:
-                while not isinstance(frame := await session.recv(), ExecExited):
-                    out = sys.stdout if frame.stream == "stdout" else sys.stderr
-                    out.buffer.write(frame.data)
-                    out.flush()
+                frame = await print_until_end(session)
             finally:
                 sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
