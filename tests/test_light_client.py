@@ -140,14 +140,14 @@ def test_an_unknown_command_is_still_refused() -> None:
 OPTIONAL_IMPORTS = {"attr", "brotli", "brotlicffi", "zstandard", "click", "bcrypt"}
 
 
-def _probe_bare() -> tuple[str, int, set[str]]:
+def _loaded_at_startup() -> set[str]:
     """What this interpreter loads before any byteleap code (site hooks such as setuptools'
     ``_distutils_hack``): not the client's to need."""
     done = subprocess.run(
         [sys.executable, "-c", "import json, sys; print(json.dumps(sorted(sys.modules)))"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return "", 0, {m.partition(".")[0] for m in json.loads(done.stdout)}
+    return {m.partition(".")[0] for m in json.loads(done.stdout)}
 
 
 def _base_install() -> set[str]:
@@ -188,7 +188,7 @@ def test_the_customer_commands_need_only_the_base_install() -> None:
     base = _base_install()
     assert {"pydantic", "httpx", "typer"} <= base and not {"fastapi", "bittensor"} & base
     owners = packages_distributions()
-    _, _, at_startup = _probe_bare()
+    at_startup = _loaded_at_startup()
     loaded: set[str] = set()
     for args in ([], ["jobs", "submit"], ["leases", "forward"], ["services", "create"]):
         _, _, modules = _probe([*args, "--help"])

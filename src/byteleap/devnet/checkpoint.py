@@ -94,7 +94,7 @@ async def _checkpoint_kept(
 ) -> int:
     """The step of the checkpoint a gateway holds for the job once it is ``KILL_AT_STEP``
     or later (read where the gateway keeps it: any replica may be the one that does)."""
-    keepers = [CheckpointKeeper(_checkpoints_dir(config)) for config in _gateway_configs(state)]
+    keepers = [CheckpointKeeper(_checkpoints_dir(config)) for config in state.gateway_configs]
     deadline = time.monotonic() + timeout_s
     while True:
         for keeper in keepers:
@@ -111,13 +111,6 @@ async def _checkpoint_kept(
         if time.monotonic() > deadline:
             raise DevnetError(f"no checkpoint at step {KILL_AT_STEP} of job {job_id} kept")
         await asyncio.sleep(0.2)
-
-
-def _gateway_configs(state: DevnetState) -> list[Path]:
-    home = state.options.home
-    return [home / "gateway.toml"] + [
-        home / f"gateway-{n + 1}.toml" for n in range(1, state.options.gateways)
-    ]
 
 
 def _checkpoints_dir(config: Path) -> Path:

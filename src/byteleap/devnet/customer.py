@@ -39,6 +39,7 @@ async def step_gateway(state: DevnetState) -> None:
     """Start the gateway (hosted with the validator's key and store), or several replicas of
     it over PostgreSQL, and make a tenant."""
     replicas = [_gateway_config(state, n) for n in range(state.options.gateways)]
+    state.gateway_configs = [config for config, _ in replicas]
     settings = load_settings(GatewaySettings, replicas[0][0])
     store = await open_store(settings.store.url)
     try:

@@ -113,6 +113,7 @@ class DevnetState:
     twins: dict[str, str] = field(default_factory=dict)  # shared-hotkeys: second -> first
     gateway_url: str = ""  # the first replica's; customers' steps use it
     gateway_urls: list[str] = field(default_factory=list)  # every replica's
+    gateway_configs: list[Path] = field(default_factory=list)  # every replica's config file
     weights_after: int = 0  # only weights computed after this count (unix seconds)
     api_key: str = ""
     validator_metrics_port: int = 0
