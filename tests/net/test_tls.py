@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,3 +120,37 @@ def test_plain_http_to_a_tls_port_is_refused(node: tuple[TlsIdentity, HttpsServe
 def test_unreachable_peer_is_a_clear_error(free_port: Callable[[], int]) -> None:
     with pytest.raises(PeerUnreachable, match="TLS handshake"):
         fetch_pinned_certificate("127.0.0.1", free_port(), b"\0" * 32, timeout_s=1)
+
+
+_CREATE_AT = """
+import ssl, sys, time
+from pathlib import Path
+from byteleap.net.tls import load_or_create_identity
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all begin together, imports done
+identity = load_or_create_identity(Path(sys.argv[1]))
+ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+    identity.cert_path, identity.key_path
+)  # the certificate is this key's
+print(identity.public_key.hex())
+"""
+
+
+def test_processes_creating_one_identity_at_once_get_one_matching_key(tmp_path: Path) -> None:
+    """A miner starting while a command reads its pin: once, a CI replica's miner died of a
+    key made by one process beside a certificate made by the other (KEY_VALUES_MISMATCH)."""
+    begin = time.time() + 4
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATE_AT, str(tmp_path / "state"), str(begin)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    keys = set()
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        keys.add(out.strip())
+    assert len(keys) == 1

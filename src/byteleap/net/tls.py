@@ -19,6 +19,8 @@ TLS 1.3 only; there is nothing older to talk to.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -69,15 +71,33 @@ def certificate_public_key(certificate: x509.Certificate) -> bytes:
 
 
 def load_or_create_identity(folder: Path, common_name: str = "byteleap-node") -> TlsIdentity:
-    """The identity in ``folder``, created on first use (key file mode 0600)."""
+    """The identity in ``folder``, created on first use (key file mode 0600).
+
+    Two processes may ask at once (a miner starting while a command reads its pin): creation
+    holds an exclusive lock on the folder and looks again under it, so one key is made and
+    the certificate always matches it (once a CI replica's miner died of a key from one
+    process and a certificate from the other)."""
     identity = TlsIdentity(folder / CERT_FILE, folder / KEY_FILE)
     if identity.cert_path.exists() and identity.key_path.exists():
-        try:
-            identity.certificate  # noqa: B018 - parse once so corruption fails here
-        except ValueError as exc:
-            raise IdentityError(f"unreadable TLS certificate {identity.cert_path}: {exc}") from None
-        return identity
+        return _checked(identity)
     folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".tls.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if identity.cert_path.exists() and identity.key_path.exists():
+            return _checked(identity)
+        _create(identity, common_name)
+    return identity
+
+
+def _checked(identity: TlsIdentity) -> TlsIdentity:
+    try:
+        identity.certificate  # noqa: B018 - parse once so corruption fails here
+    except ValueError as exc:
+        raise IdentityError(f"unreadable TLS certificate {identity.cert_path}: {exc}") from None
+    return identity
+
+
+def _create(identity: TlsIdentity, common_name: str) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -100,8 +120,10 @@ def load_or_create_identity(folder: Path, common_name: str = "byteleap-node") ->
     )
     identity.key_path.touch(mode=0o600)
     identity.key_path.write_bytes(key_bytes)
-    identity.cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return identity
+    # The certificate last and whole (renamed into place): once it is there, so is its key.
+    partial = identity.cert_path.with_name(identity.cert_path.name + ".partial")
+    partial.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    os.replace(partial, identity.cert_path)
 
 
 def fetch_pinned_certificate(
