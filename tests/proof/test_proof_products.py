@@ -258,7 +258,9 @@ def test_a_reveal_of_several_products_fits_the_size_limit() -> None:
     solution = solve(spec)
     request = draw_reveal(spec, commit(solution, hmac_sign), s=8)
     wire = answer_reveal(solution, request).model_dump_json()
-    assert parse_reveal(wire, max_bytes=reveal_size_limit(spec.n, len(request.rows)))
+    assert parse_reveal(
+        wire, max_bytes=reveal_size_limit(spec.n, len(request.rows), len(request.cols))
+    )
 
 
 def test_work_counts_every_product() -> None:

@@ -107,17 +107,27 @@ def test_generation_refuses_a_short_seed(philox: ModuleType) -> None:
 # 1 word: one short block; 17: two blocks; 256: exactly one chunk; 257: a one-word second
 # chunk; 1000: four chunks, so two parent levels.
 @pytest.mark.parametrize("n_words", [1, 17, 256, 257, 1000])
-def test_row_digests_match_blake3(hashing: ModuleType, n_words: int) -> None:
+def test_blake3_rows_match_blake3(hashing: ModuleType, n_words: int) -> None:
+    rows = torch.randint(-(2**31), 2**31 - 1, (3, n_words), dtype=torch.int32)
+    got = hashing.blake3_rows(rows).numpy().view(np.uint8).reshape(-1, 32)
+    for digest, row in zip(got, rows, strict=True):
+        assert digest.tobytes() == blake3.blake3(row.numpy().astype("<i4").tobytes()).digest()
+
+
+# Segments are 128 words: one short segment; exactly one; one and a one-word second; 2;
+# 7 whole and a short last one (the second pass then hashes 8 digests, 256 bytes).
+@pytest.mark.parametrize("n_words", [5, 128, 129, 256, 1000])
+def test_row_digests_match_the_host_row_digest(hashing: ModuleType, n_words: int) -> None:
     rows = torch.randint(-(2**31), 2**31 - 1, (3, n_words), dtype=torch.int32)
     got = hashing.row_digests(rows).numpy().view(np.uint8).reshape(-1, 32)
     for digest, row in zip(got, rows, strict=True):
-        assert digest.tobytes() == blake3.blake3(row.numpy().astype("<i4").tobytes()).digest()
+        assert digest.tobytes() == row_digest(row.numpy().astype("<i4").tobytes())
 
 
 def test_row_digests_of_a_float32_accumulator_hash_its_int32_values(hashing: ModuleType) -> None:
     rows = torch.randint(-(2**24) + 1, 2**24, (2, 300), dtype=torch.int32)
     got = hashing.row_digests(rows.to(torch.float32)).numpy().view(np.uint8).reshape(-1, 32)
-    assert [d.tobytes() for d in got] == [blake3.blake3(r.numpy().tobytes()).digest() for r in rows]
+    assert [d.tobytes() for d in got] == [row_digest(r.numpy().tobytes()) for r in rows]
 
 
 def test_row_digests_refuse_other_dtypes(hashing: ModuleType) -> None:

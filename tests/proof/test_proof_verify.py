@@ -15,7 +15,6 @@ from byteleap.proof import (
     Profile,
     ReplayGuard,
     Reveal,
-    RevealedRow,
     Verdict,
     VerdictReason,
     answer_reveal,
@@ -170,8 +169,8 @@ def test_swapped_rows_with_swapped_proofs_fail(honest_round: Round) -> None:
     reveal = honest_round[4]
     rows = list(reveal.rows)
     rows[0], rows[1] = (
-        RevealedRow(index=rows[0].index, data=rows[1].data, proof=rows[1].proof),
-        RevealedRow(index=rows[1].index, data=rows[0].data, proof=rows[0].proof),
+        rows[1].model_copy(update={"index": rows[0].index}),
+        rows[0].model_copy(update={"index": rows[1].index}),
     )
     verdict = _verify(honest_round, reveal.model_copy(update={"rows": tuple(rows)}))
     assert verdict.reason is R.BAD_PROOF
@@ -322,7 +321,7 @@ def test_malformed_commitments_raise_typed_errors(raw: bytes) -> None:
 def test_malformed_and_oversized_reveals(honest_round: Round) -> None:
     spec, _, _, request, reveal = honest_round
     wire = reveal.model_dump_json().encode()
-    limit = reveal_size_limit(spec.n, len(request.rows))
+    limit = reveal_size_limit(spec.n, len(request.rows), len(request.cols))
     assert parse_reveal(wire, max_bytes=limit) == reveal
     with pytest.raises(OversizedMessageError) as caught:
         parse_reveal(wire + b" " * limit, max_bytes=limit)

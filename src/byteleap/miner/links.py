@@ -87,8 +87,8 @@ class WorkerLink:
         return result
 
     async def reveal(self, request: RevealRequest, timeout_s: float) -> Reveal:
-        # The columns are the validator's secret; the worker only needs the rows.
-        text = AskReveal(request=request.model_copy(update={"cols": ()})).model_dump_json()
+        # The worker needs the columns too: it reveals only the segments that hold them.
+        text = AskReveal(request=request).model_dump_json()
         result = await self._request(("reveal", request.challenge_id), text, timeout_s)
         assert isinstance(result, Reveal)
         return result

@@ -186,7 +186,7 @@ class MinerClient:
 
     async def reveal(self, request: RevealRequest, n: int) -> Reveal:
         path = f"/v1/challenges/{request.challenge_id}/reveal"
-        limit = reveal_size_limit(n, len(request.rows))
+        limit = reveal_size_limit(n, len(request.rows), len(request.cols))
         return await self._call("POST", path, request, Reveal, max_bytes=limit)
 
     async def submit_job(self, request: JobRequest) -> JobStatus:

@@ -20,21 +20,17 @@ from byteleap.proof.challenge import (
     commit,
     draw_reveal,
     issue_challenge,
-    signing_payload,
     solve,
 )
-from byteleap.proof.matrices import cols_of_b, full_a, full_b, rows_of_a
-from byteleap.proof.merkle import MerkleTree, TreeKeys, leaf_hash, row_digest
+from byteleap.proof.matrices import full_a, full_b
 from byteleap.proof.messages import (
     ChallengeSpec,
     Commitment,
-    Reveal,
-    RevealedRow,
-    RevealRequest,
     parse_reveal,
     reveal_size_limit,
 )
 from byteleap.proof.profiles import Profile, max_n, value_bounds
+from byteleap.proof.synthetic import synthesize
 from byteleap.proof.verify import ReplayGuard, verify
 
 # Above this n the int64 recompute is timed at this size and scaled by n³.
@@ -73,33 +69,6 @@ def _full_recompute_s(spec: ChallengeSpec) -> tuple[float, bool]:
     b = full_b(spec.seed, n, spec.profile).astype(np.int64)
     seconds = _best(1, lambda: a @ b)
     return seconds * (spec.n / n) ** 3, n != spec.n
-
-
-def _synthetic_reveal(spec: ChallengeSpec, request: RevealRequest) -> tuple[Commitment, Reveal]:
-    """Real values at the sampled (row, column) pairs, random leaves and entries elsewhere."""
-    keys = TreeKeys.for_challenge(spec.challenge_id)
-    cols = list(request.cols)
-    rows = np.zeros((len(request.rows), spec.n), dtype="<i4")
-    a_rows = rows_of_a(spec.seed, spec.n, spec.profile, request.rows)
-    rows[:, cols] = a_rows @ cols_of_b(spec.seed, spec.n, spec.profile, cols).T
-    leaves = [os.urandom(32) for _ in range(spec.n)]
-    for k, i in enumerate(request.rows):
-        leaves[i] = leaf_hash(keys, i, row_digest(rows[k].tobytes()))
-    tree = MerkleTree.from_leaves(keys, leaves)
-    commitment = Commitment(
-        challenge_id=spec.challenge_id,
-        root=tree.root,
-        compute_s=0.0,
-        signature=_sign(signing_payload(spec.challenge_id, tree.root)),
-    )
-    reveal = Reveal(
-        challenge_id=spec.challenge_id,
-        rows=tuple(
-            RevealedRow(index=i, data=rows[k].tobytes(), proof=tuple(tree.proof(i)))
-            for k, i in enumerate(request.rows)
-        ),
-    )
-    return commitment, reveal
 
 
 def _worker_side(spec: ChallengeSpec, repeats: int) -> tuple[dict[str, object], Solution]:
@@ -218,7 +187,9 @@ def run_challenge_bench(
                 challenge_id=spec.challenge_id, root=bytes(32), compute_s=0.0, signature=b""
             ),
         )
-        commitment, reveal = _synthetic_reveal(spec, request)
+        # Real values at the sampled entries, random leaves and zero entries elsewhere.
+        synthetic = synthesize(spec, request)
+        commitment, reveal = synthetic.commitment(_sign), synthetic.reveal()
     else:
         # Where a worker would run it: a CUDA profile on the GPU when there is one.
         on_gpu = run_target(spec, AUTO)[1] == "cuda"
@@ -229,7 +200,7 @@ def run_challenge_bench(
         request = draw_reveal(spec, commitment)
         reveal = answer_reveal(solution, request)
     wire = reveal.model_dump_json().encode()
-    limit = reveal_size_limit(n, len(request.rows))
+    limit = reveal_size_limit(n, len(request.rows), len(request.cols))
     parse_s = _best(repeats, lambda: parse_reveal(wire, max_bytes=limit))
     verdicts = []
 

@@ -20,6 +20,7 @@ from byteleap.proof.messages import (
 )
 from byteleap.proof.product import Product
 from byteleap.proof.profiles import Profile, value_bounds
+from byteleap.proof.slices import slice_row
 
 COMMITMENT_DOMAIN = b"byteleap/proof/v1/commitment\x00"
 DEFAULT_ROWS = 8  # s
@@ -108,11 +109,9 @@ def draw_reveal(
 def answer_reveal(solution: Solution, request: RevealRequest) -> Reveal:
     if request.challenge_id != solution.spec.challenge_id:
         raise ProofError("reveal request for another challenge", reason="wrong_challenge")
-    tree = solution.product.tree
-    return Reveal(
-        challenge_id=request.challenge_id,
-        rows=tuple(
-            RevealedRow(index=i, data=solution.product.row_bytes(i), proof=tuple(tree.proof(i)))
-            for i in request.rows
-        ),
-    )
+    tree, n = solution.product.tree, solution.spec.n
+    rows: list[RevealedRow] = []
+    for i in request.rows:
+        data, digests = slice_row(solution.product.row_bytes(i), n, request.cols)
+        rows.append(RevealedRow(index=i, data=data, digests=digests, proof=tuple(tree.proof(i))))
+    return Reveal(challenge_id=request.challenge_id, rows=tuple(rows))

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from byteleap.proof.errors import MalformedMessageError, OversizedMessageError
+from byteleap.proof.merkle import DIGEST_BYTES, SEGMENT_BYTES, segment_count
 from byteleap.proof.profiles import Profile
 
 CHALLENGE_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -126,7 +127,8 @@ class Commitment(_Message):
 
 
 class RevealRequest(_Message):
-    """The sampled indices. Only ``rows`` need reach the worker; ``cols`` may stay private."""
+    """The sampled indices. The worker needs ``cols`` to know which segments to reveal; it
+    learns them only after its commitment, which is what binds it."""
 
     type: Literal["reveal_request"] = "reveal_request"
     challenge_id: ChallengeId
@@ -135,8 +137,12 @@ class RevealRequest(_Message):
 
 
 class RevealedRow(_Message):
+    """A sampled row as a slice (``proof.slices``): the segments that hold the request's
+    columns and the digests of the others, which together give its row digest."""
+
     index: int = Field(ge=0)
-    data: RowBytes  # int32 little-endian, n entries
+    data: RowBytes  # the revealed 512-byte segments, int32 little-endian, ascending
+    digests: RowBytes  # the other segments' 32-byte digests, ascending
     proof: tuple[Hash32, ...] = Field(max_length=MAX_PROOF_DEPTH)
 
 
@@ -220,12 +226,15 @@ def parse_challenge(raw: bytes | str, *, max_bytes: int = 4096) -> ChallengeSpec
     return _parse_as(ChallengeSpec, raw, max_bytes)
 
 
-def reveal_size_limit(n: int, rows: int) -> int:
-    """A generous byte limit for a reveal of ``rows`` rows of an n-wide product.
+def reveal_size_limit(n: int, rows: int, cols: int) -> int:
+    """A generous byte limit for a reveal of ``rows`` rows of an n-wide product sampled at
+    ``cols`` columns.
 
-    It holds for any number of products: a revealed row is n entries whatever product it
-    belongs to, and its proof is counted at ``MAX_PROOF_DEPTH`` siblings, beyond the
+    It holds for any number of products: a revealed row is a slice of n entries whatever
+    product it belongs to (at most one 512-byte segment per column, and a 32-byte digest per
+    segment, base64), and its proof is counted at ``MAX_PROOF_DEPTH`` siblings, beyond the
     ⌈log₂(products·n)⌉ ≤ 24 of the largest challenge.
     """
-    per_row = math.ceil(4 * n / 3) * 4 + 70 * MAX_PROOF_DEPTH + 64
+    slice_bytes = min(4 * n, SEGMENT_BYTES * cols) + DIGEST_BYTES * segment_count(n)
+    per_row = math.ceil(slice_bytes / 3) * 4 + 70 * MAX_PROOF_DEPTH + 96
     return rows * per_row + 1024

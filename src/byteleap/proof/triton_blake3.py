@@ -1,4 +1,4 @@
-"""BLAKE3 row digests and the Merkle tree as Triton kernels, for the CUDA challenge path.
+"""Row digests and the Merkle tree as Triton kernels, for the CUDA challenge path.
 
 At n = 32768–65536 the product is 4–17 GB: hashing it on the host would cost more than the
 multiplication. These kernels read the product where it lies (int32, or the float32 an fp16
@@ -12,6 +12,9 @@ product accumulates into, converted word by word) and hand the host only the tre
   up unchanged in both, as BLAKE3's left-balanced tree and ``merkle.MerkleTree`` do;
 - ``_leaf_kernel``: the keyed leaf hash of (u64le(i) ‖ row digest), a 40-byte message.
 
+A row digest takes two BLAKE3 passes (``row_digests``): one over the product viewed as rows
+of 512-byte segments (one chunk each), one over each row's segment digests (n/4 bytes).
+
 Bit-for-bit agreement with the ``blake3`` package and ``merkle.MerkleTree`` is tested under
 Triton's CPU interpreter, and the kernels are compiled for sm_90 in tests, without a GPU.
 """
@@ -24,7 +27,7 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from byteleap.proof.merkle import MerkleTree, TreeKeys
+from byteleap.proof.merkle import SEGMENT_WORDS, MerkleTree, TreeKeys
 
 if TYPE_CHECKING:
     import torch
@@ -259,7 +262,8 @@ def _pair_level(src: torch.Tensor, key: torch.Tensor, flags: int) -> torch.Tenso
 
 
 def row_digests(product: torch.Tensor) -> torch.Tensor:
-    """BLAKE3 of every row's int32 little-endian bytes → (rows, 8) int32 words, on the device.
+    """Every row's digest (``merkle.row_digest``: BLAKE3 over its 512-byte segments' BLAKE3s)
+    → (rows, 8) int32 words, on the device.
 
     ``product`` is int32, or float32 holding exact integers (an fp16 product's accumulator).
     """
@@ -267,6 +271,23 @@ def row_digests(product: torch.Tensor) -> torch.Tensor:
 
     if product.dtype not in (torch.int32, torch.float32) or product.dim() != 2:
         raise ValueError("row_digests takes a 2-D int32 or float32 tensor")
+    rows, n = product.shape
+    whole = n // SEGMENT_WORDS * SEGMENT_WORDS
+    parts = []
+    if whole:
+        # A view when the product is contiguous (challenge sizes are multiples of 256).
+        segments = product[:, :whole].reshape(rows * (whole // SEGMENT_WORDS), SEGMENT_WORDS)
+        parts.append(blake3_rows(segments).reshape(rows, -1, 8))
+    if whole < n:
+        parts.append(blake3_rows(product[:, whole:]).reshape(rows, 1, 8))
+    segment_words = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return blake3_rows(segment_words.reshape(rows, -1))
+
+
+def blake3_rows(product: torch.Tensor) -> torch.Tensor:
+    """Unkeyed BLAKE3 of every row's int32 little-endian bytes → (rows, 8) int32 words."""
+    import torch
+
     product = product.contiguous()
     rows, n_words = product.shape
     chunks = -(-n_words // _CHUNK_WORDS)

@@ -1,8 +1,9 @@
 """Validator-side verification of a reveal: a pure function of the messages and a clock.
 
 Checks run cheapest first: challenge identity, lateness, signature, replay, shape, Merkle
-proofs, then the sampled entries C[i, j] recomputed from the seed (only the s rows of A and t
-columns of B are generated) and compared bit for bit. In a challenge of several products the
+proofs (each row's digest rebuilt from its slice, ``proof.slices``), then the sampled entries
+C[i, j] recomputed from the seed (only the s rows of A and t columns of B are generated) and
+compared bit for bit. In a challenge of several products the
 tree holds products·n rows; global row r is row r mod n of product r div n, recomputed from
 that product's A and B.
 """
@@ -17,7 +18,7 @@ import numpy.typing as npt
 
 from byteleap.proof.challenge import signing_payload
 from byteleap.proof.matrices import cols_of_b, rows_of_a
-from byteleap.proof.merkle import TreeKeys, leaf_hash, root_from_proof, row_digest
+from byteleap.proof.merkle import TreeKeys, leaf_hash, root_from_proof
 from byteleap.proof.messages import (
     ChallengeSpec,
     Commitment,
@@ -26,6 +27,7 @@ from byteleap.proof.messages import (
     Verdict,
     VerdictReason,
 )
+from byteleap.proof.slices import slice_digest, slice_entries, slice_sizes
 
 SignatureCheck = Callable[[bytes, bytes], bool]  # (payload, signature) -> valid
 
@@ -79,7 +81,10 @@ def verify(
         return shape
     keys = TreeKeys.for_challenge(cid)
     for row in reveal.rows:
-        leaf = leaf_hash(keys, row.index, row_digest(row.data))
+        digest = slice_digest(spec.n, request.cols, row.data, row.digests)
+        if digest is None:  # _check_shape has checked the lengths
+            return Verdict.failed(VerdictReason.WRONG_SHAPE, "slice of the wrong size")
+        leaf = leaf_hash(keys, row.index, digest)
         if root_from_proof(keys, row.index, spec.row_count, leaf, row.proof) != commitment.root:
             return Verdict.failed(
                 VerdictReason.BAD_PROOF, "proof does not reach root", row=row.index
@@ -93,15 +98,17 @@ def _check_shape(spec: ChallengeSpec, request: RevealRequest, reveal: Reveal) ->
         return Verdict.failed(VerdictReason.WRONG_SHAPE, "revealed rows differ from the request")
     if any(not 0 <= i < spec.row_count for i in request.rows):
         return Verdict.failed(VerdictReason.WRONG_SHAPE, "requested row outside the matrix")
-    for row in reveal.rows:
-        if len(row.data) != 4 * n:
-            return Verdict.failed(
-                VerdictReason.WRONG_SHAPE,
-                f"row holds {len(row.data)} bytes, not {4 * n}",
-                row=row.index,
-            )
     if any(not 0 <= j < n for j in request.cols):
         return Verdict.failed(VerdictReason.WRONG_SHAPE, "requested column outside the matrix")
+    data_bytes, digest_bytes = slice_sizes(n, request.cols)
+    for row in reveal.rows:
+        if (len(row.data), len(row.digests)) != (data_bytes, digest_bytes):
+            return Verdict.failed(
+                VerdictReason.WRONG_SHAPE,
+                f"slice holds {len(row.data)} + {len(row.digests)} bytes, "
+                f"not {data_bytes} + {digest_bytes}",
+                row=row.index,
+            )
     return None
 
 
@@ -127,7 +134,7 @@ def _check_values(spec: ChallengeSpec, request: RevealRequest, reveal: Reveal) -
         return Verdict.passed()
     cols = list(request.cols)
     expected = expected_entries(spec, request)
-    revealed = np.stack([np.frombuffer(row.data, dtype="<i4")[cols] for row in reveal.rows]).astype(
+    revealed = np.stack([slice_entries(spec.n, cols, row.data) for row in reveal.rows]).astype(
         np.int64
     )
     wrong = np.argwhere(expected != revealed)
