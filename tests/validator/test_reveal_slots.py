@@ -95,3 +95,36 @@ async def test_a_miner_that_stalls_its_reveals_holds_only_its_own_slots(
         by_miner.setdefault(o.miner_hotkey, Counter())[o.status] += 1
     assert by_miner["honest"] == Counter({ChallengeStatus.PASSED: 6})
     assert ChallengeStatus.PASSED not in by_miner["stalls"]
+
+
+@pytest.mark.parametrize("per_challenge_s", [0.0, 0.2])
+async def test_the_reveal_budget_grows_with_the_rounds_challenges(
+    wallet: Any, sqlite_store: Store, per_challenge_s: float
+) -> None:
+    """Reveals read one at a time (one slot, 0.15 s each: a validator's single core) need
+    2.7 s for 18 challenges. A fixed 0.5 s budget times most of them out through no fault of
+    their miners; 0.2 s more per challenge of the round lets every one pass."""
+    device = SimulatedDevice(1e15)
+    miners = [
+        CountingMiner(
+            f"miner-{m}", [simulated_worker(m * 10 + i, device) for i in range(6)], delay_s=0.15
+        )
+        for m in range(3)
+    ]
+    params = RoundParams(
+        n=N,
+        ttl_s=1.0,
+        reveal_budget_s=0.5,
+        reveal_s_per_challenge=per_challenge_s,
+        reveals_in_flight=1,
+        reveals_in_flight_per_miner=1,
+    )
+    chain = StaticChain(miners, wallet.hotkey.ss58_address)
+    report = await RoundRunner(
+        wallet, as_chain(chain), sqlite_store, params, connect=chain.connect
+    ).run_round()
+    statuses = Counter(o.status for o in report.outcomes)
+    if per_challenge_s:
+        assert statuses == Counter({ChallengeStatus.PASSED: 18})
+    else:
+        assert statuses[ChallengeStatus.TIMED_OUT] >= 6, statuses

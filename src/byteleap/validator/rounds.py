@@ -88,12 +88,20 @@ class RoundParams:
     cols: int = 32  # t
     call_timeout_s: float = 30.0  # a listing
     reveal_budget_s: float = 30.0  # (param) the reveals' time after the last deadline
+    # Added to that budget per challenge of the round: reveals are read and verified one core's
+    # worth at a time, so a fixed budget that covers 256 challenges times out most of a full
+    # subnet's 25,600 through no fault of their miners (``byteleap bench validator``).
+    reveal_s_per_challenge: float = 0.01  # (param)
     # Reveals in flight at once. Unbounded, a validator busy verifying reads answers long after
     # they were signed and btauth/1 refuses them as stale (10 s): in a round of 2,560 workers
     # nine reveals in ten failed so (``byteleap bench validator``). A miner's own bound keeps
     # one that stalls its answers from holding all of the round's slots.
     reveals_in_flight: int = 64  # (param) the round's, all miners together
     reveals_in_flight_per_miner: int = 8  # (param)
+
+    def reveal_budget_for(self, challenges: int) -> float:
+        """A round's time for its reveals after its last deadline."""
+        return self.reveal_budget_s + self.reveal_s_per_challenge * challenges
 
     def plan_for(self, worker: WorkerView) -> ChallengePlan | None:
         """A worker that reports a GPU is measured on it, sized to the model and VRAM it claims;
@@ -291,7 +299,8 @@ class RoundRunner:
             return 0.0
         loop = asyncio.get_running_loop()
         longest = max(t.plan.deadline_s for m in miners for t in m.targets)
-        deadline = loop.time() + longest + self.params.reveal_budget_s
+        budget = self.params.reveal_budget_for(sum(len(m.targets) for m in miners))
+        deadline = loop.time() + longest + budget
         slots = asyncio.Semaphore(self.params.reveals_in_flight)
         for miner in miners:
             miner.run = BatchRun(

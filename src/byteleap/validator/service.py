@@ -50,6 +50,7 @@ def round_params(settings: ValidatorSettings) -> RoundParams:
         ttl_s=settings.challenge_ttl_s,
         max_workers_per_miner=settings.max_workers_per_miner,
         reveal_budget_s=settings.reveal_budget_s,
+        reveal_s_per_challenge=settings.reveal_s_per_challenge,
         rows=settings.reveal_rows,
         cols=settings.reveal_cols,
     )
