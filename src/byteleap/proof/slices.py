@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import blake3
 import numpy as np
 import numpy.typing as npt
 
@@ -28,7 +29,6 @@ from byteleap.proof.merkle import (
     SEGMENT_WORDS,
     digest_of_segments,
     segment_count,
-    segment_digests,
 )
 
 
@@ -54,7 +54,7 @@ def slice_row(row: bytes, n: int, cols: Iterable[int]) -> tuple[bytes, bytes]:
     data = b"".join(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES] for j in sorted(revealed))
     others = [j for j in range(segment_count(n)) if j not in revealed]
     digests = b"".join(
-        segment_digests(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES])[0] for j in others
+        blake3.blake3(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES]).digest() for j in others
     )
     return data, digests
 
@@ -73,7 +73,7 @@ def slice_digest(n: int, cols: Sequence[int], data: bytes, digests: bytes) -> by
         start = (previous + 1 - position) * DIGEST_BYTES
         pieces.append(digest_view[start : start + skipped * DIGEST_BYTES])
         segment = data_view[position * SEGMENT_BYTES : (position + 1) * SEGMENT_BYTES]
-        pieces.extend(segment_digests(segment))
+        pieces.append(blake3.blake3(segment).digest())
         previous = j
     pieces.append(digest_view[(previous + 1 - len(revealed)) * DIGEST_BYTES :])
     return digest_of_segments(b"".join(pieces))
