@@ -180,7 +180,7 @@ class ValidatorSettings(RoleSettings):
     reveal_budget_s: float = Field(default=30.0, gt=0)  # (param)
     # ...plus this per challenge of the round: one core reads and verifies the reveals, so a
     # full subnet's round needs minutes where a small one needs seconds.
-    reveal_s_per_challenge: float = Field(default=0.01, ge=0, le=1)  # (param)
+    reveal_s_per_challenge: float = Field(default=0.015, ge=0, le=1)  # (param)
     reveal_rows: int = Field(default=8, ge=1)  # (param) s
     reveal_cols: int = Field(default=32, ge=1)  # (param) t
     store_retry_s: float = Field(default=5.0, gt=0)

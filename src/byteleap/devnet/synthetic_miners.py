@@ -4,7 +4,7 @@ miner hotkeys with their workers, answering a real validator round.
 What the validator receives is what a real miner sends: TLS 1.3 under the key its metagraph
 pins, btauth/1 checked on every request and signed on every response (``net.auth``), batches
 kept by the real ``miner.challenge_batches.BatchBook``, commitments signed by each worker's own
-Ed25519 key, and reveals of full rows with full Merkle proofs that pass verification. What is
+Ed25519 key, and reveals of row slices with full Merkle proofs that pass verification. What is
 synthetic is behind it: no worker computes a product. Each challenge is committed at once to a
 ``proof.synthetic`` proof for the draw the benchmark's validator will make, which these miners
 know in advance from the shared key (``proof.synthetic.seeded_request``).

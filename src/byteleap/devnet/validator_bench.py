@@ -59,8 +59,9 @@ _SAMPLE_S = 0.25
 _STREAM_LIMIT = 1 << 24
 
 SYNTHETIC_NOTE = (
-    "synthetic miners: each reveal is n-wide rows with full Merkle proofs that pass proof.verify, "
-    "but only the drawn entries are computed and the unsampled leaves and subtrees are random; "
+    "synthetic miners: each reveal is a slice of n-wide rows (the segments that hold the drawn "
+    "columns, the other segments' digests) with full Merkle proofs that pass proof.verify, but "
+    "only the drawn entries are computed and the unsampled leaves and subtrees are random; "
     "the validator draws rows and columns from a key the miners share (seeded per challenge) "
     "instead of its CSPRNG, so they can answer without the product"
 )

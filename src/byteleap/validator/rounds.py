@@ -91,7 +91,7 @@ class RoundParams:
     # Added to that budget per challenge of the round: reveals are read and verified one core's
     # worth at a time, so a fixed budget that covers 256 challenges times out most of a full
     # subnet's 25,600 through no fault of their miners (``byteleap bench validator``).
-    reveal_s_per_challenge: float = 0.01  # (param)
+    reveal_s_per_challenge: float = 0.015  # (param)
     # Reveals in flight at once. Unbounded, a validator busy verifying reads answers long after
     # they were signed and btauth/1 refuses them as stale (10 s): in a round of 2,560 workers
     # nine reveals in ten failed so (``byteleap bench validator``). A miner's own bound keeps
