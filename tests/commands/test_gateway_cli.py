@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from byteleap.gateway.core import hash_key
+from byteleap.protocol.billing import DEFAULT_MAX_WORKERS
 from byteleap.store import open_store
 from byteleap.store.cloud import tenant_by_key_hash
-from byteleap.store.models import DEFAULT_MAX_WORKERS
 
 
 def gateway(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -102,3 +102,45 @@ def test_tenant_revoke_key_revokes_it_once(tmp_path: Path) -> None:
     assert asyncio.run(tenant()) is None
     again = revoke()
     assert again.returncode == 1 and "no such live key" in again.stderr
+
+
+def test_tenant_quota_shows_and_changes_quotas_and_refuses_bad_input(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway.store]\nurl = "{url}"\n')
+    created = gateway(
+        config, "tenant", "new", "acme", "--max-running-jobs", "2", "--max-queued-jobs", "5"
+    )
+    assert created.returncode == 0, created.stderr
+    shown = gateway(config, "tenant", "quota", "acme")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        f"max_workers: {DEFAULT_MAX_WORKERS}",
+        "workers_held: 0",
+        "max_running_jobs: 2",
+        "running_jobs: 0",
+        "max_queued_jobs: 5",
+    ]
+    changed = gateway(
+        config, "tenant", "quota", "acme", "--max-workers", "1", "--max-running-jobs", "7"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "max_workers: 1" in changed.stdout and "max_running_jobs: 7" in changed.stdout
+    assert "max_queued_jobs: 5" in changed.stdout  # not given: kept
+
+    async def stored() -> tuple[int, int, int]:
+        store = await open_store(url)
+        try:
+            async with store.session() as s:
+                tenant = await tenant_by_key_hash(s, hash_key(created.stdout.strip()))
+                assert tenant is not None
+                return tenant.max_workers, tenant.max_running_jobs, tenant.max_queued_jobs
+        finally:
+            await store.close()
+
+    assert asyncio.run(stored()) == (1, 7, 5)
+    unknown = gateway(config, "tenant", "quota", "nobody", "--max-workers", "3")
+    assert unknown.returncode == 1 and "no tenant named 'nobody'" in unknown.stderr
+    negative = gateway(config, "tenant", "quota", "acme", "--max-workers", "-1")
+    assert negative.returncode != 0 and negative.stdout == ""
+    assert asyncio.run(stored()) == (1, 7, 5)  # bad input changed nothing

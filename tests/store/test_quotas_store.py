@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from byteleap.protocol.api import JobState, LeaseState
+from byteleap.protocol.billing import DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_WORKERS
 from byteleap.protocol.service_spec import ReplicaState, ServiceState
 from byteleap.store import (
     JobRecord,
@@ -20,9 +21,10 @@ from byteleap.store import (
     create_tenant,
     insert_job,
 )
+from byteleap.store.cloud import get_tenant
 from byteleap.store.leases import LeaseRecord, end_lease, insert_lease
-from byteleap.store.models import DEFAULT_MAX_WORKERS, Tenant
-from byteleap.store.quotas import locked_quota, quota_of, quotas_of
+from byteleap.store.models import Tenant
+from byteleap.store.quotas import locked_quota, quota_of, quotas_of, set_quotas
 from byteleap.store.services import (
     ReplicaRecord,
     ServiceRecord,
@@ -175,3 +177,24 @@ async def test_the_locked_count_waits_for_a_concurrent_writer(store: Store) -> N
     assert not two.done()
     release_first.set()
     assert (await one, await two) == (0, 1)
+
+
+async def test_set_quotas_changes_what_is_given_and_takes_nothing_away(store: Store) -> None:
+    acme = await _tenant(store, "acme-quotas", max_workers=4, max_running_jobs=4)
+    await _lease(store, acme, "w-1")
+    await _lease(store, acme, "w-2")
+    async with store.session() as s:
+        assert await set_quotas(s, "acme-quotas", max_workers=1) == acme
+    async with store.session() as s:
+        quota = await quota_of(s, acme)
+        tenant = await get_tenant(s, acme)
+    # Lowered below what it holds: both leases stay, and it may take no more.
+    assert (quota.max_workers, quota.workers_held, quota.workers_free) == (1, 2, 0)
+    assert (tenant.max_running_jobs, tenant.max_queued_jobs) == (4, DEFAULT_MAX_QUEUED_JOBS)
+    async with store.session() as s:
+        with pytest.raises(RecordNotFound):
+            await set_quotas(s, "nobody", max_workers=1)
+        with pytest.raises(ValueError, match="negative"):
+            await set_quotas(s, "acme-quotas", max_running_jobs=-1)
+    async with store.session() as s:
+        assert (await quota_of(s, acme)).max_running_jobs == 4

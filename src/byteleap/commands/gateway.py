@@ -1,4 +1,4 @@
-"""`byteleap gateway run | tenant new NAME | tenant revoke-key`."""
+"""`byteleap gateway run | tenant new NAME | tenant quota NAME | tenant revoke-key`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from byteleap.commands.common import ConfigOption, settings_for
 from byteleap.config import GatewaySettings, load_settings
 from byteleap.logs import configure_logging
+from byteleap.protocol.billing import DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_WORKERS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 tenant_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -37,18 +38,23 @@ def run(
     asyncio.run(run_gateway(settings))
 
 
+_WORKERS_HELP = (
+    "The most workers its leases, jobs and service replicas hold at once (0: none; its work waits)."
+)
+_RUNNING_HELP = "The most of its jobs scheduled or running at once (the rest wait, queued)."
+_QUEUED_HELP = "The most of its jobs queued at once (more are refused)."
+_NAME = Annotated[str, typer.Argument(help="Tenant name (unique).")]
+
+
 @tenant_app.command("new")
 def tenant_new(
-    name: Annotated[str, typer.Argument(help="Tenant name (unique).")],
+    name: _NAME,
     balance: Annotated[float, typer.Option(min=0, help="Starting balance.")] = 0.0,
-    max_workers: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="The most workers its leases, jobs and service replicas hold at once "
-            "(0: none; its work waits).",
-        ),
-    ] = 64,
+    max_workers: Annotated[int, typer.Option(min=0, help=_WORKERS_HELP)] = DEFAULT_MAX_WORKERS,
+    max_running_jobs: Annotated[int, typer.Option(min=0, help=_RUNNING_HELP)] = DEFAULT_MAX_WORKERS,
+    max_queued_jobs: Annotated[
+        int, typer.Option(min=0, help=_QUEUED_HELP)
+    ] = DEFAULT_MAX_QUEUED_JOBS,
     config: ConfigOption = None,
 ) -> None:
     """Create a tenant and print its API key (shown once; stored hashed)."""
@@ -62,12 +68,64 @@ def tenant_new(
         store = await open_store(settings.store.url)
         try:
             return await create_tenant_with_key(
-                store, name, balance=balance, max_workers=max_workers
+                store,
+                name,
+                balance=balance,
+                max_workers=max_workers,
+                max_running_jobs=max_running_jobs,
+                max_queued_jobs=max_queued_jobs,
             )
         finally:
             await store.close()
 
     typer.echo(asyncio.run(create()))
+
+
+@tenant_app.command("quota")
+def tenant_quota(
+    name: _NAME,
+    max_workers: Annotated[int | None, typer.Option(min=0, help=_WORKERS_HELP)] = None,
+    max_running_jobs: Annotated[int | None, typer.Option(min=0, help=_RUNNING_HELP)] = None,
+    max_queued_jobs: Annotated[int | None, typer.Option(min=0, help=_QUEUED_HELP)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show a tenant's quotas and what it holds; with options, change them first. A quota
+    lowered below what the tenant holds stops nothing running: new work waits."""
+    from byteleap.store import RecordNotFound, open_store
+    from byteleap.store.cloud import get_tenant
+    from byteleap.store.quotas import quota_of, set_quotas
+
+    settings = settings_for(GatewaySettings, config)
+
+    async def change() -> dict[str, int]:
+        store = await open_store(settings.store.url)
+        try:
+            async with store.session() as s:
+                tenant_id = await set_quotas(
+                    s,
+                    name,
+                    max_workers=max_workers,
+                    max_running_jobs=max_running_jobs,
+                    max_queued_jobs=max_queued_jobs,
+                )
+                tenant, quota = await get_tenant(s, tenant_id), await quota_of(s, tenant_id)
+        finally:
+            await store.close()
+        return {
+            "max_workers": tenant.max_workers,
+            "workers_held": quota.workers_held,
+            "max_running_jobs": tenant.max_running_jobs,
+            "running_jobs": quota.running_jobs,
+            "max_queued_jobs": tenant.max_queued_jobs,
+        }
+
+    try:
+        shown = asyncio.run(change())
+    except RecordNotFound:
+        typer.echo(f"no tenant named {name!r}", err=True)
+        raise typer.Exit(1) from None
+    for field, value in shown.items():
+        typer.echo(f"{field}: {value}")
 
 
 @tenant_app.command("revoke-key")

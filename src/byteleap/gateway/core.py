@@ -50,7 +50,12 @@ from byteleap.protocol.api import (
     LogEntry,
 )
 from byteleap.protocol.artifacts import ArtifactListing, ArtifactView
-from byteleap.protocol.billing import DEFAULT_CURRENCY, format_amount
+from byteleap.protocol.billing import (
+    DEFAULT_CURRENCY,
+    DEFAULT_MAX_QUEUED_JOBS,
+    DEFAULT_MAX_WORKERS,
+    format_amount,
+)
 from byteleap.store import IllegalTransition, RecordNotFound, Store, StoreConflict
 from byteleap.store.cloud import (
     JobRecord,
@@ -65,7 +70,6 @@ from byteleap.store.cloud import (
     tenant_by_key_hash,
 )
 from byteleap.store.leases import LeaseRecord, get_lease
-from byteleap.store.models import DEFAULT_MAX_WORKERS
 from byteleap.store.money import InsufficientFunds, available, hold
 
 log = logging.getLogger(__name__)
@@ -82,13 +86,25 @@ def hash_key(api_key: str) -> str:
 
 
 async def create_tenant_with_key(
-    store: Store, name: str, *, balance: float, max_workers: int = DEFAULT_MAX_WORKERS
+    store: Store,
+    name: str,
+    *,
+    balance: float,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+    max_running_jobs: int = DEFAULT_MAX_WORKERS,
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS,
 ) -> str:
     """A new tenant and its first API key; the key is shown once and stored hashed."""
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     async with store.session() as s:
         tenant = await create_tenant(
-            s, name, balance=balance, max_workers=max_workers, at=int(time.time())
+            s,
+            name,
+            balance=balance,
+            max_workers=max_workers,
+            max_running_jobs=max_running_jobs,
+            max_queued_jobs=max_queued_jobs,
+            at=int(time.time()),
         )
         await add_api_key(s, tenant.id, hash_key(api_key), at=int(time.time()))
     return api_key

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from byteleap.protocol.api import JobSpec, JobView, LeaseSpec, LeaseView, LogEntry
 from byteleap.protocol.artifacts import ArtifactListing, ArtifactView
-from byteleap.store.models import DEFAULT_MAX_WORKERS
+from byteleap.protocol.billing import DEFAULT_MAX_WORKERS
 
 
 class Tenant(BaseModel):

@@ -51,6 +51,12 @@ def _significant(value: float) -> str:
 
 Amount = Annotated[float, Field(allow_inf_nan=False)]
 
+#: A tenant's ``max_workers`` (and ``max_running_jobs``) unless set: more than a normal user
+#: holds, few enough that one tenant cannot take a whole network.
+DEFAULT_MAX_WORKERS = 64
+#: A tenant's ``max_queued_jobs`` unless set.
+DEFAULT_MAX_QUEUED_JOBS = 1000
+
 
 class Balance(BaseModel):
     """What a tenant has: ``available`` = ``balance`` − ``held`` is what new work may use."""

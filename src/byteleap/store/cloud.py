@@ -20,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from byteleap.protocol.api import JOB_TRANSITIONS, JobState
+from byteleap.protocol.billing import DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_WORKERS
 from byteleap.store.errors import IllegalTransition, RecordNotFound, StoreConflict
-from byteleap.store.models import DEFAULT_MAX_WORKERS, ApiKey, Job, Tenant
+from byteleap.store.models import ApiKey, Job, Tenant
 from byteleap.store.money import check_amount
 
 # A row changed by another writer between our read and our guarded write: read again.
@@ -90,7 +91,7 @@ async def create_tenant(
     *,
     balance: float,
     max_running_jobs: int = DEFAULT_MAX_WORKERS,
-    max_queued_jobs: int = 1000,
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS,
     max_workers: int = DEFAULT_MAX_WORKERS,
     at: int,
 ) -> TenantRecord:

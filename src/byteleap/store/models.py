@@ -21,12 +21,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from byteleap.protocol.api import JobState, LeaseState
+from byteleap.protocol.billing import DEFAULT_MAX_WORKERS
 from byteleap.protocol.service_spec import ReplicaState, ServiceState
 from byteleap.protocol.states import ChallengeStatus, WorkerState
-
-#: A tenant's ``max_workers`` unless set: more than a normal user holds, few enough that one
-#: tenant cannot take a whole network.
-DEFAULT_MAX_WORKERS = 64
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -128,3 +128,30 @@ async def locked_quota(s: AsyncSession, tenant_id: int) -> TenantQuota:
     added, so two cannot both pass at one below the cap."""
     await lock_tenant(s, tenant_id)
     return await quota_of(s, tenant_id)
+
+
+async def set_quotas(
+    s: AsyncSession,
+    name: str,
+    *,
+    max_workers: int | None = None,
+    max_running_jobs: int | None = None,
+    max_queued_jobs: int | None = None,
+) -> int:
+    """Change the named tenant's quotas (None: keep one) and return its id; a quota lowered
+    below what the tenant holds takes nothing away, it only keeps new work waiting.
+    :class:`RecordNotFound` for no such tenant, ValueError for a negative quota."""
+    given = {
+        "max_workers": max_workers,
+        "max_running_jobs": max_running_jobs,
+        "max_queued_jobs": max_queued_jobs,
+    }
+    changes = {column: value for column, value in given.items() if value is not None}
+    if any(value < 0 for value in changes.values()):
+        raise ValueError("quotas cannot be negative")
+    tenant_id = await s.scalar(sa.select(Tenant.id).where(Tenant.name == name))
+    if tenant_id is None:
+        raise RecordNotFound(f"no tenant named {name!r}", entity="tenant", name=name)
+    if changes:
+        await s.execute(sa.update(Tenant).where(Tenant.id == tenant_id).values(**changes))
+    return int(tenant_id)
