@@ -4,6 +4,7 @@ and the generated code matching the .proto."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import socket
@@ -43,6 +44,7 @@ def _free_port() -> int:
 class Gateway:
     service: InMemoryCloudService
     stub: pb_grpc.GatewayStub
+    channel: grpc.aio.Channel
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ class _served:
         port = _free_port()
         self.server = await serve_grpc(self.service, "127.0.0.1", port)
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        return Gateway(self.service, pb_grpc.GatewayStub(self.channel))
+        return Gateway(self.service, pb_grpc.GatewayStub(self.channel), self.channel)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.channel.close()
@@ -279,6 +281,34 @@ async def test_missing_or_wrong_key_is_unauthenticated(
     error = await _error(_calls(gateway.stub)[rpc](metadata))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert _trailers(error)["reason"] == "unauthorized"
+    assert gateway.service.job_ids() == []
+
+
+@pytest.mark.adversarial
+@pytest.mark.parametrize(
+    ("metadata", "answered"),
+    [((), "refused at once"), (ALICE, "waits for its request")],
+    ids=["no-key", "alice"],
+)
+async def test_a_call_without_a_key_is_refused_before_its_request_is_read(
+    gateway: Gateway, metadata: Sequence[tuple[str, str]], answered: str
+) -> None:
+    """A client that opens a SubmitJob call and never sends its request: without a key it is
+    refused at once, as a slow or huge unauthenticated body would be; with one, the gateway
+    waits for the request as it must (and the client gives up at its deadline)."""
+    raw = gateway.channel.stream_unary("/byteleap.gateway.v1.Gateway/SubmitJob")
+    never_sent = asyncio.Event()
+
+    async def no_request() -> AsyncIterator[bytes]:
+        await never_sent.wait()
+        yield b""
+
+    error = await _error(raw(no_request(), metadata=metadata, timeout=2.0))
+    if answered == "refused at once":
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert _trailers(error)["reason"] == "unauthorized"
+    else:
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert gateway.service.job_ids() == []
 
 

@@ -1,8 +1,9 @@
 """The customer gRPC API (grpc.aio) over the `CloudService` port, next to the REST one.
 
 The contract is ``proto/byteleap/gateway/v1/gateway.proto``; its Python code is generated into
-``_pb/`` by the build (`protogen`). Each RPC authenticates from the ``authorization: Bearer
-<api key>`` metadata, calls one port method and converts the view; what it raises is mapped
+``_pb/`` by the build (`protogen`). Every call is authenticated from the ``authorization:
+Bearer <api key>`` metadata before its request is read (`KeyFirst`); each RPC then calls one
+port method and converts the view; what it raises is mapped
 once, in `_abort`:
 
 - `CloudError` → its ``grpc_code``, the message as details, trailing metadata ``reason`` (and
@@ -24,7 +25,9 @@ import grpc
 
 from byteleap.gateway.grpc_common import (
     Context,
+    KeyFirst,
     api_key,
+    call_tenant,
     limit,
     parse_spec,
     pb,
@@ -109,7 +112,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self._key_recheck_s = key_recheck_s
 
     async def _tenant(self, context: Context) -> Tenant:
-        return await self._service.authenticate(api_key(context.invocation_metadata()))
+        return await call_tenant(context, self._service.authenticate)
 
     @unary
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: Context) -> pb.Job:
@@ -138,7 +141,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.StreamJobLogsRequest, context: Context
     ) -> AsyncIterator[pb.LogEvent]:
         key = api_key(context.invocation_metadata())
-        tenant = await self._service.authenticate(key)
+        tenant = await call_tenant(context, self._service.authenticate)
         await self._service.get_job(tenant, request.job_id)  # NOT_FOUND before any line
         lines = self._service.job_logs(
             tenant, request.job_id, after=request.after, follow=request.follow
@@ -195,10 +198,11 @@ async def serve_grpc(
     plain text), with the ``Services`` service when the gateway runs a desk (``services``);
     the caller stops it with ``await server.stop(grace)``."""
     server = grpc.aio.server(
+        interceptors=[KeyFirst(service.authenticate)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared listener
-        ]
+        ],
     )
     servicer = GatewayServicer(service, key_recheck_s)
     pb_grpc.add_GatewayServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

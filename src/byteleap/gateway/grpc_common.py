@@ -1,8 +1,10 @@
-"""What the gateway's gRPC services share: the generated code, the API key from the call's
-metadata, list limits, spec parsing, and the mapping of errors to status codes and trailers."""
+"""What the gateway's gRPC services share: the generated code, the key check that runs before
+a call's request is read, list limits, spec parsing, and the mapping of errors to status codes
+and trailers."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -13,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from byteleap.gateway import protogen
 from byteleap.gateway.errors import CloudError, InvalidSpec, Unauthorized
+from byteleap.gateway.port import Tenant
 
 try:
     from byteleap.gateway._pb import gateway_pb2 as pb
@@ -28,8 +31,10 @@ __all__ = [
     "DEFAULT_LIST_LIMIT",
     "MAX_LIST_LIMIT",
     "Context",
+    "KeyFirst",
     "abort",
     "api_key",
+    "call_tenant",
     "limit",
     "parse_spec",
     "pb",
@@ -112,3 +117,45 @@ def api_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     raise Unauthorized("missing API key: send metadata authorization: Bearer <api key>")
+
+
+# The tenant `KeyFirst` found for the call being served: each call runs in a task of its own,
+# so a value set while it is intercepted is seen by its handler and by no other call.
+_CALL_TENANT: contextvars.ContextVar[Tenant] = contextvars.ContextVar("grpc_call_tenant")
+
+
+class KeyFirst(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Checks a call's API key from its metadata before its request is read, as the REST API
+    does before a body: a unary handler would first wait for the whole request message (up
+    to the gateway's size limit) from a client that may have no key at all. A call without a
+    live key gets a handler that refuses it at once and never reads the request."""
+
+    def __init__(self, authenticate: Callable[[str], Awaitable[Tenant]]) -> None:
+        self._authenticate = authenticate
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        try:
+            _CALL_TENANT.set(await self._authenticate(api_key(details.invocation_metadata)))
+        except Exception as exc:
+            return _refusal(exc)
+        return await continuation(details)
+
+
+def _refusal(exc: Exception) -> grpc.RpcMethodHandler:
+    async def refuse(requests: AsyncIterator[Any], context: Context) -> None:
+        await abort(context, exc)
+
+    # Stream-in: the request is read only when iterated, and this never does.
+    return grpc.stream_unary_rpc_method_handler(refuse)
+
+
+async def call_tenant(context: Context, authenticate: Callable[[str], Awaitable[Tenant]]) -> Tenant:
+    """The calling tenant: the one `KeyFirst` found, else (a server without it) looked up."""
+    found = _CALL_TENANT.get(None)
+    if found is not None:
+        return found
+    return await authenticate(api_key(context.invocation_metadata()))

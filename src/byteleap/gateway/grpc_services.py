@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from byteleap.gateway.grpc_common import Context, api_key, limit, parse_spec, pb, pb_grpc, unary
+from byteleap.gateway.grpc_common import Context, call_tenant, limit, parse_spec, pb, pb_grpc, unary
 from byteleap.gateway.port import CloudService, Tenant
 from byteleap.protocol.service_spec import (
     ServiceScale,
@@ -52,7 +52,7 @@ class ServicesServicer(pb_grpc.ServicesServicer):
         self._desk = desk
 
     async def _tenant(self, context: Context) -> Tenant:
-        return await self._service.authenticate(api_key(context.invocation_metadata()))
+        return await call_tenant(context, self._service.authenticate)
 
     @unary
     async def CreateService(self, request: pb.CreateServiceRequest, context: Context) -> pb.Service:
