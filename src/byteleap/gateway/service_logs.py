@@ -4,6 +4,8 @@ replica's id). A miner that cannot answer leaves that replica with no lines, not
 
 from __future__ import annotations
 
+import asyncio
+
 from byteleap.gateway.miners import Supply
 from byteleap.net.miner_client import MinerCallError
 from byteleap.protocol.api import LogEntry
@@ -22,9 +24,9 @@ async def service_logs(
     if replica_id is not None:
         records = [r for r in records if r.id == replica_id]
     newest = sorted(records, key=lambda r: r.created_at, reverse=True)[:MAX_REPLICAS]
-    return ServiceLogs(
-        service_id=service_id, replicas=[await _replica_log(pool, r, after) for r in newest]
-    )
+    # All at once: a miner that is slow to answer costs its timeout once, not once per replica.
+    logs = await asyncio.gather(*(_replica_log(pool, r, after) for r in newest))
+    return ServiceLogs(service_id=service_id, replicas=list(logs))
 
 
 async def _replica_log(pool: Supply, replica: ReplicaRecord, after: int) -> ReplicaLog:
