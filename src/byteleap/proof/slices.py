@@ -49,10 +49,10 @@ def slice_row(row: bytes, n: int, cols: Iterable[int]) -> tuple[bytes, bytes]:
     """The slice (data, digests) of an encoded n-entry row for ``cols``."""
     if len(row) != 4 * n:
         raise ValueError(f"row holds {len(row)} bytes, not {4 * n}")
-    revealed = set(revealed_segments(n, cols))
+    revealed = revealed_segments(n, cols)
     view = memoryview(row)
-    data = b"".join(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES] for j in sorted(revealed))
-    others = [j for j in range(segment_count(n)) if j not in revealed]
+    data = b"".join(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES] for j in revealed)
+    others = sorted(set(range(segment_count(n))).difference(revealed))
     digests = b"".join(
         blake3.blake3(view[j * SEGMENT_BYTES : (j + 1) * SEGMENT_BYTES]).digest() for j in others
     )

@@ -3,9 +3,8 @@
 Checks run cheapest first: challenge identity, lateness, signature, replay, shape, Merkle
 proofs (each row's digest rebuilt from its slice, ``proof.slices``), then the sampled entries
 C[i, j] recomputed from the seed (only the s rows of A and t columns of B are generated) and
-compared bit for bit. In a challenge of several products the
-tree holds products·n rows; global row r is row r mod n of product r div n, recomputed from
-that product's A and B.
+compared bit for bit. In a challenge of several products the tree holds products·n rows;
+global row r is row r mod n of product r div n, recomputed from that product's A and B.
 """
 
 from __future__ import annotations
