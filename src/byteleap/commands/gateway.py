@@ -91,13 +91,14 @@ def tenant_quota(
 ) -> None:
     """Show a tenant's quotas and what it holds; with options, change them first. A quota
     lowered below what the tenant holds stops nothing running: new work waits."""
-    from byteleap.store import RecordNotFound, open_store
+    from byteleap.store import RecordNotFound, open_store, upgrade
     from byteleap.store.cloud import get_tenant
     from byteleap.store.quotas import quota_of, set_quotas
 
     settings = settings_for(GatewaySettings, config)
 
     async def change() -> dict[str, int]:
+        await upgrade(settings.store.url)  # as `tenant new` does: a store from before the quotas
         store = await open_store(settings.store.url)
         try:
             async with store.session() as s:

@@ -3,8 +3,7 @@
 The contract is ``proto/byteleap/gateway/v1/gateway.proto``; its Python code is generated into
 ``_pb/`` by the build (`protogen`). Every call is authenticated from the ``authorization:
 Bearer <api key>`` metadata before its request is read (`KeyFirst`); each RPC then calls one
-port method and converts the view; what it raises is mapped
-once, in `_abort`:
+port method and converts the view; what it raises is mapped once, in `_abort`:
 
 - `CloudError` → its ``grpc_code``, the message as details, trailing metadata ``reason`` (and
   ``field`` for `InvalidSpec`);

@@ -120,7 +120,8 @@ def api_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
 
 
 # The tenant `KeyFirst` found for the call being served: each call runs in a task of its own,
-# so a value set while it is intercepted is seen by its handler and by no other call.
+# so a value set while it is intercepted is seen by its handler and by no other call (and
+# every call that reaches a handler has had it set, by its own interception, just before).
 _CALL_TENANT: contextvars.ContextVar[Tenant] = contextvars.ContextVar("grpc_call_tenant")
 
 
